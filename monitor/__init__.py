@@ -1,0 +1,1 @@
+"""hiro-monitor: research imaging schedule monitor."""

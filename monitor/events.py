@@ -1,0 +1,116 @@
+"""The one internal event every feed produces.
+
+MLLP, HL7 files, FHIR polls and CSV imports all end in a :class:`ScheduleEvent`; the store
+and the rules engine never see HL7 or FHIR. A feed that cannot make an event out of its
+input returns a :class:`Rejection` instead (the input is still stored, see the intake).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+class EventKind(enum.StrEnum):
+    """What happened to an appointment or imaging order."""
+
+    BOOKED = "booked"
+    ORDERED = "ordered"  # an imaging order (ORM/OMI) with or without a time yet
+    RESCHEDULED = "rescheduled"
+    MODIFIED = "modified"
+    CANCELLED = "cancelled"
+    DELETED = "deleted"
+    NO_SHOW = "no_show"
+    ARRIVED = "arrived"
+    COMPLETED = "completed"
+
+
+class ExamStatus(enum.StrEnum):
+    """The current state of an exam, derived from the last event that set it."""
+
+    ORDERED = "ordered"
+    SCHEDULED = "scheduled"
+    ARRIVED = "arrived"
+    COMPLETED = "completed"
+    CANCELLED = "cancelled"
+    NO_SHOW = "no_show"
+    DELETED = "deleted"
+
+
+# Which status an event leaves the exam in; None keeps the current status
+# (a modification or reschedule of a cancelled exam does not revive it by itself).
+STATUS_AFTER: dict[EventKind, ExamStatus | None] = {
+    EventKind.BOOKED: ExamStatus.SCHEDULED,
+    EventKind.ORDERED: ExamStatus.ORDERED,
+    EventKind.RESCHEDULED: ExamStatus.SCHEDULED,
+    EventKind.MODIFIED: None,
+    EventKind.CANCELLED: ExamStatus.CANCELLED,
+    EventKind.DELETED: ExamStatus.DELETED,
+    EventKind.NO_SHOW: ExamStatus.NO_SHOW,
+    EventKind.ARRIVED: ExamStatus.ARRIVED,
+    EventKind.COMPLETED: ExamStatus.COMPLETED,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class PatientIdentifier:
+    """One PID-3 repetition (or FHIR Patient.identifier): value, assigning authority, type."""
+
+    value: str
+    authority: str = ""
+    type_code: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleEvent:
+    """One scheduling fact from any feed.
+
+    ``start`` is timezone-aware (UTC) or None when the message carries no time.
+    ``external_id`` is the appointment's identity at its source (SCH-2 filler id, falling
+    back to SCH-1 placer id; the order/accession for orders; the FHIR Appointment id).
+    ``mrn`` is the identifier the site configured as the MRN; all identifiers are kept
+    in ``patient_ids``. Events carry no patient name or birth date: the office does not
+    need them to run a trial schedule, and what is not stored cannot leak.
+    """
+
+    source: str
+    external_id: str
+    kind: EventKind
+    trigger: str = ""  # e.g. "SIU^S12", "ORM^O01", "Appointment"
+    status_code: str = ""  # the sender's own status (SCH-25, ORC-5, FHIR status)
+    patient_ids: tuple[PatientIdentifier, ...] = ()
+    mrn: str | None = None
+    accession: str | None = None
+    order_number: str | None = None
+    procedure_code: str | None = None
+    procedure_text: str | None = None
+    procedure_system: str | None = None
+    modality: str | None = None
+    start: datetime | None = None
+    duration_minutes: int | None = None
+    location: str | None = None
+    resources: tuple[str, ...] = ()
+    comments: tuple[str, ...] = ()
+    extra: dict[str, str] = field(default_factory=dict)  # e.g. CTI study id, Z-segment text
+
+    def __post_init__(self) -> None:
+        if not self.external_id:
+            raise ValueError("a ScheduleEvent needs an external id")
+        if self.start is not None and self.start.utcoffset() is None:
+            raise ValueError("ScheduleEvent.start must be timezone-aware")
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """Why a feed could not turn its input into an event.
+
+    ``error_code`` follows HL7 table 0357 (message error condition codes) so the MLLP
+    listener can put it into ERR-3; ``reason`` is plain language and must carry no PHI.
+    ``skipped`` marks input that is valid but not ours to track (a hold or block with no
+    patient, a non-scheduling message): it is stored and acknowledged AA, not AE.
+    """
+
+    reason: str
+    error_code: str = "207"  # 207 = application internal error
+    skipped: bool = False
