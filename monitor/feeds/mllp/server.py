@@ -1,0 +1,444 @@
+"""The MLLP listener: asyncio streams around :class:`~monitor.feeds.mllp.framing.FrameDecoder`.
+
+The listener decides nothing about HL7: it hands each complete frame to a
+:class:`MessageHandler` and writes back whatever ACK the handler returns. What it owns is
+the connection: who may connect, how long a frame may take, ordering, shutdown, counters.
+
+Per connection, frames are handled strictly one after another: the handler is called for
+the next frame only after the previous frame's ACK has been written (HL7 v2 original-mode
+acknowledgment, HL7 v2 chapter 2, keeps one message in flight; a sender that pipelines
+anyway is served in order). While the handler runs, the connection is not read, so a fast
+sender is held back by TCP flow control rather than by memory. Connections run concurrently.
+
+Logs go to ``monitor.mllp`` and never contain message bytes (they are PHI): only the peer,
+connection id, sizes, counts and timings. For the same reason a handler exception is logged
+by type and code location, never by its message text.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import itertools
+import logging
+import ssl
+import time
+import traceback
+from dataclasses import dataclass
+from typing import Protocol
+
+from monitor.config import ConfigError, MllpSettings
+from monitor.feeds.mllp.framing import BrokenFrame, Event, Frame, FrameDecoder, Oversize, frame
+
+log = logging.getLogger("monitor.mllp")
+
+READ_SIZE = 65536
+IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass(frozen=True, slots=True)
+class Peer:
+    """The sender of a message: its address and the listener's id for the connection."""
+
+    host: str
+    port: int
+    connection_id: int
+
+
+class MessageHandler(Protocol):
+    """What the listener calls; deciding code (its exceptions cost the sender a retry, nothing more)."""
+
+    async def on_message(self, message: bytes, peer: Peer) -> bytes | None:
+        """Process one complete message; return its ACK (unframed), or None to send no ACK.
+
+        No ACK means the sender times out and resends, which is how "store down" must be
+        answered if an AR cannot be built. An exception is logged (by type) and treated as None.
+        """
+        ...
+
+    async def on_oversize(self, head: bytes, size: int, peer: Peer) -> bytes | None:
+        """A message of ``size`` bytes exceeded the limit and was discarded; ``head`` is its start.
+
+        Return an AR ACK built from the MSH in ``head``, or None to send nothing.
+        """
+        ...
+
+
+@dataclass(slots=True)
+class ListenerStats:
+    """Counters for metrics, updated in place by the listener; read them, never write them."""
+
+    connections_open: int = 0
+    connections_total: int = 0
+    frames: int = 0
+    garbage_bytes: int = 0
+    oversize: int = 0
+    broken_frames: int = 0  # cut off by a new start block, or by the peer disconnecting
+    timeouts: int = 0  # idle or message deadline
+    rejected_peers: int = 0
+
+
+@dataclass(eq=False, slots=True)
+class _Connection:
+    peer: Peer
+    decoder: FrameDecoder
+    task: asyncio.Task[object] | None
+    busy: bool = False  # in a handler call or writing its ACK: close() lets it finish
+    cancelled_by_close: bool = False
+    garbage_bytes: int = 0  # this connection's share of ListenerStats.garbage_bytes
+
+
+def parse_allowed_senders(entries: tuple[str, ...] | list[str]) -> tuple[IpNetwork, ...]:
+    """Turn ``mllp.allowed_senders`` (addresses or CIDR networks) into networks.
+
+    Raises :class:`~monitor.config.ConfigError` naming the entry that is neither.
+    """
+    networks: list[IpNetwork] = []
+    for entry in entries:
+        try:
+            networks.append(ipaddress.ip_network(entry.strip(), strict=False))
+        except ValueError as exc:
+            raise ConfigError(f"mllp.allowed_senders: {entry!r} is not an IP address or network") from exc
+    return tuple(networks)
+
+
+def build_tls_context(certificate: str, private_key: str) -> ssl.SSLContext:
+    """A server-side TLS context (TLS 1.2 or newer) from PEM files.
+
+    Raises :class:`~monitor.config.ConfigError` when a file cannot be read or does not hold a
+    matching certificate and key.
+    """
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(certificate, private_key)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"mllp.tls_certificate/tls_private_key: cannot load: {exc}") from exc
+    return context
+
+
+def _is_allowed(host: str, networks: tuple[IpNetwork, ...]) -> bool:
+    if not networks:
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped  # a dual-stack socket reports IPv4 peers as ::ffff:a.b.c.d
+    return any(address in network for network in networks)
+
+
+def _where(exc: BaseException) -> str:
+    """The innermost code location of ``exc``: file, line, function (code, never values)."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    if not frames:
+        return "?"
+    last = frames[-1]
+    return f"{last.filename}:{last.lineno} in {last.name}"
+
+
+class MllpServer:
+    """An MLLP listener bound to ``settings.host``/``settings.port``, feeding ``handler``.
+
+    Lifecycle: ``await start()`` binds (raises :class:`OSError` if the address is taken,
+    :class:`~monitor.config.ConfigError` for unusable TLS files); ``port`` is then the bound
+    port (useful with port 0); ``await close(grace)`` shuts down. Constructing it raises
+    ConfigError for a bad ``allowed_senders`` entry or a TLS certificate without a key.
+
+    Per connection:
+
+    - a peer outside ``allowed_senders`` is closed as soon as it is accepted, before any of
+      its bytes are decoded (and before a TLS handshake);
+    - with TLS configured, the handshake must finish within ``message_deadline_seconds``;
+    - no bytes at all for ``idle_timeout_seconds`` closes the connection;
+    - a frame not complete within ``message_deadline_seconds`` of its start block closes
+      the connection (a trickling sender is cut off; the partial frame is dropped);
+    - an oversize frame gets ``on_oversize``'s ACK and the connection stays open, since
+      framing recovers at the next start block;
+    - broken frames and bytes outside frames are counted and logged, never handled;
+    - a disconnect mid-frame drops the partial frame: it was never acknowledged, so the
+      sender resends it.
+    """
+
+    def __init__(self, settings: MllpSettings, handler: MessageHandler) -> None:
+        self._settings = settings
+        self._handler = handler
+        self._networks = parse_allowed_senders(settings.allowed_senders)
+        if bool(settings.tls_certificate) != bool(settings.tls_private_key):
+            raise ConfigError("mllp.tls_certificate and mllp.tls_private_key must be set together")
+        self._tls: ssl.SSLContext | None = None
+        self._server: asyncio.Server | None = None
+        self._connections: set[_Connection] = set()
+        self._ids = itertools.count(1)
+        self._closing = False
+        self._closed = asyncio.Event()
+        self.stats = ListenerStats()
+
+    @property
+    def port(self) -> int:
+        """The bound port (the first socket's, if the host resolved to several). Raises before start."""
+        if self._server is None or not self._server.sockets:
+            raise RuntimeError("MllpServer.port is known only after start()")
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def start(self) -> None:
+        """Bind and start accepting connections. Raises RuntimeError if started or closed before."""
+        if self._server is not None or self._closing:
+            raise RuntimeError("MllpServer.start() called twice, or after close()")
+        settings = self._settings
+        if settings.tls_certificate:
+            self._tls = build_tls_context(settings.tls_certificate, settings.tls_private_key)
+        self._server = await asyncio.start_server(self._accept, settings.host, settings.port)
+        log.info(
+            "mllp listening on %s port %d%s",
+            settings.host,
+            self.port,
+            " (TLS)" if self._tls else "",
+        )
+
+    async def serve_forever(self) -> None:
+        """Wait until :meth:`close` has finished (start first if needed)."""
+        if self._server is None:
+            await self.start()
+        await self._closed.wait()
+
+    async def close(self, grace: float) -> None:
+        """Stop listening, let messages in flight finish, then close every connection.
+
+        New connections are refused at once. A connection waiting for bytes is closed at
+        once; frames it had only partly sent are dropped (never acknowledged). A connection
+        whose handler is running gets up to ``grace`` seconds to finish and write its ACK,
+        and is then closed without starting another message. After ``grace`` the remaining
+        handlers are cancelled (their messages stay unacknowledged, so the sender resends).
+        Safe to call more than once; never raises for a misbehaving connection.
+        """
+        if self._closing:
+            await self._closed.wait()
+            return
+        self._closing = True
+        if self._server is None:
+            self._closed.set()
+            return
+        self._server.close()
+        for connection in self._connections:
+            if not connection.busy:
+                self._cancel(connection)
+        tasks = [c.task for c in self._connections if c.task is not None]
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=grace)
+            if pending:
+                log.warning(
+                    "mllp close: cancelling %d message(s) still in flight after %.1f s", len(pending), grace
+                )
+                for connection in self._connections:
+                    self._cancel(connection)
+                await asyncio.wait(pending)
+        await self._server.wait_closed()
+        self._closed.set()
+        log.info("mllp listener closed")
+
+    @staticmethod
+    def _cancel(connection: _Connection) -> None:
+        if connection.task is not None:
+            connection.cancelled_by_close = True
+            connection.task.cancel()
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peername = writer.get_extra_info("peername")
+        peer = Peer(str(peername[0]), int(peername[1]), next(self._ids))
+        if self._closing:
+            writer.close()
+            return
+        # Checked before the first await: nothing from this peer has been decoded, and with
+        # TLS the handshake has not started (start_tls pauses reading before any await).
+        if not _is_allowed(peer.host, self._networks):
+            self.stats.rejected_peers += 1
+            log.warning("mllp conn=%d rejected %s:%d: not in mllp.allowed_senders", *_ids(peer))
+            writer.close()
+            return
+        decoder = FrameDecoder(self._settings.max_message_bytes)
+        connection = _Connection(peer, decoder, asyncio.current_task())
+        self._connections.add(connection)
+        self.stats.connections_open += 1
+        self.stats.connections_total += 1
+        log.info("mllp conn=%d opened from %s:%d", *_ids(peer))
+        try:
+            if self._tls is not None:
+                await writer.start_tls(
+                    self._tls, ssl_handshake_timeout=self._settings.message_deadline_seconds
+                )
+            await self._serve(connection, reader, writer)
+        except (OSError, TimeoutError) as exc:
+            # ssl.SSLError is an OSError; none of these carry message content.
+            log.warning(
+                "mllp conn=%d %s:%d: connection failed: %s; dropped %d unacknowledged bytes",
+                *_ids(peer),
+                type(exc).__name__,
+                decoder.pending_bytes,
+            )
+            if decoder.in_frame:
+                self.stats.broken_frames += 1
+        except asyncio.CancelledError:
+            if not connection.cancelled_by_close:
+                raise
+            # close() ended this connection on purpose. Returning normally matters on 3.11,
+            # where asyncio's client_connected_cb callback reports a cancelled task as an error.
+        finally:
+            self._connections.discard(connection)
+            self.stats.connections_open -= 1
+            if connection.cancelled_by_close:
+                writer.transport.abort()  # no TLS close_notify wait for a connection cut off by close()
+            else:
+                writer.close()
+            log.info(
+                "mllp conn=%d closed (%d bytes outside frames, %d end blocks without CR)",
+                peer.connection_id,
+                connection.garbage_bytes,
+                decoder.bare_end_blocks,
+            )
+
+    async def _serve(
+        self, connection: _Connection, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        """Read, decode and handle frames until the peer leaves, a timer fires or close() starts."""
+        loop = asyncio.get_running_loop()
+        settings = self._settings
+        decoder = connection.decoder
+        peer = connection.peer
+        # Loop time by which the frame in progress must end. It is armed once the read that
+        # started the frame has been handled, so a slow handler for the previous frame in that
+        # read does not eat into the next frame's time.
+        frame_deadline: float | None = None
+        while not self._closing:
+            idle_at = loop.time() + settings.idle_timeout_seconds
+            by_deadline = frame_deadline is not None and frame_deadline < idle_at
+            try:
+                async with asyncio.timeout_at(frame_deadline if by_deadline else idle_at):
+                    data = await reader.read(READ_SIZE)
+            except TimeoutError:
+                self.stats.timeouts += 1
+                if by_deadline:
+                    log.warning(
+                        "mllp conn=%d %s:%d: frame not complete within %.1f s (%d bytes so far); closing",
+                        *_ids(peer),
+                        settings.message_deadline_seconds,
+                        decoder.pending_bytes,
+                    )
+                else:
+                    log.info(
+                        "mllp conn=%d: idle for %.0f s; closing",
+                        peer.connection_id,
+                        settings.idle_timeout_seconds,
+                    )
+                return
+            if not data:
+                if decoder.in_frame:
+                    self.stats.broken_frames += 1
+                    log.warning(
+                        "mllp conn=%d %s:%d: peer closed mid-frame; dropped %d unacknowledged bytes",
+                        *_ids(peer),
+                        decoder.pending_bytes,
+                    )
+                return
+            events = decoder.feed(data)
+            if events:
+                frame_deadline = None
+                connection.busy = True
+                try:
+                    for event in events:
+                        if not await self._dispatch(event, connection, writer) or self._closing:
+                            return
+                finally:
+                    connection.busy = False
+            if frame_deadline is None and decoder.in_frame:
+                frame_deadline = loop.time() + settings.message_deadline_seconds
+
+    async def _dispatch(self, event: Event, connection: _Connection, writer: asyncio.StreamWriter) -> bool:
+        """Act on one decoder event; False when the connection is no longer usable."""
+        peer = connection.peer
+        if isinstance(event, Frame):
+            ack = await self._on_frame(event.message, peer)
+        elif isinstance(event, Oversize):
+            ack = await self._on_oversize(event, peer)
+        elif isinstance(event, BrokenFrame):
+            self.stats.broken_frames += 1
+            log.warning(
+                "mllp conn=%d %s:%d: frame of %d bytes had no end block; dropped", *_ids(peer), event.size
+            )
+            return True
+        else:
+            self.stats.garbage_bytes += event.size
+            # A sender that appends a newline after every frame would flood the log: warn on
+            # the first skip, then debug; the connection's total is logged when it closes.
+            level = logging.DEBUG if connection.garbage_bytes else logging.WARNING
+            connection.garbage_bytes += event.size
+            log.log(level, "mllp conn=%d %s:%d: skipped %d bytes outside a frame", *_ids(peer), event.size)
+            return True
+        if ack is None:
+            return True
+        return await self._send(ack, peer, writer)
+
+    async def _on_frame(self, message: bytes, peer: Peer) -> bytes | None:
+        self.stats.frames += 1
+        started = time.perf_counter()
+        try:
+            ack = await self._handler.on_message(message, peer)
+        except Exception as exc:
+            log.error(
+                "mllp conn=%d: handler raised %s at %s for a %d-byte message; no ACK sent",
+                peer.connection_id,
+                type(exc).__qualname__,
+                _where(exc),
+                len(message),
+            )
+            return None
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "mllp conn=%d: %d-byte message handled in %.1f ms, ACK %s",
+                peer.connection_id,
+                len(message),
+                (time.perf_counter() - started) * 1000,
+                "withheld" if ack is None else "sent",
+            )
+        return ack
+
+    async def _on_oversize(self, event: Oversize, peer: Peer) -> bytes | None:
+        self.stats.oversize += 1
+        log.warning(
+            "mllp conn=%d %s:%d: %d-byte message exceeds mllp.max_message_bytes=%d; discarded",
+            *_ids(peer),
+            event.size,
+            self._settings.max_message_bytes,
+        )
+        try:
+            return await self._handler.on_oversize(event.head, event.size, peer)
+        except Exception as exc:
+            log.error(
+                "mllp conn=%d: oversize handler raised %s at %s; no ACK sent",
+                peer.connection_id,
+                type(exc).__qualname__,
+                _where(exc),
+            )
+            return None
+
+    async def _send(self, ack: bytes, peer: Peer, writer: asyncio.StreamWriter) -> bool:
+        """Write one framed ACK; a peer that stops reading for the idle timeout is dropped."""
+        try:
+            writer.write(frame(ack))
+            async with asyncio.timeout(self._settings.idle_timeout_seconds):
+                await writer.drain()
+        except ValueError:
+            log.error(
+                "mllp conn=%d: handler returned an ACK containing MLLP block bytes; not sent",
+                peer.connection_id,
+            )
+            return True
+        except (OSError, TimeoutError) as exc:
+            log.warning("mllp conn=%d %s:%d: ACK not delivered: %s", *_ids(peer), type(exc).__name__)
+            return False
+        return True
+
+
+def _ids(peer: Peer) -> tuple[int, str, int]:
+    return peer.connection_id, peer.host, peer.port
