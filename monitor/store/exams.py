@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, select
+from sqlalchemy import Connection, and_, bindparam, select
 
 from monitor.events import STATUS_AFTER, EventKind, ExamStatus, ScheduleEvent
 from monitor.store.schema import exam_events, exams
@@ -52,81 +52,86 @@ def _fields(event: ScheduleEvent) -> dict[str, Any]:
     return values
 
 
+# Statements built once: building Core statements per message costs more than running them.
+_successor = exams.alias("successor")
+_PREDECESSORS = (
+    select(exams.c.id, exams.c.start_at)
+    .outerjoin(_successor, _successor.c.replaces_exam_id == exams.c.id)
+    .where(
+        and_(
+            exams.c.mrn == bindparam("mrn"),
+            exams.c.procedure_code == bindparam("procedure_code"),
+            exams.c.status == ExamStatus.CANCELLED.value,
+            exams.c.start_at.between(bindparam("earliest"), bindparam("latest")),
+            _successor.c.id.is_(None),
+        )
+    )
+)
+_FIND_EXAM = select(exams.c.id, exams.c.status).where(
+    exams.c.source == bindparam("b_source"), exams.c.external_id == bindparam("b_external_id")
+)
+_UPDATE_EXAM = exams.update().where(exams.c.id == bindparam("b_exam_id"))
+_INSERT_EXAM = exams.insert()
+_INSERT_EVENT = exam_events.insert()
+
+
 def find_predecessor(conn: Connection, event: ScheduleEvent) -> int | None:
     """The cancelled exam this new booking replaces, if one is plainly the same exam."""
     if event.kind not in _REBOOKING or not event.mrn or not event.procedure_code or event.start is None:
         return None
-    successor = exams.alias("successor")
+    start = event.start
     rows = conn.execute(
-        select(exams.c.id, exams.c.start_at)
-        .outerjoin(successor, successor.c.replaces_exam_id == exams.c.id)
-        .where(
-            and_(
-                exams.c.mrn == event.mrn,
-                exams.c.procedure_code == event.procedure_code,
-                exams.c.status == ExamStatus.CANCELLED.value,
-                exams.c.start_at.between(event.start - REBOOK_WINDOW, event.start + REBOOK_WINDOW),
-                successor.c.id.is_(None),
-            )
-        )
+        _PREDECESSORS,
+        {
+            "mrn": event.mrn,
+            "procedure_code": event.procedure_code,
+            "earliest": start - REBOOK_WINDOW,
+            "latest": start + REBOOK_WINDOW,
+        },
     ).all()
     if not rows:
         return None
-    start = event.start
     best = min(rows, key=lambda row: (abs(row.start_at - start), row.id))
     return int(best.id)
 
 
 def apply_event(conn: Connection, event: ScheduleEvent, message_id: int | None, now: datetime) -> int:
     """Upsert the exam ``event`` speaks of and append the event to its history; returns the exam id."""
-    found = conn.execute(
-        select(exams.c.id, exams.c.status).where(
-            exams.c.source == event.source, exams.c.external_id == event.external_id
-        )
-    ).first()
+    found = conn.execute(_FIND_EXAM, {"b_source": event.source, "b_external_id": event.external_id}).first()
     values = _fields(event)
+    values.update(
+        last_event=event.kind.value,
+        status_code=_clip(event.status_code, 80) or "",
+        last_message_id=message_id,
+        updated_at=now,
+    )
     status = STATUS_AFTER[event.kind]
     if found is None:
         first_status = status or _FIRST_STATUS.get(event.kind, ExamStatus.SCHEDULED)
-        exam_id = conn.execute(
-            exams.insert().values(
-                source=event.source,
-                external_id=_clip(event.external_id, 199),
-                status=first_status.value,
-                last_event=event.kind.value,
-                status_code=_clip(event.status_code, 80) or "",
-                replaces_exam_id=find_predecessor(conn, event),
-                last_message_id=message_id,
-                created_at=now,
-                updated_at=now,
-                **values,
-            )
-        ).inserted_primary_key[0]
+        values.update(
+            source=event.source,
+            external_id=_clip(event.external_id, 199),
+            status=first_status.value,
+            replaces_exam_id=find_predecessor(conn, event),
+            created_at=now,
+        )
+        exam_id = conn.execute(_INSERT_EXAM, values).inserted_primary_key[0]
     else:
         exam_id = found.id
-        conn.execute(
-            exams.update()
-            .where(exams.c.id == exam_id)
-            .values(
-                status=(status.value if status else found.status),
-                last_event=event.kind.value,
-                status_code=_clip(event.status_code, 80) or "",
-                last_message_id=message_id,
-                updated_at=now,
-                **values,
-            )
-        )
+        values["status"] = status.value if status else found.status
+        conn.execute(_UPDATE_EXAM, {"b_exam_id": exam_id, **values})
     conn.execute(
-        exam_events.insert().values(
-            exam_id=exam_id,
-            message_id=message_id,
-            kind=event.kind.value,
-            trigger=_clip(event.trigger, 40) or "",
-            status_code=_clip(event.status_code, 80) or "",
-            start_at=event.start,
-            location=values.get("location"),
-            procedure_code=values.get("procedure_code"),
-            recorded_at=now,
-        )
+        _INSERT_EVENT,
+        {
+            "exam_id": exam_id,
+            "message_id": message_id,
+            "kind": event.kind.value,
+            "trigger": _clip(event.trigger, 40) or "",
+            "status_code": values["status_code"],
+            "start_at": event.start,
+            "location": values.get("location"),
+            "procedure_code": values.get("procedure_code"),
+            "recorded_at": now,
+        },
     )
     return int(exam_id)

@@ -1,0 +1,204 @@
+"""The ``hiro-monitor`` command.
+
+    hiro-monitor [--config PATH] [--database URL] COMMAND
+
+Commands: init, run, ingest FILE..., exams [--json] [--from D] [--to D], purge, demo.
+
+Exit codes: 0 success, 1 input problems reported (e.g. rejected messages), 2 usage or
+configuration error, 3 the store is unavailable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import sys
+from collections import Counter
+from collections.abc import Sequence
+from datetime import date
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Engine
+
+from monitor.config import ConfigError, Settings, load_settings
+from monitor.store.database import make_engine, upgrade
+
+log = logging.getLogger("monitor.cli")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hiro-monitor", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", help="TOML settings file (default: $HIRO_CONFIG, else built-in defaults)")
+    parser.add_argument("--database", help="database URL, overrides the settings file")
+    parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    commands.add_parser("init", help="create or upgrade the database")
+
+    run = commands.add_parser("run", help="run the daemon (MLLP listener) until SIGTERM/SIGINT")
+    run.add_argument("--port", type=int, help="MLLP port, overrides the settings file (0 = any free port)")
+    run.add_argument("--host", help="MLLP bind address, overrides the settings file")
+
+    ingest = commands.add_parser("ingest", help="replay HL7 files through the listener's code path")
+    ingest.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    ingest.add_argument("--batch", type=int, default=500, help="messages per transaction (default 500)")
+    ingest.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    commands.add_parser("purge", help="empty raw messages older than database.raw_retention_days")
+
+    demo = commands.add_parser(
+        "demo", help="a self-contained demo: temporary SQLite, listener, simulated feed"
+    )
+    demo.add_argument("--messages", type=int, default=200, help="simulated messages to send (default 200)")
+    demo.add_argument("--rate", type=float, default=100.0, help="messages per second (default 100)")
+    demo.add_argument(
+        "--duration", type=float, help="seconds to keep listening afterwards (default: until Ctrl-C)"
+    )
+
+    exams = commands.add_parser("exams", help="list exams in the store")
+    exams.add_argument("--json", action="store_true", help="print a JSON array")
+    exams.add_argument(
+        "--from", dest="first", type=date.fromisoformat, help="first day (site zone), YYYY-MM-DD"
+    )
+    exams.add_argument("--to", dest="last", type=date.fromisoformat, help="last day (site zone), YYYY-MM-DD")
+    return parser
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    settings = load_settings(args.config)
+    updates: dict[str, object] = {}
+    if args.database:
+        updates["database"] = settings.database.model_copy(update={"url": args.database})
+    if getattr(args, "port", None) is not None or getattr(args, "host", None):
+        mllp = {"port": args.port} if args.port is not None else {}
+        if args.host:
+            mllp["host"] = args.host
+        updates["mllp"] = settings.mllp.model_copy(update=mllp)
+    return settings.model_copy(update=updates) if updates else settings
+
+
+def open_store(settings: Settings) -> Engine:
+    """The engine for the configured database, migrated to the current schema."""
+    engine = make_engine(settings.database.url)
+    upgrade(engine)
+    return engine
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        settings = _settings(args)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    handler = {
+        "init": cmd_init,
+        "run": cmd_run,
+        "ingest": cmd_ingest,
+        "exams": cmd_exams,
+        "demo": cmd_demo,
+        "purge": cmd_purge,
+    }[args.command]
+    return handler(settings, args)
+
+
+def cmd_init(settings: Settings, args: argparse.Namespace) -> int:
+    open_store(settings).dispose()
+    print(f"database ready: {settings.database.url}")
+    return 0
+
+
+def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
+    from monitor.daemon import Daemon, run_until_signalled
+
+    engine = open_store(settings)
+
+    def ready(daemon: Daemon) -> None:
+        print(f"hiro-monitor: MLLP listening on {settings.mllp.host}:{daemon.server.port}", flush=True)
+
+    asyncio.run(run_until_signalled(Daemon(settings, engine), on_ready=ready))
+    engine.dispose()
+    return 0
+
+
+def cmd_ingest(settings: Settings, args: argparse.Namespace) -> int:
+    from monitor.ingest import ingest_files
+
+    engine = open_store(settings)
+    summary = ingest_files(engine, settings, args.files, batch=args.batch, progress=not args.quiet)
+    engine.dispose()
+    counts: Counter[str] = summary.outcomes
+    print(
+        f"{summary.total} messages: {counts['accepted']} accepted, {counts['duplicate']} duplicate, "
+        f"{counts['skipped']} skipped, {counts['rejected']} rejected, {counts['unavailable']} not stored"
+    )
+    for reason, count in summary.reasons.most_common():
+        print(f"  rejected x{count}: {reason}")
+    if counts["unavailable"]:
+        return 3
+    return 1 if counts["rejected"] else 0
+
+
+def cmd_purge(settings: Settings, args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from monitor.store.retention import purge_raw_messages
+
+    engine = open_store(settings)
+    days = settings.database.raw_retention_days
+    purged = purge_raw_messages(engine, datetime.now(UTC), days)
+    engine.dispose()
+    print(f"purged the payload of {purged} messages older than {days} days")
+    return 0
+
+
+def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
+    from monitor.demo import run_demo
+
+    def show(url: str) -> None:
+        database = settings.database.model_copy(update={"url": url})
+        cmd_exams(
+            settings.model_copy(update={"database": database}),
+            argparse.Namespace(json=False, first=None, last=None),
+        )
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run_demo(args.messages, args.rate, args.duration, show))
+    return 0
+
+
+def cmd_exams(settings: Settings, args: argparse.Namespace) -> int:
+    from monitor.queries import day_bounds, list_exams
+
+    zone = ZoneInfo(settings.site.timezone)
+    engine = open_store(settings)
+    start_from, start_before = day_bounds(args.first, args.last, zone)
+    rows = list_exams(engine, start_from=start_from, start_before=start_before)
+    engine.dispose()
+    if args.json:
+        json.dump([row.as_json() for row in rows], sys.stdout, indent=2)
+        print()
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"Exams ({len(rows)}), times in {settings.site.timezone}")
+    for column in ("id", "status", "start", "modality", "procedure", "location", "external id"):
+        table.add_column(column)
+    for row in rows:
+        start = row.start.astimezone(zone).strftime("%a %Y-%m-%d %H:%M") if row.start else "-"
+        procedure = " ".join(filter(None, (row.procedure_code, row.procedure_text)))
+        table.add_row(
+            str(row.id), row.status, start, row.modality or "", procedure, row.location or "", row.external_id
+        )
+    Console().print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

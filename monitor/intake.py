@@ -1,0 +1,272 @@
+"""Receiving one HL7 message: store it, apply it, decide the acknowledgement.
+
+This is the single code path behind the MLLP listener and ``hiro-monitor ingest``: both
+hand raw bytes to :meth:`Intake.receive_batch` and get back one :class:`Receipt` each.
+
+Decisions (DESIGN invariant 1 and 2):
+
+- The raw message and its effect on the exams are committed in one transaction, and the
+  receipt says AA only after that commit returned.
+- Content that cannot be processed is still stored (outcome ``rejected``) and answered AE
+  with the HL7 table 0357 error code; input that is valid but not ours (a hold with no
+  patient) is stored as ``skipped`` and answered AA.
+- A message whose MSH-3/4/10 was seen before with the same body (MSH-7 aside, since some
+  engines restamp it on resend) is a duplicate: AA, nothing changes. The same key with a
+  different body is stored, processed and flagged ``key_reused``: a sender whose counter
+  restarted still gets its real updates through, and feed health shows the reuse.
+- When the store is unavailable the receipt says AR (the listener may send nothing), so
+  the sender keeps the message and retries.
+
+Messages are written in batches by one writer per feed: several connections' messages
+share one durable commit (group commit) and a feed's messages keep their order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Literal
+
+from sqlalchemy import Connection, Engine, bindparam, select, update
+from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError, SQLAlchemyError
+
+from monitor.events import Rejection, ScheduleEvent
+from monitor.feeds.hl7.ack import build_ack, message_key, message_type
+from monitor.feeds.hl7.mapping import MappingSettings, to_events
+from monitor.store.exams import apply_event
+from monitor.store.schema import messages
+
+log = logging.getLogger("monitor.intake")
+
+AckCode = Literal["AA", "AE", "AR"]
+Outcome = Literal["accepted", "skipped", "rejected", "duplicate", "pending", "unavailable"]
+
+
+@dataclass(frozen=True, slots=True)
+class Arrival:
+    """One message as it arrived: bytes, from where, when."""
+
+    raw: bytes
+    peer: str = ""
+    received_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """What became of one message, and the acknowledgement it earned."""
+
+    outcome: Outcome
+    ack_code: AckCode
+    message_id: int | None = None
+    error_code: str = ""
+    reason: str = ""
+    exam_ids: tuple[int, ...] = ()
+    key_reused: bool = False
+
+    def ack(self, raw: bytes) -> bytes:
+        """The HL7 ACK for ``raw`` that this receipt calls for."""
+        if self.ack_code == "AA":
+            return build_ack(raw, "AA")
+        return build_ack(raw, self.ack_code, error_code=self.error_code or "207", text=self.reason)
+
+
+UNAVAILABLE = Receipt("unavailable", "AR", error_code="207", reason="store unavailable, please resend")
+
+_SEEN = select(messages.c.id, messages.c.body_digest).where(messages.c.dedupe_key == bindparam("b_key"))
+_COUNT_DUPLICATE = (
+    update(messages).where(messages.c.id == bindparam("b_id")).values(duplicates=messages.c.duplicates + 1)
+)
+_INSERT_MESSAGE = messages.insert()
+_SET_OUTCOME = update(messages).where(messages.c.id == bindparam("b_id"))
+
+# Errors that mean "the store cannot take anything now": answer AR and let the sender retry.
+_STORE_DOWN = (OperationalError, DisconnectionError)
+
+
+def body_digest(raw: bytes) -> str:
+    """SHA-256 of the message with MSH-7 (time of message) blanked."""
+    end = raw.find(b"\r")
+    head, rest = (raw, b"") if end < 0 else (raw[:end], raw[end:])
+    if head.startswith(b"MSH") and len(head) > 3:
+        fields = head.split(head[3:4])
+        if len(fields) > 6:
+            fields[6] = b""
+            head = head[3:4].join(fields)
+    return hashlib.sha256(head + rest).hexdigest()
+
+
+class Intake:
+    """Stores and applies HL7 messages of one feed. Not thread-safe: one writer per feed."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        mapping: MappingSettings,
+        *,
+        store_raw_first: bool = False,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.engine = engine
+        self.mapping = mapping
+        self.feed = mapping.source
+        self.store_raw_first = store_raw_first
+        self.clock = clock
+
+    # -- the batch entry point -------------------------------------------------------
+
+    def receive_batch(self, arrivals: Sequence[Arrival]) -> list[Receipt]:
+        """Store and apply ``arrivals`` in order; one receipt each, in the same order.
+
+        One transaction for the batch; if it fails, each message is retried alone so one
+        bad message cannot take its neighbours down. Never raises for a database error:
+        the receipt says AR instead.
+        """
+        try:
+            with self.engine.begin() as conn:
+                return [self._receive(conn, arrival) for arrival in arrivals]
+        except SQLAlchemyError as exc:
+            if len(arrivals) == 1:
+                return [self._after_failure(arrivals[0], exc)]
+            log.warning("batch of %d failed (%s); retrying one by one", len(arrivals), type(exc).__name__)
+            return [self.receive(arrival) for arrival in arrivals]
+
+    def receive(self, arrival: Arrival) -> Receipt:
+        return self.receive_batch([arrival])[0]
+
+    # -- one message -----------------------------------------------------------------
+
+    def _receive(self, conn: Connection, arrival: Arrival) -> Receipt:
+        raw = arrival.raw
+        key = message_key(raw)
+        digest = body_digest(raw)
+        dedupe_key = "|".join((self.feed, *key)) if key and key[2] else None
+        original_id: int | None = None
+        if dedupe_key is not None:
+            seen = conn.execute(_SEEN, {"b_key": dedupe_key}).first()
+            if seen is not None and seen.body_digest == digest:
+                conn.execute(_COUNT_DUPLICATE, {"b_id": seen.id})
+                return Receipt("duplicate", "AA", message_id=seen.id)
+            if seen is not None:
+                original_id, dedupe_key = seen.id, None
+        stored = _StoredMessage(arrival, key, digest, dedupe_key, original_id)
+        if self.store_raw_first:
+            message_id = self._store_raw(conn, stored, Receipt("pending", "AA"))
+            return Receipt("pending", "AA", message_id=message_id, key_reused=stored.key_reused)
+        mapped = self._map(raw)
+        if isinstance(mapped, Rejection):
+            receipt = _rejection_receipt(mapped, stored.key_reused)
+            return replace(receipt, message_id=self._store_raw(conn, stored, receipt))
+        message_id = self._store_raw(conn, stored, Receipt("accepted", "AA"))
+        now = self.clock()
+        exam_ids = tuple(apply_event(conn, event, message_id, now) for event in mapped)
+        return Receipt("accepted", "AA", message_id, exam_ids=exam_ids, key_reused=stored.key_reused)
+
+    def _map(self, raw: bytes) -> list[ScheduleEvent] | Rejection:
+        try:
+            return to_events(raw, self.mapping)
+        except Exception as exc:  # a mapping bug must not lose the message: store, answer AE
+            log.exception("mapping failed")
+            return Rejection(f"internal mapping error ({type(exc).__name__})", "207")
+
+    def _store_raw(self, conn: Connection, stored: _StoredMessage, receipt: Receipt) -> int:
+        app, facility, control_id = stored.key or ("", "", "")
+        arrival = stored.arrival
+        result = conn.execute(
+            _INSERT_MESSAGE,
+            {
+                "feed": self.feed,
+                "sender_application": app[:180],
+                "sender_facility": facility[:180],
+                "control_id": control_id[:199],
+                "message_type": message_type(arrival.raw)[:40],
+                "received_at": arrival.received_at,
+                "peer": arrival.peer[:80],
+                "payload": arrival.raw,
+                "body_digest": stored.digest,
+                "outcome": receipt.outcome,
+                "ack_code": receipt.ack_code,
+                "error_code": receipt.error_code,
+                "error": receipt.reason[:2000],
+                "dedupe_key": stored.dedupe_key,
+                "original_id": stored.original_id,
+                "key_reused": int(stored.key_reused),
+            },
+        )
+        return int(result.inserted_primary_key[0])
+
+    def _after_failure(self, arrival: Arrival, exc: SQLAlchemyError) -> Receipt:
+        """A single message failed in the database: store down (AR) or content the store refused (AE)."""
+        if isinstance(exc, _STORE_DOWN) or (isinstance(exc, DBAPIError) and exc.connection_invalidated):
+            log.error("store unavailable (%s): answering AR", type(exc).__name__)
+            return UNAVAILABLE
+        log.error("message could not be applied (%s): storing it as rejected", type(exc).__name__)
+        reason = f"could not be stored as an exam ({type(exc).__name__})"
+        try:
+            with self.engine.begin() as conn:
+                message_id = self._store_raw(
+                    conn, arrival, message_key(arrival.raw), body_digest(arrival.raw), None, None
+                )
+                conn.execute(
+                    update(messages)
+                    .where(messages.c.id == message_id)
+                    .values(outcome="rejected", ack_code="AE", error_code="207", error=reason)
+                )
+        except SQLAlchemyError:
+            return UNAVAILABLE
+        return Receipt("rejected", "AE", message_id=message_id, error_code="207", reason=reason)
+
+    # -- messages stored but not yet processed (ack mode "after storing raw") -------------
+
+    def process_pending(self, limit: int = 500) -> int:
+        """Apply messages stored with outcome ``pending``, oldest first; returns how many."""
+        with self.engine.begin() as conn:
+            rows = conn.execute(
+                select(messages.c.id, messages.c.payload, messages.c.key_reused)
+                .where(messages.c.feed == self.feed, messages.c.outcome == "pending")
+                .order_by(messages.c.id)
+                .limit(limit)
+            ).all()
+            now = self.clock()
+            for row in rows:
+                mapped = self._map(row.payload)
+                if isinstance(mapped, Rejection):
+                    receipt = _rejection_receipt(mapped, bool(row.key_reused))
+                else:
+                    receipt = Receipt("accepted", "AA")
+                    for event in mapped:
+                        apply_event(conn, event, row.id, now)
+                conn.execute(
+                    _SET_OUTCOME,
+                    {
+                        "b_id": row.id,
+                        "outcome": receipt.outcome,
+                        "ack_code": receipt.ack_code,
+                        "error_code": receipt.error_code,
+                        "error": receipt.reason[:2000],
+                    },
+                )
+        return len(rows)
+
+
+@dataclass(frozen=True, slots=True)
+class _StoredMessage:
+    arrival: Arrival
+    key: tuple[str, str, str] | None
+    digest: str
+    dedupe_key: str | None
+    original_id: int | None
+
+    @property
+    def key_reused(self) -> bool:
+        return self.original_id is not None
+
+
+def _rejection_receipt(rejection: Rejection, key_reused: bool) -> Receipt:
+    if rejection.skipped:
+        return Receipt("skipped", "AA", reason=rejection.reason, key_reused=key_reused)
+    return Receipt(
+        "rejected", "AE", error_code=rejection.error_code, reason=rejection.reason, key_reused=key_reused
+    )
