@@ -1,0 +1,239 @@
+"""What the engine takes (enrolments, exams) and what it returns (occurrences, findings, notifications).
+
+Inputs are plain frozen dataclasses that ``monitor/`` fills from its store; nothing here
+knows about the database. Outputs carry stable string keys so the store can open, update and
+resolve findings, and the outbox can drop notifications it has already sent:
+
+- ``Occurrence.key``   ``"{trial}:{subject}:{timepoint}#{index}"``
+- ``Finding.key``      ``"{occurrence key}:{kind}"`` plus ``":exam{id}"`` when an exam is involved;
+  findings about an exam that serves no timepoint use ``"{trial}:{subject}:exam{id}:{kind}"``.
+- ``PlannedNotification.dedupe_key`` adds the audience, the address and what the message is
+  about (lead time and exam start for reminders; the exam date or window for alerts), so a
+  rescheduled exam gets new reminders and an unchanged one never a second copy.
+
+No output carries a patient name, MRN or birth date: subjects appear by their study id.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date, datetime
+
+__all__ = [
+    "Audience",
+    "Enrolment",
+    "EnrolmentStatus",
+    "Evaluation",
+    "ExamRecord",
+    "ExamStatus",
+    "Finding",
+    "FindingKind",
+    "NotificationKind",
+    "Occurrence",
+    "OccurrenceStatus",
+    "PlannedNotification",
+    "Severity",
+]
+
+
+class ExamStatus(enum.StrEnum):
+    """An exam's current state (same values as ``monitor.events.ExamStatus``)."""
+
+    ORDERED = "ordered"
+    SCHEDULED = "scheduled"
+    ARRIVED = "arrived"
+    COMPLETED = "completed"
+    CANCELLED = "cancelled"
+    NO_SHOW = "no_show"
+    DELETED = "deleted"
+
+
+ACTIVE_EXAM = frozenset({ExamStatus.ORDERED, ExamStatus.SCHEDULED, ExamStatus.ARRIVED, ExamStatus.COMPLETED})
+PERFORMED_EXAM = frozenset({ExamStatus.ARRIVED, ExamStatus.COMPLETED})
+
+
+class EnrolmentStatus(enum.StrEnum):
+    """Where a subject stands in the trial; only the first three expect further scans."""
+
+    SCREENING = "screening"
+    ON_STUDY = "on_study"
+    FOLLOW_UP = "follow_up"
+    OFF_STUDY = "off_study"
+    SCREEN_FAILED = "screen_failed"
+    WITHDRAWN = "withdrawn"
+
+    @property
+    def expects_scans(self) -> bool:
+        return self in (EnrolmentStatus.SCREENING, EnrolmentStatus.ON_STUDY, EnrolmentStatus.FOLLOW_UP)
+
+
+@dataclass(frozen=True, slots=True)
+class Enrolment:
+    """One subject in one trial. ``anchors`` maps anchor names (``c1d1``, ``progression``) to dates.
+
+    ``off_study`` ends the schedule: nothing is due after it, and research exams booked after
+    it are reported. ``id`` is the store's id, carried into findings.
+    """
+
+    trial: str
+    subject: str
+    mrns: tuple[str, ...]
+    anchors: Mapping[str, date]
+    arm: str | None = None
+    status: EnrolmentStatus = EnrolmentStatus.ON_STUDY
+    off_study: date | None = None
+    id: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ExamRecord:
+    """The current state of one imaging exam, as the store knows it.
+
+    ``id`` is the store's id: it grows as exams are first seen, which is what makes
+    assignment stable (older exams keep their timepoints). ``start`` must be timezone-aware
+    (UTC) or None for an order with no appointment yet (such exams are not matched until
+    they get a time).
+    """
+
+    id: int
+    mrn: str
+    procedure_code: str
+    procedure_text: str
+    modality: str
+    start: datetime | None
+    status: ExamStatus
+    location: str = ""
+    accession: str = ""
+    updated_at: datetime | None = None
+
+
+class OccurrenceStatus(enum.StrEnum):
+    """The statuses coordinators expect on a schedule (CTMS practice)."""
+
+    PLANNED = "planned"  # window opens later than the due-soon horizon
+    DUE = "due"  # window opens soon or is open, nothing booked
+    BOOKED = "booked"  # a research exam is booked for it
+    DONE_IN_WINDOW = "done_in_window"
+    DONE_OUT_OF_WINDOW = "done_out_of_window"
+    MISSED = "missed"  # window closed, nothing performed
+    # "Not applicable" needs no status: visits due after the off-study date, or anchored to an
+    # event that has not happened, produce no occurrence at all.
+
+
+@dataclass(frozen=True, slots=True)
+class Occurrence:
+    """One due visit of one timepoint for one subject, e.g. the "Week 12" restaging CT.
+
+    ``due`` is the nominal date (anchor + offset); the window is ``window_start`` to
+    ``window_end``, both inclusive, as local dates in the site's zone. ``exam_id`` is the
+    exam serving it, ``required_scanner`` the room of the baseline scan when the exam type
+    asks for the same scanner.
+    """
+
+    key: str
+    trial: str
+    subject: str
+    enrolment_id: int
+    timepoint: str
+    index: int
+    label: str
+    due: date
+    window_start: date
+    window_end: date
+    exam_types: tuple[str, ...]
+    version: str
+    status: OccurrenceStatus = OccurrenceStatus.PLANNED
+    exam_id: int | None = None
+    required_scanner: str | None = None
+
+
+class FindingKind(enum.StrEnum):
+    IN_WINDOW = "in_window"
+    EARLY = "early"
+    LATE = "late"
+    WRONG_ORDERABLE = "wrong_orderable"
+    DUE_UNSCHEDULED = "due_unscheduled"
+    MISSED = "missed"
+    CANCELLED = "cancelled"
+    NO_SHOW = "no_show"
+    DUPLICATE = "duplicate"
+    UNMATCHED_EXAM = "unmatched_exam"
+    AFTER_OFF_STUDY = "after_off_study"
+
+
+class Severity(enum.StrEnum):
+    INFO = "info"
+    WARNING = "warning"
+    CRITICAL = "critical"
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """The engine's verdict on one occurrence (and exam), or on one exam that serves no occurrence.
+
+    ``detail`` is one line for humans, without names or MRNs. ``key`` identifies the finding
+    across evaluations (see the module docstring).
+    """
+
+    key: str
+    kind: FindingKind
+    severity: Severity
+    trial: str
+    subject: str
+    enrolment_id: int
+    detail: str
+    timepoint: str | None = None
+    occurrence_key: str | None = None
+    occurrence_index: int | None = None
+    occurrence_label: str | None = None
+    exam_id: int | None = None
+    window_start: date | None = None
+    window_end: date | None = None
+
+
+class Audience(enum.StrEnum):
+    COORDINATOR = "coordinator"
+    TECHNOLOGIST = "technologist"
+
+
+class NotificationKind(enum.StrEnum):
+    REMINDER = "reminder"  # coordinator, lead time before a booked research exam
+    INSTRUCTIONS = "instructions"  # technologist instruction sheet, lead time before the exam
+    ALERT = "alert"  # coordinator, as soon as a problem finding appears
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedNotification:
+    """A message the outbox should hold: to ``address`` at ``due_at`` (aware UTC), once per ``dedupe_key``.
+
+    The planned set is complete for the enrolments evaluated: a pending outbox row whose
+    dedupe key no longer appears (exam cancelled, moved, finding resolved) should be dropped.
+    """
+
+    audience: Audience
+    address: str
+    kind: NotificationKind
+    due_at: datetime
+    finding_key: str
+    finding_kind: FindingKind
+    dedupe_key: str
+    trial: str
+    enrolment_id: int
+    exam_id: int | None = None
+    occurrence_key: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Evaluation:
+    """Everything the engine concluded, in a deterministic order (trial, subject, window).
+
+    ``unknown_trials`` names trials that enrolments refer to but no protocol was given for;
+    those enrolments are skipped (the caller decides whether that is an error).
+    """
+
+    findings: tuple[Finding, ...] = ()
+    occurrences: tuple[Occurrence, ...] = ()
+    planned_notifications: tuple[PlannedNotification, ...] = ()
+    unknown_trials: tuple[str, ...] = ()

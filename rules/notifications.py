@@ -1,0 +1,136 @@
+"""Planned notifications: who should hear about a booked research exam or a problem, and when.
+
+- Coordinators get a ``reminder`` at each of the trial's coordinator lead times before a
+  booked research exam (``routing.lead_times.coordinator``), and an ``alert`` as soon as a
+  problem finding appears (any kind but ``in_window``).
+- Technologists get the ``instructions`` sheet at each technologist lead time, addressed by
+  the exam's room first, then by its modality (``routing.rooms``, ``routing.technologists``).
+
+Reminders are planned only for exams still to come. Lead times that have already passed
+collapse into one reminder due now (the closest to the exam), so a booking made 10 hours
+ahead gets one reminder, not three, due at once. Alerts are not raised for findings about dates further
+back than ``alert_lookback_days`` (old history imported on the first run is not news).
+
+Dedupe keys are built from what the message is about, never from ``now``: re-evaluating an
+unchanged schedule plans the same keys, and a moved exam plans new ones.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+
+from rules.model import (
+    Audience,
+    Enrolment,
+    ExamRecord,
+    Finding,
+    FindingKind,
+    NotificationKind,
+    PlannedNotification,
+)
+from rules.protocol import Routing
+
+__all__ = ["plan_alerts", "plan_reminders"]
+
+
+def _lead(lead: timedelta) -> str:
+    minutes = int(lead.total_seconds()) // 60
+    return f"{minutes // 60}h" if minutes % 60 == 0 else f"{minutes}min"
+
+
+def _due_times(
+    start: datetime, leads: tuple[timedelta, ...], now: datetime
+) -> list[tuple[timedelta, datetime]]:
+    """``(lead, due_at)`` still worth sending: every future one, plus the closest one already passed.
+
+    A passed one keeps its own due time (in the past: the dispatcher sends it at once), so the
+    plan does not depend on when the evaluation ran.
+    """
+    future = [(lead, start - lead) for lead in leads if start - lead > now]
+    passed = [lead for lead in leads if start - lead <= now]
+    if passed:
+        closest = min(passed)
+        future.append((closest, start - closest))
+    return future
+
+
+def plan_reminders(
+    routing: Routing,
+    enrolment: Enrolment,
+    exam: ExamRecord,
+    modality: str,
+    finding: Finding,
+    now: datetime,
+) -> list[PlannedNotification]:
+    """Coordinator reminders and technologist instruction sheets for one booked research exam."""
+    start = exam.start
+    if start is None or start <= now:
+        return []
+    start_key = start.astimezone(UTC).isoformat(timespec="minutes")
+    planned: list[PlannedNotification] = []
+    audiences = (
+        (
+            Audience.COORDINATOR,
+            NotificationKind.REMINDER,
+            routing.coordinators,
+            routing.coordinator_lead_times,
+        ),
+        (
+            Audience.TECHNOLOGIST,
+            NotificationKind.INSTRUCTIONS,
+            routing.technologists_for(modality, exam.location),
+            routing.technologist_lead_times,
+        ),
+    )
+    for audience, kind, addresses, leads in audiences:
+        for lead, due_at in _due_times(start, leads, now):
+            for address in addresses:
+                planned.append(
+                    PlannedNotification(
+                        audience=audience,
+                        address=address,
+                        kind=kind,
+                        due_at=due_at.astimezone(UTC),
+                        finding_key=finding.key,
+                        finding_kind=finding.kind,
+                        dedupe_key=f"{kind}|{address}|{finding.key}|{_lead(lead)}|{start_key}",
+                        trial=enrolment.trial,
+                        enrolment_id=enrolment.id,
+                        exam_id=exam.id,
+                        occurrence_key=finding.occurrence_key,
+                    )
+                )
+    return planned
+
+
+def worth_alerting(kind: FindingKind, fact_day: int, today: int, alert_lookback_days: int) -> bool:
+    """Whether a finding about ``fact_day`` (ordinal: exam date or window end) deserves an alert today."""
+    return kind is not FindingKind.IN_WINDOW and today - fact_day <= alert_lookback_days
+
+
+def plan_alerts(
+    routing: Routing, finding: Finding, fact_day: date, due_at: datetime
+) -> list[PlannedNotification]:
+    """Coordinator alerts for a problem finding, due at ``due_at`` (now, in UTC).
+
+    ``fact_day`` is the exam date or the window's end. The dedupe key carries the exam date
+    (or the window start), so an exam moved to another wrong day is news again, while
+    re-evaluating the same facts never is. Call :func:`worth_alerting` first.
+    """
+    about = fact_day.isoformat() if finding.exam_id is not None else f"{finding.window_start}"
+    return [
+        PlannedNotification(
+            audience=Audience.COORDINATOR,
+            address=address,
+            kind=NotificationKind.ALERT,
+            due_at=due_at,
+            finding_key=finding.key,
+            finding_kind=finding.kind,
+            dedupe_key=f"{NotificationKind.ALERT}|{address}|{finding.key}|{about}",
+            trial=finding.trial,
+            enrolment_id=finding.enrolment_id,
+            exam_id=finding.exam_id,
+            occurrence_key=finding.occurrence_key,
+        )
+        for address in routing.coordinators
+    ]
