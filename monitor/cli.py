@@ -13,11 +13,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib
 import json
 import logging
 import sys
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import date
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -29,6 +30,13 @@ from monitor.store.database import make_engine, upgrade
 
 log = logging.getLogger("monitor.cli")
 
+# A command handler takes the settings and the parsed arguments and returns the exit code.
+Handler = Callable[[Settings, argparse.Namespace], int]
+
+# Modules that add their own command groups: each has ``register(commands)`` which adds
+# sub-parsers and sets ``handler`` on them (see monitor/commands/).
+COMMAND_GROUPS: tuple[str, ...] = ()
+
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hiro-monitor", description=__doc__.split("\n\n")[0])
@@ -37,22 +45,26 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    commands.add_parser("init", help="create or upgrade the database")
+    commands.add_parser("init", help="create or upgrade the database").set_defaults(handler=cmd_init)
 
     run = commands.add_parser("run", help="run the daemon (MLLP listener) until SIGTERM/SIGINT")
+    run.set_defaults(handler=cmd_run)
     run.add_argument("--port", type=int, help="MLLP port, overrides the settings file (0 = any free port)")
     run.add_argument("--host", help="MLLP bind address, overrides the settings file")
 
     ingest = commands.add_parser("ingest", help="replay HL7 files through the listener's code path")
+    ingest.set_defaults(handler=cmd_ingest)
     ingest.add_argument("files", nargs="+", type=Path, metavar="FILE")
     ingest.add_argument("--batch", type=int, default=500, help="messages per transaction (default 500)")
     ingest.add_argument("--quiet", action="store_true", help="no progress bar")
 
-    commands.add_parser("purge", help="empty raw messages older than database.raw_retention_days")
+    purge = commands.add_parser("purge", help="empty raw messages older than database.raw_retention_days")
+    purge.set_defaults(handler=cmd_purge)
 
     demo = commands.add_parser(
         "demo", help="a self-contained demo: temporary SQLite, listener, simulated feed"
     )
+    demo.set_defaults(handler=cmd_demo)
     demo.add_argument("--messages", type=int, default=200, help="simulated messages to send (default 200)")
     demo.add_argument("--rate", type=float, default=100.0, help="messages per second (default 100)")
     demo.add_argument(
@@ -60,11 +72,14 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     exams = commands.add_parser("exams", help="list exams in the store")
+    exams.set_defaults(handler=cmd_exams)
     exams.add_argument("--json", action="store_true", help="print a JSON array")
     exams.add_argument(
         "--from", dest="first", type=date.fromisoformat, help="first day (site zone), YYYY-MM-DD"
     )
     exams.add_argument("--to", dest="last", type=date.fromisoformat, help="last day (site zone), YYYY-MM-DD")
+    for module in COMMAND_GROUPS:
+        importlib.import_module(module).register(commands)
     return parser
 
 
@@ -96,14 +111,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2
-    handler = {
-        "init": cmd_init,
-        "run": cmd_run,
-        "ingest": cmd_ingest,
-        "exams": cmd_exams,
-        "demo": cmd_demo,
-        "purge": cmd_purge,
-    }[args.command]
+    handler: Handler = args.handler
     return handler(settings, args)
 
 
