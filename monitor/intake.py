@@ -8,7 +8,8 @@ Decisions (DESIGN invariant 1 and 2):
 - The raw message and its effect on the exams are committed in one transaction, and the
   receipt says AA only after that commit returned.
 - Content that cannot be processed is still stored (outcome ``rejected``) and answered AE
-  with the HL7 table 0357 error code; input that is valid but not ours (a hold with no
+  with the HL7 table 0357 error code (AR for an unsupported message type or trigger, as
+  HL7 v2.5 section 2.9.2 asks); input that is valid but not ours (a hold with no
   patient) is stored as ``skipped`` and answered AA.
 - A message whose MSH-3/4/10 was seen before with the same body (MSH-7 aside, since some
   engines restamp it on resend) is a duplicate: AA, nothing changes. The same key with a
@@ -264,9 +265,15 @@ class _StoredMessage:
         return self.original_id is not None
 
 
+# HL7 v2.5 section 2.9.2: a message whose type, trigger, processing id or version the
+# receiver does not support is rejected (AR); content errors are application errors (AE).
+_APPLICATION_REJECT = frozenset({"200", "201", "202", "203"})
+
+
 def _rejection_receipt(rejection: Rejection, key_reused: bool) -> Receipt:
     if rejection.skipped:
         return Receipt("skipped", "AA", reason=rejection.reason, key_reused=key_reused)
+    code: AckCode = "AR" if rejection.error_code in _APPLICATION_REJECT else "AE"
     return Receipt(
-        "rejected", "AE", error_code=rejection.error_code, reason=rejection.reason, key_reused=key_reused
+        "rejected", code, error_code=rejection.error_code, reason=rejection.reason, key_reused=key_reused
     )

@@ -92,6 +92,29 @@ def test_listener_answers_ar_when_the_store_is_down() -> None:
     assert _msa(asyncio.run(scenario())[0]) == ("AR", "MSG0001")
 
 
+def test_oversize_message_gets_a_clear_ar_and_the_connection_goes_on(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'big.db'}"
+    settings = Settings.model_validate(
+        {"database": {"url": url}, "mllp": {"port": 0, "max_message_bytes": 2048}}
+    )
+
+    async def scenario() -> list[bytes]:
+        engine = make_engine(url)
+        upgrade(engine)
+        daemon = Daemon(settings, engine)
+        await daemon.start()
+        try:
+            return await _exchange(daemon.server.port, [siu(control_id="BIG1", note="x" * 5000), siu()])
+        finally:
+            await daemon.stop()
+            engine.dispose()
+
+    big, normal = asyncio.run(scenario())
+    assert _msa(big) == ("AR", "BIG1")
+    assert b"ERR|" in big and b"206" in big
+    assert _msa(normal) == ("AA", "MSG0001")
+
+
 def test_four_connections_keep_their_order_and_all_get_aa(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'many.db'}"
     feed = SimulatedFeed(seed=5)

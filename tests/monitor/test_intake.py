@@ -177,3 +177,12 @@ def test_feed_zone_is_applied_across_dst(engine: Engine) -> None:
     intake.receive(Arrival(siu(control_id="M2", csn="7000000002", start="20261102093000")))  # EST, UTC-5
     assert _exam(engine, "7000000001")["start_at"] == datetime(2026, 10, 31, 13, 30, tzinfo=UTC)
     assert _exam(engine, "7000000002")["start_at"] == datetime(2026, 11, 2, 14, 30, tzinfo=UTC)
+
+
+def test_unsupported_message_type_is_kept_and_answered_ar(intake: Intake, engine: Engine) -> None:
+    raw = b"MSH|^~\\&|EPIC|HOSP|HIRO|RIO|20261120080000||QRY^Q01|Q1|P|2.5.1\rQRD|20261120||R|I|Q1\r"
+    receipt = intake.receive(Arrival(raw))
+    assert (receipt.outcome, receipt.ack_code, receipt.error_code) == ("rejected", "AR", "200")
+    ack = hl7.parse(receipt.ack(raw).decode())
+    assert str(ack.segment("ERR")[3]).startswith("200")
+    assert _count(engine, messages) == 1
