@@ -11,6 +11,7 @@ Every setting is documented in ``config.example.toml``; a test keeps the two in 
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -73,11 +74,92 @@ class MllpSettings(_Section):
     tls_private_key: str = ""
 
 
+class FhirSettings(_Section):
+    """The FHIR R4 Appointment poller. Secrets (the bearer token) come from the environment:
+    ``HIRO_FHIR_TOKEN`` or ``HIRO_FHIR_TOKEN_FILE``; the SMART private key from its file."""
+
+    enabled: bool = False
+    base_url: str = ""
+    feed: str = "epic-fhir"
+    mode: Literal["per_patient", "date_range"] = "per_patient"
+    look_back_days: int = Field(default=2, ge=0)
+    look_ahead_days: int = Field(default=120, ge=1)
+    poll_interval_seconds: int = Field(default=300, ge=10)
+    page_size: int = Field(default=100, ge=1, le=1000)
+    request_timeout_seconds: float = Field(default=30.0, gt=0)
+    max_retries: int = Field(default=4, ge=0, le=10)
+    service_category: str = ""
+    mrn_system: str = ""
+    auth: Literal["none", "bearer", "smart_backend"] = "none"
+    client_id: str = ""
+    token_url: str = ""
+    private_key_file: str = ""
+    key_id: str = ""
+    algorithm: Literal["RS384", "ES384"] = "RS384"
+    scope: str = "system/Appointment.read system/Patient.read system/ServiceRequest.read system/Location.read"
+    study_trial_map: dict[str, str] = Field(default_factory=dict)
+
+
+class NotificationSettings(_Section):
+    """What every channel shares: the site's template folder and the dashboard's address."""
+
+    templates_dir: str = ""
+    dashboard_base_url: str = ""
+
+
+class SlackSettings(_Section):
+    """Slack Web API. The bot token comes from ``HIRO_SLACK_TOKEN`` (or ``HIRO_SLACK_TOKEN_FILE``).
+    ``full`` is not a choice: MRNs and names never go to chat (DESIGN.md, invariant 5)."""
+
+    enabled: bool = False
+    base_url: str = "https://slack.com/api/"
+    phi_policy: Literal["none", "limited"] = "none"
+    timeout_seconds: int = Field(default=30, ge=1)
+
+
+class EmailSettings(_Section):
+    """SMTP submission. The password comes from ``HIRO_SMTP_PASSWORD`` (or ``_FILE``).
+    ``phi_policy`` above ``none`` applies only to recipients in ``internal_domains``."""
+
+    enabled: bool = False
+    host: str = "localhost"
+    port: int = Field(default=587, ge=1, le=65535)
+    security: Literal["starttls", "ssl", "plain"] = "starttls"
+    username: str = ""
+    from_address: str = "hiro-monitor@localhost"
+    ca_file: str = ""
+    timeout_seconds: float = Field(default=30.0, gt=0)
+    phi_policy: Literal["none", "limited", "full"] = "none"
+    internal_domains: tuple[str, ...] = ()
+
+
+class WebhookSettings(_Section):
+    """One named JSON webhook; its signing secret comes from ``HIRO_WEBHOOK_<NAME>_SECRET``."""
+
+    url: str
+    phi_policy: Literal["none", "limited"] = "none"
+    timeout_seconds: float = Field(default=10.0, gt=0)
+
+
+def _check_webhook_names(value: dict[str, WebhookSettings]) -> dict[str, WebhookSettings]:
+    for name in value:
+        if not re.fullmatch(r"[a-z0-9][a-z0-9_-]*", name):
+            raise ValueError(f"webhook name {name!r}: use lower-case letters, digits, '-' and '_'")
+    return value
+
+
 class Settings(_Section):
     site: SiteSettings = SiteSettings()
     database: DatabaseSettings = DatabaseSettings()
     hl7: Hl7Settings = Hl7Settings()
     mllp: MllpSettings = MllpSettings()
+    fhir: FhirSettings = FhirSettings()
+    notifications: NotificationSettings = NotificationSettings()
+    slack: SlackSettings = SlackSettings()
+    email: EmailSettings = EmailSettings()
+    webhooks: dict[str, WebhookSettings] = Field(default_factory=dict)
+
+    _webhook_names = field_validator("webhooks")(_check_webhook_names)
 
 
 def _format_errors(exc: ValidationError, origin: str) -> str:

@@ -53,6 +53,13 @@ STATUS_AFTER: dict[EventKind, ExamStatus | None] = {
 }
 
 
+# Government and insurance numbers the office never needs (minimum necessary): identifier
+# types from HL7 table 0203 (social security, social beneficiary, driver's licence,
+# passport, national person / health plan ids, Medicaid, Medicare, member and subscriber
+# numbers). Feeds drop them; they never reach the store.
+UNNEEDED_IDENTIFIER_TYPES = frozenset({"SS", "SB", "DL", "PPN", "NI", "NH", "MA", "MC", "MB", "SN"})
+
+
 @dataclass(frozen=True, slots=True)
 class PatientIdentifier:
     """One PID-3 repetition (or FHIR Patient.identifier): value, assigning authority, type."""

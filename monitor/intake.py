@@ -196,7 +196,9 @@ class Intake:
                 "key_reused": int(stored.key_reused),
             },
         )
-        return int(result.inserted_primary_key[0])
+        inserted = result.inserted_primary_key
+        assert inserted is not None
+        return int(inserted[0])
 
     def _after_failure(self, arrival: Arrival, exc: SQLAlchemyError) -> Receipt:
         """A single message failed in the database: store down (AR) or content the store refused (AE)."""
@@ -207,17 +209,14 @@ class Intake:
         reason = f"could not be stored as an exam ({type(exc).__name__})"
         try:
             with self.engine.begin() as conn:
-                message_id = self._store_raw(
-                    conn, arrival, message_key(arrival.raw), body_digest(arrival.raw), None, None
+                stored = _StoredMessage(
+                    arrival, message_key(arrival.raw), body_digest(arrival.raw), None, None
                 )
-                conn.execute(
-                    update(messages)
-                    .where(messages.c.id == message_id)
-                    .values(outcome="rejected", ack_code="AE", error_code="207", error=reason)
-                )
+                receipt = Receipt("rejected", "AE", error_code="207", reason=reason)
+                message_id = self._store_raw(conn, stored, receipt)
         except SQLAlchemyError:
             return UNAVAILABLE
-        return Receipt("rejected", "AE", message_id=message_id, error_code="207", reason=reason)
+        return replace(receipt, message_id=message_id)
 
     # -- messages stored but not yet processed (ack mode "after storing raw") -------------
 

@@ -115,7 +115,9 @@ def apply_event(conn: Connection, event: ScheduleEvent, message_id: int | None, 
             replaces_exam_id=find_predecessor(conn, event),
             created_at=now,
         )
-        exam_id = conn.execute(_INSERT_EXAM, values).inserted_primary_key[0]
+        inserted = conn.execute(_INSERT_EXAM, values).inserted_primary_key
+        assert inserted is not None
+        exam_id = inserted[0]
     else:
         exam_id = found.id
         values["status"] = status.value if status else found.status

@@ -25,7 +25,9 @@ def _keys(model: type[BaseModel], prefix: str = "") -> set[str]:
 def _flatten(data: dict[str, object], prefix: str = "") -> set[str]:
     keys: set[str] = set()
     for name, value in data.items():
-        if isinstance(value, dict) and not name.endswith("status_codes"):
+        if isinstance(value, dict) and not name.endswith(
+            ("status_codes", "_map", "webhooks")
+        ):  # tables as values
             keys |= _flatten(value, f"{prefix}{name}.")
         else:
             keys.add(f"{prefix}{name}")

@@ -186,3 +186,18 @@ def test_unsupported_message_type_is_kept_and_answered_ar(intake: Intake, engine
     ack = hl7.parse(receipt.ack(raw).decode())
     assert str(ack.segment("ERR")[3]).startswith("200")
     assert _count(engine, messages) == 1
+
+
+def test_content_the_database_refuses_is_kept_and_answered_ae(
+    intake: Intake, engine: Engine, database_url: str
+) -> None:
+    if not database_url.startswith("postgresql"):
+        pytest.skip("SQLite stores a NUL character; PostgreSQL refuses it in text columns")
+    good = siu(control_id="OK1", csn="7000000005")
+    receipts = intake.receive_batch([Arrival(good), Arrival(siu(csn="70000\x0000001"))])
+    assert [(r.outcome, r.ack_code) for r in receipts] == [("accepted", "AA"), ("rejected", "AE")]
+    assert "DataError" in receipts[1].reason
+    with engine.connect() as conn:
+        outcomes = dict(conn.execute(select(messages.c.control_id, messages.c.outcome)).all())
+    assert outcomes == {"OK1": "accepted", "MSG0001": "rejected"}
+    assert _count(engine, exams) == 1

@@ -10,20 +10,23 @@ import re
 from collections.abc import Iterator, Mapping
 from datetime import datetime, tzinfo
 
-from monitor.events import EventKind, PatientIdentifier
+from monitor.events import UNNEEDED_IDENTIFIER_TYPES, EventKind, PatientIdentifier
 from monitor.feeds.hl7.message import Segment, Unprocessable
 from monitor.feeds.hl7.timestamps import parse_ts
 
 
 def patient_identifiers(pid: Segment) -> tuple[PatientIdentifier, ...]:
     """Every PID-3 repetition (CX): value = CX-1, authority = CX-4.1 (assigning authority's
-    namespace id) or, when that is empty, CX-6.1 (assigning facility), type = CX-5."""
+    namespace id) or, when that is empty, CX-6.1 (assigning facility), type = CX-5.
+    Government and insurance numbers (an SSN in PID-3, say) are dropped: the office never
+    needs them (:data:`~monitor.events.UNNEEDED_IDENTIFIER_TYPES`)."""
     ids: list[PatientIdentifier] = []
     for rep in range(1, pid.repetitions(3) + 1):
         value = pid.get(3, 1, rep=rep)
-        if value:
+        type_code = pid.get(3, 5, rep=rep)
+        if value and type_code.upper() not in UNNEEDED_IDENTIFIER_TYPES:
             authority = pid.get(3, 4, rep=rep) or pid.get(3, 6, rep=rep)
-            ids.append(PatientIdentifier(value, authority, pid.get(3, 5, rep=rep)))
+            ids.append(PatientIdentifier(value, authority, type_code))
     return tuple(ids)
 
 

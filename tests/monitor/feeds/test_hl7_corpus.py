@@ -261,12 +261,10 @@ def test_omi_takes_modality_from_ipc5(corpus_dir: Path) -> None:
     assert (event.modality, event.accession, event.trigger) == ("PT", "accessionNum", "OMI^O23")
 
 
-def test_all_pid3_repetitions_are_kept_with_authority_and_type(corpus_dir: Path) -> None:
+def test_pid3_repetitions_are_kept_but_national_health_numbers_are_dropped(corpus_dir: Path) -> None:
     event = _first(corpus_dir, "nw-gmsa__MFT-EPIC-OML_O21-native-CR.hl7")
-    assert [(i.value, i.authority, i.type_code) for i in event.patient_ids] == [
-        ("633", "R0A", "MR"),
-        ("9449305552", "NHS", "NH"),
-    ]
+    # The NHS number (type NH) is a national id the office never needs: minimum necessary.
+    assert [(i.value, i.authority, i.type_code) for i in event.patient_ids] == [("633", "R0A", "MR")]
 
 
 def test_assigning_facility_stands_in_for_an_empty_assigning_authority(corpus_dir: Path) -> None:
