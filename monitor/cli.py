@@ -35,7 +35,11 @@ Handler = Callable[[Settings, argparse.Namespace], int]
 
 # Modules that add their own command groups: each has ``register(commands)`` which adds
 # sub-parsers and sets ``handler`` on them (see monitor/commands/).
-COMMAND_GROUPS: tuple[str, ...] = ()
+COMMAND_GROUPS: tuple[str, ...] = (
+    "monitor.commands.trials",
+    "monitor.commands.enrolments",
+    "monitor.commands.findings",
+)
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from sqlalchemy import Engine
 
 from monitor.config import Settings
+from monitor.evaluation import Evaluator
 from monitor.feeds.hl7.mapping import MappingSettings
 from monitor.feeds.mllp import MllpServer
 from monitor.feeds.writer import FeedWriter
@@ -34,7 +35,7 @@ class Daemon:
             MappingSettings.from_settings(settings.hl7),
             store_raw_first=settings.mllp.ack_mode == "after_storing_raw",
         )
-        self.writer = FeedWriter(self.intake)
+        self.writer = FeedWriter(self.intake, after_batch=Evaluator(engine, settings).observe_exams)
         self.server = MllpServer(settings.mllp, self.writer)
 
     async def start(self) -> None:

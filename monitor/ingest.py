@@ -3,21 +3,24 @@
 Files are streamed (memory stays flat for any size) and split into messages by
 :func:`monitor.feeds.hl7.batches.iter_messages`; batches go through
 :meth:`monitor.intake.Intake.receive_batch` exactly as MLLP traffic does, so a replay is
-idempotent: a message seen before is a duplicate and changes nothing.
+idempotent: a message seen before is a duplicate and changes nothing. After each batch the
+enrolments of the batch's patients are re-evaluated (a failure there is logged, never fatal).
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 from sqlalchemy import Engine
 
 from monitor.config import Settings
+from monitor.evaluation import Evaluator
 from monitor.feeds.hl7.batches import iter_messages
 from monitor.feeds.hl7.mapping import MappingSettings
 from monitor.intake import Arrival, Intake, Receipt
@@ -50,10 +53,17 @@ def _chunks(items: Iterable[bytes], size: int) -> Iterator[list[bytes]]:
 
 
 def ingest_files(
-    engine: Engine, settings: Settings, files: Iterable[Path], *, batch: int = 500, progress: bool = True
+    engine: Engine,
+    settings: Settings,
+    files: Iterable[Path],
+    *,
+    batch: int = 500,
+    progress: bool = True,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> IngestSummary:
     """Ingest every message of ``files`` in order; returns counts by outcome and reasons."""
-    intake = Intake(engine, MappingSettings.from_settings(settings.hl7))
+    intake = Intake(engine, MappingSettings.from_settings(settings.hl7), clock=clock)
+    evaluator = Evaluator(engine, settings)
     summary = IngestSummary()
     paths = list(files)
     bar = Progress(
@@ -73,6 +83,7 @@ def ingest_files(
                     receipts = intake.receive_batch([Arrival(raw, peer=f"file:{path.name}") for raw in chunk])
                     for receipt in receipts:
                         summary.add(receipt)
+                    evaluator.observe_exams([i for receipt in receipts for i in receipt.exam_ids], clock())
                     with contextlib.suppress(OSError, ValueError):
                         bar.update(task, completed=done_before + stream.tell())
                 bar.update(task, completed=done_before + path.stat().st_size)

@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine, select
 
+from monitor.store.findings import OPEN, findings
 from monitor.store.schema import exams
 
 
@@ -85,3 +86,95 @@ def list_exams(
     query = query.order_by(exams.c.start_at.is_(None), exams.c.start_at, exams.c.id)
     with engine.connect() as conn:
         return [ExamView(*row) for row in conn.execute(query)]
+
+
+@dataclass(frozen=True, slots=True)
+class FindingView:
+    """A stored finding. Carries the subject's study id, never an MRN or name."""
+
+    id: int
+    key: str
+    trial: str
+    subject: str
+    enrolment_id: int
+    timepoint: str | None
+    occurrence_key: str | None
+    occurrence: str | None  # the occurrence's label, e.g. "Week 12 restaging"
+    kind: str
+    severity: str
+    exam_id: int | None
+    window_start: date | None
+    window_end: date | None
+    detail: str
+    status: str
+    opened_at: datetime
+    updated_at: datetime
+    resolved_at: datetime | None
+
+    def as_json(self) -> dict[str, Any]:
+        """JSON-ready dict; window dates are the site's local dates, instants UTC ISO 8601."""
+        return {
+            "id": self.id,
+            "key": self.key,
+            "trial": self.trial,
+            "subject": self.subject,
+            "enrolment_id": self.enrolment_id,
+            "timepoint": self.timepoint,
+            "occurrence": self.occurrence,
+            "occurrence_key": self.occurrence_key,
+            "kind": self.kind,
+            "severity": self.severity,
+            "exam_id": self.exam_id,
+            "window_start": self.window_start.isoformat() if self.window_start else None,
+            "window_end": self.window_end.isoformat() if self.window_end else None,
+            "detail": self.detail,
+            "status": self.status,
+            "opened_at": self.opened_at.isoformat(),
+            "updated_at": self.updated_at.isoformat(),
+            "resolved_at": self.resolved_at.isoformat() if self.resolved_at else None,
+        }
+
+
+def list_findings(
+    engine: Engine,
+    *,
+    trial: str | None = None,
+    subject: str | None = None,
+    open_only: bool = False,
+) -> list[FindingView]:
+    """Findings ordered by trial, subject, window and id; optionally one trial/subject, open ones only."""
+    query = select(
+        findings.c.id,
+        findings.c.key,
+        findings.c.trial,
+        findings.c.subject,
+        findings.c.enrolment_id,
+        findings.c.timepoint,
+        findings.c.occurrence_key,
+        findings.c.occurrence_label.label("occurrence"),
+        findings.c.kind,
+        findings.c.severity,
+        findings.c.exam_id,
+        findings.c.window_start,
+        findings.c.window_end,
+        findings.c.detail,
+        findings.c.status,
+        findings.c.opened_at,
+        findings.c.updated_at,
+        findings.c.resolved_at,
+    )
+    if trial is not None:
+        query = query.where(findings.c.trial == trial)
+    if subject is not None:
+        query = query.where(findings.c.subject == subject)
+    if open_only:
+        query = query.where(findings.c.status == OPEN)
+    query = query.order_by(
+        findings.c.trial,
+        findings.c.subject,
+        findings.c.window_start.is_(None),
+        findings.c.window_start,
+        findings.c.id,
+    )
+    with engine.connect() as conn:
+        return [FindingView(**row._mapping) for row in conn.execute(query)]

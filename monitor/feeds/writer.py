@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -48,8 +49,18 @@ class WriterStats:
 class FeedWriter:
     """Implements the MLLP listener's ``MessageHandler`` on top of an :class:`Intake`."""
 
-    def __init__(self, intake: Intake, *, max_batch: int = 64, answer_ar_when_down: bool = True) -> None:
+    def __init__(
+        self,
+        intake: Intake,
+        *,
+        max_batch: int = 64,
+        answer_ar_when_down: bool = True,
+        after_batch: Callable[[Sequence[int], datetime], object] | None = None,
+    ) -> None:
         self.intake = intake
+        # Called on the writer thread with a committed batch's exam ids and the intake's
+        # clock, after the batch's ACKs are out (the daemon re-evaluates findings here).
+        self.after_batch = after_batch
         self.max_batch = max_batch
         self.answer_ar_when_down = answer_ar_when_down
         self.stats = WriterStats()
@@ -106,6 +117,12 @@ class FeedWriter:
                 if not future.done():
                     future.set_result(receipt)
                 self._queue.task_done()
+            exam_ids = [exam_id for receipt in receipts for exam_id in receipt.exam_ids]
+            if self.after_batch is not None and exam_ids:  # observes: never delays or decides an ACK
+                try:
+                    await loop.run_in_executor(self._thread, self.after_batch, exam_ids, self.intake.clock())
+                except Exception as exc:
+                    log.error("after-batch hook failed (%s)", type(exc).__name__)
             if self.intake.store_raw_first:  # ACKs are out; now apply what was stored raw
                 try:
                     await loop.run_in_executor(self._thread, self.intake.process_pending)

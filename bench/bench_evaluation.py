@@ -1,0 +1,156 @@
+"""Benchmark of evaluation over the store (a script, not a test): prints timings.
+
+    .venv/bin/python bench/bench_evaluation.py [--enrolments 10000] [--trials 50] [--exams 300000]
+                                               [--database URL] [--events 200]
+
+Fills a fresh store (a temporary SQLite file unless ``--database`` names an empty one) with
+the synthetic protocols, enrolments and exams of ``bench_rules.py``, then times:
+
+1. ``evaluate_all`` on the empty findings table (opens everything) and again with nothing
+   changed (reads, compares, writes nothing);
+2. the feed's re-evaluation after one exam event: an exam is moved by a day in the store,
+   then ``Evaluator.evaluate_for_exams([exam])`` runs as the feed writer's hook does (one
+   long-lived evaluator) — median and 95th percentile over ``--events`` events — and the
+   same through the module-level ``evaluate_for_exams`` (a fresh evaluator, protocol parsed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import sys
+import tempfile
+import time
+from datetime import timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from sqlalchemy import Engine, update  # after the path set-up, so the script runs from a checkout
+
+from bench.bench_rules import NOW, build, protocol_text
+from monitor.config import Settings
+from monitor.evaluation import Evaluator, evaluate_for_exams
+from monitor.registry import store_protocol
+from monitor.store.database import make_engine, upgrade
+from monitor.store.registry import enrolment_mrns, enrolments
+from monitor.store.schema import exams
+from rules import Enrolment, ExamRecord, Trial
+
+_BATCH = 5_000
+
+
+def fill(engine: Engine, trials: list[Trial], subjects: list[Enrolment], records: list[ExamRecord]) -> None:
+    with engine.begin() as conn:
+        for number, trial in enumerate(trials):
+            store_protocol(conn, trial, protocol_text(number), f"bench-{number}.toml", NOW)
+        conn.execute(
+            enrolments.insert(),
+            [
+                {
+                    "id": e.id,
+                    "trial": e.trial,
+                    "subject": e.subject,
+                    "arm": e.arm,
+                    "status": e.status.value,
+                    "off_study": e.off_study,
+                    "anchors": {name: value.isoformat() for name, value in e.anchors.items()},
+                    "created_at": NOW,
+                    "updated_at": NOW,
+                }
+                for e in subjects
+            ],
+        )
+        conn.execute(
+            enrolment_mrns.insert(), [{"enrolment_id": e.id, "mrn": mrn} for e in subjects for mrn in e.mrns]
+        )
+        ordered = sorted(records, key=lambda record: record.id)
+        for start in range(0, len(ordered), _BATCH):
+            conn.execute(
+                exams.insert(),
+                [
+                    {
+                        "id": r.id,
+                        "source": "bench",
+                        "external_id": str(r.id),
+                        "status": r.status.value,
+                        "last_event": "booked",
+                        "mrn": r.mrn,
+                        "procedure_code": r.procedure_code,
+                        "procedure_text": r.procedure_text,
+                        "modality": r.modality,
+                        "location": r.location,
+                        "start_at": r.start,
+                        "created_at": NOW,
+                        "updated_at": NOW,
+                    }
+                    for r in ordered[start : start + _BATCH]
+                ],
+            )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--enrolments", type=int, default=10_000)
+    parser.add_argument("--trials", type=int, default=50)
+    parser.add_argument("--exams", type=int, default=300_000)
+    parser.add_argument("--events", type=int, default=200)
+    parser.add_argument("--database", help="an EMPTY database URL (default: a temporary SQLite file)")
+    args = parser.parse_args()
+
+    folder = tempfile.TemporaryDirectory()
+    url = args.database or f"sqlite:///{folder.name}/bench.db"
+    engine = make_engine(url)
+    upgrade(engine)
+    settings = Settings.model_validate({"database": {"url": url}})
+
+    started = time.perf_counter()
+    trials, subjects, records = build(args.enrolments, args.trials, args.exams)
+    fill(engine, trials, subjects, records)
+    print(
+        f"store: {url.split(':', 1)[0]}, {len(trials)} trials, {len(subjects)} enrolments, "
+        f"{len(records)} exams (filled in {time.perf_counter() - started:.1f} s)"
+    )
+
+    evaluator = Evaluator(engine, settings)
+    first = evaluator.evaluate_all(NOW)
+    opened = sum(first.changes.opened.values())
+    print(f"evaluate_all, first run:   {first.seconds:6.2f} s  ({opened} findings opened)")
+    again = evaluator.evaluate_all(NOW)
+    print(f"evaluate_all, no change:   {again.seconds:6.2f} s  ({again.changes.unchanged} unchanged)")
+
+    rnd = random.Random(7)
+    research = [r for r in records if r.procedure_code != "IMG0009" and r.start is not None]
+    hook_ms: list[float] = []
+    fresh_ms: list[float] = []
+    scopes: list[int] = []
+    for number in range(args.events):
+        exam = rnd.choice(research)
+        assert exam.start is not None
+        moved = exam.start + timedelta(days=1 if number % 2 == 0 else -1)
+        with engine.begin() as conn:
+            conn.execute(update(exams).where(exams.c.id == exam.id).values(start_at=moved, updated_at=NOW))
+        if number % 2 == 0:
+            summary = evaluator.evaluate_for_exams([exam.id], NOW)
+            hook_ms.append(summary.seconds * 1000)
+        else:
+            began = time.perf_counter()
+            summary = evaluate_for_exams(engine, settings, [exam.id], NOW)
+            fresh_ms.append((time.perf_counter() - began) * 1000)
+        scopes.append(summary.enrolments)
+
+    def spread(values: list[float]) -> str:
+        ranked = sorted(values)
+        p95 = ranked[min(len(ranked) - 1, int(len(ranked) * 0.95))]
+        return f"median {statistics.median(ranked):6.2f} ms, p95 {p95:6.2f} ms"
+
+    print(f"evaluate_for_exams, one exam, long-lived evaluator (the writer's hook): {spread(hook_ms)}")
+    print(f"evaluate_for_exams, one exam, fresh evaluator (module function):        {spread(fresh_ms)}")
+    print(f"  enrolments judged per event: {statistics.mean(scopes):.1f} on average")
+    engine.dispose()
+    folder.cleanup()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,88 @@
+"""Command groups of ``hiro-monitor`` that live outside ``monitor/cli.py``.
+
+Each module has ``register(commands)``, which adds its sub-parsers and sets ``handler`` on
+them; ``monitor.cli.COMMAND_GROUPS`` lists the modules. A handler takes the settings and
+the parsed arguments and returns the exit code: 0 success, 1 input problems reported,
+2 usage or configuration error, 3 the store is unavailable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import UTC, date, datetime
+from typing import Any
+
+from sqlalchemy import Engine
+
+from monitor.config import Settings
+from monitor.evaluation import EvaluationSummary
+
+__all__ = [
+    "anchor_setting",
+    "iso_date",
+    "open_engine",
+    "print_json",
+    "report_evaluation",
+    "utc_now",
+]
+
+
+def open_engine(settings: Settings) -> Engine:
+    """The configured store, migrated (``monitor.cli.open_store``)."""
+    from monitor.cli import open_store  # the CLI imports this package while building its parser
+
+    return open_store(settings)
+
+
+def utc_now() -> datetime:
+    """The real clock: commands are where ``now`` comes from."""
+    return datetime.now(UTC)
+
+
+def iso_date(text: str) -> date:
+    """argparse type: a ``YYYY-MM-DD`` date."""
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date (write YYYY-MM-DD)") from None
+
+
+def anchor_setting(text: str) -> tuple[str, date | None]:
+    """argparse type: ``name=YYYY-MM-DD``; ``name=`` (no date) clears the anchor in ``enroll update``."""
+    name, equals, value = text.partition("=")
+    name = name.strip()
+    if not equals or not name:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: write the anchor as name=YYYY-MM-DD, e.g. c1d1=2026-01-26"
+        )
+    if not value.strip():
+        return name, None
+    try:
+        return name, date.fromisoformat(value.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"anchor {name}: not a date (write YYYY-MM-DD)") from None
+
+
+def print_json(value: Any) -> None:
+    json.dump(value, sys.stdout, indent=2)
+    print()
+
+
+def report_evaluation(summary: EvaluationSummary, *, title: str = "evaluation") -> None:
+    """Print what an evaluation opened, reopened, updated and resolved, by finding kind."""
+    counts = summary.by_kind()
+    total = {
+        name: sum(row[name] for row in counts.values())
+        for name in ("opened", "reopened", "updated", "resolved")
+    }
+    print(
+        f"{title}: {summary.enrolments} enrolment(s) in {summary.seconds:.2f} s: "
+        + ", ".join(f"{count} {name}" for name, count in total.items())
+        + f", {summary.changes.unchanged} unchanged"
+    )
+    for kind, row in counts.items():
+        print(f"  {kind:<16} " + "  ".join(f"{name} {count}" for name, count in row.items() if count))
+    for trial in summary.unknown_trials:
+        print(f"  warning: enrolments of {trial} were skipped: no protocol loaded for it", file=sys.stderr)

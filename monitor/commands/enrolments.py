@@ -1,0 +1,226 @@
+"""``hiro-monitor enroll add|import|list|update``: the enrolment registry.
+
+    enroll add --trial ID --subject S --mrn M [--mrn M2] [--arm A] [--status S]
+               [--off-study DATE] --anchor consent=2026-01-05 ...
+    enroll import FILE.csv            all rows or none (see monitor.registry.importing)
+    enroll list [--json] [--trial ID]
+    enroll update --trial ID --subject S [--anchor k=v ...] [--arm A] [--status S]
+                  [--off-study DATE] [--mrn M ...]
+
+Every change is checked against the trial's protocol in force and the changed enrolments
+are evaluated at once (an anchor moved: every due date moves with it). ``enroll list``
+shows MRNs (it is the registry); problems and logs never do.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import replace
+from datetime import date
+from pathlib import Path
+
+from monitor.commands import anchor_setting, iso_date, open_engine, print_json, report_evaluation, utc_now
+from monitor.config import Settings
+from monitor.evaluation import Evaluator
+from monitor.registry import (
+    EnrolmentEntry,
+    ImportRejected,
+    ProtocolCatalogue,
+    check_entries,
+    find_entry,
+    import_enrolments,
+    list_enrolments,
+    parse_status,
+    save_entries,
+)
+from rules import EnrolmentStatus
+
+__all__ = ["register"]
+
+
+def _status(text: str) -> EnrolmentStatus:
+    try:
+        return parse_status(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _optional_date(text: str) -> date | None:
+    """``--off-study`` value: a date, or ``none`` / empty to clear it."""
+    return None if text.strip().lower() in ("", "none") else iso_date(text)
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    enroll = commands.add_parser("enroll", help="the enrolment registry: add, import, list, update")
+    actions = enroll.add_subparsers(dest="enroll_command", required=True, metavar="ACTION")
+
+    add = actions.add_parser("add", help="enrol one subject")
+    add.add_argument("--trial", required=True)
+    add.add_argument("--subject", required=True, help="the study subject id")
+    add.add_argument("--mrn", action="append", required=True, help="an MRN of the patient (repeat for more)")
+    add.add_argument("--arm")
+    add.add_argument("--status", type=_status, default=EnrolmentStatus.ON_STUDY)
+    add.add_argument("--off-study", dest="off_study", type=iso_date)
+    add.add_argument("--anchor", action="append", type=anchor_setting, default=[], metavar="NAME=YYYY-MM-DD")
+    add.set_defaults(handler=cmd_add)
+
+    importing = actions.add_parser("import", help="enrol the subjects of a CSV file (all rows or none)")
+    importing.add_argument("file", type=Path, metavar="FILE.csv")
+    importing.set_defaults(handler=cmd_import)
+
+    listing = actions.add_parser("list", help="list enrolments (with MRNs)")
+    listing.add_argument("--json", action="store_true", help="print a JSON array")
+    listing.add_argument("--trial", help="only this trial")
+    listing.set_defaults(handler=cmd_list)
+
+    change = actions.add_parser("update", help="change anchor dates, arm, status, off-study date or MRNs")
+    change.add_argument("--trial", required=True)
+    change.add_argument("--subject", required=True)
+    change.add_argument(
+        "--anchor",
+        action="append",
+        type=anchor_setting,
+        default=[],
+        metavar="NAME=YYYY-MM-DD",
+        help="set an anchor date; NAME= clears it",
+    )
+    change.add_argument("--arm", help='the arm ("" clears it)')
+    change.add_argument("--status", type=_status)
+    change.add_argument(
+        "--off-study", dest="off_study", type=_optional_date, default=..., help="date or none"
+    )
+    change.add_argument("--mrn", action="append", help="replace the MRN list (repeat for more)")
+    change.set_defaults(handler=cmd_update)
+
+
+def _save(settings: Settings, entries: list[EnrolmentEntry], *, must_exist: bool) -> int:
+    """Check ``entries`` against the protocols and store them, then evaluate what changed."""
+    engine = open_engine(settings)
+    now = utc_now()
+    with engine.begin() as conn:
+        trials = ProtocolCatalogue().trials(conn, {entry.trial for entry in entries})
+        problems = [
+            f"{entry.trial} {entry.subject}: {problem}"
+            for entry, found in zip(entries, check_entries(conn, trials, entries), strict=True)
+            for problem in found
+        ]
+        for entry in entries:
+            exists = find_entry(conn, entry.trial, entry.subject) is not None
+            if exists != must_exist:
+                problems.append(
+                    f"{entry.trial} {entry.subject}: already enrolled (use enroll update)"
+                    if exists
+                    else f"{entry.trial} {entry.subject}: not enrolled (use enroll add)"
+                )
+        if problems:
+            for problem in problems:
+                print(problem, file=sys.stderr)
+            engine.dispose()
+            return 1
+        saved = save_entries(conn, entries, now)
+    verb = "updated" if must_exist else "enrolled"
+    for entry in entries:
+        print(f"{verb} {entry.trial} {entry.subject}" + ("" if saved.changed_ids else " (no change)"))
+    if saved.changed_ids:
+        report_evaluation(Evaluator(engine, settings).evaluate_enrolments(saved.changed_ids, now))
+    engine.dispose()
+    return 0
+
+
+def cmd_add(settings: Settings, args: argparse.Namespace) -> int:
+    anchors = dict(args.anchor)
+    empty = sorted(name for name, value in anchors.items() if value is None)
+    if empty:
+        print(f"--anchor {', '.join(empty)}: give a date (NAME=YYYY-MM-DD)", file=sys.stderr)
+        return 2
+    entry = EnrolmentEntry(
+        trial=args.trial.strip(),
+        subject=args.subject.strip(),
+        mrns=tuple(dict.fromkeys(mrn.strip() for mrn in args.mrn if mrn.strip())),
+        anchors=anchors,
+        arm=args.arm or None,
+        status=args.status,
+        off_study=args.off_study,
+    )
+    return _save(settings, [entry], must_exist=False)
+
+
+def cmd_update(settings: Settings, args: argparse.Namespace) -> int:
+    engine = open_engine(settings)
+    with engine.connect() as conn:
+        existing = find_entry(conn, args.trial, args.subject)
+    engine.dispose()
+    if existing is None:
+        print(f"{args.trial} {args.subject}: not enrolled (use enroll add)", file=sys.stderr)
+        return 1
+    entry = existing.entry()
+    anchors = dict(entry.anchors)
+    for name, value in args.anchor:
+        if value is None:
+            anchors.pop(name, None)
+        else:
+            anchors[name] = value
+    entry = replace(entry, anchors=anchors)
+    if args.arm is not None:
+        entry = replace(entry, arm=args.arm.strip() or None)
+    if args.status is not None:
+        entry = replace(entry, status=args.status)
+    if args.off_study is not ...:
+        entry = replace(entry, off_study=args.off_study)
+    if args.mrn:
+        entry = replace(entry, mrns=tuple(dict.fromkeys(mrn.strip() for mrn in args.mrn if mrn.strip())))
+    return _save(settings, [entry], must_exist=True)
+
+
+def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
+    try:
+        text = args.file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        reason = error.strerror if isinstance(error, OSError) else "not UTF-8 text"
+        print(f"{args.file}: cannot read it ({reason})", file=sys.stderr)
+        return 1
+    engine = open_engine(settings)
+    now = utc_now()
+    try:
+        with engine.begin() as conn:
+            saved = import_enrolments(conn, text, now)
+    except ImportRejected as rejected:
+        for problem in rejected.problems:
+            print(f"{args.file}: {problem}", file=sys.stderr)
+        print(f"{args.file}: nothing imported ({len(rejected.problems)} problem(s))", file=sys.stderr)
+        engine.dispose()
+        return 1
+    print(f"{args.file}: {saved.added} added, {saved.updated} updated, {saved.unchanged} unchanged")
+    if saved.changed_ids:
+        report_evaluation(Evaluator(engine, settings).evaluate_enrolments(saved.changed_ids, now))
+    engine.dispose()
+    return 0
+
+
+def cmd_list(settings: Settings, args: argparse.Namespace) -> int:
+    engine = open_engine(settings)
+    with engine.connect() as conn:
+        views = list_enrolments(conn, trial=args.trial)
+    engine.dispose()
+    if args.json:
+        print_json([view.as_json() for view in views])
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"Enrolments ({len(views)})")
+    for column in ("trial", "subject", "MRNs", "arm", "status", "off study", "anchors"):
+        table.add_column(column)
+    for view in views:
+        table.add_row(
+            view.trial,
+            view.subject,
+            " ".join(view.mrns),
+            view.arm or "",
+            view.status,
+            view.off_study.isoformat() if view.off_study else "",
+            " ".join(f"{name}={value.isoformat()}" for name, value in sorted(view.anchors.items())),
+        )
+    Console().print(table)
+    return 0

@@ -1,0 +1,261 @@
+"""Running the compliance engine over the store and recording what it found.
+
+``evaluate_all`` judges every enrolment; ``evaluate_for_exams`` only the enrolments of the
+patients those exams belong to (by MRN, widened to every enrolment of the same patients);
+``Evaluator.evaluate_enrolments`` a given set (after an enrolment changed). Each records
+the result with :func:`monitor.store.findings.record_evaluation`: new finding keys open,
+changed ones update, vanished ones resolve, a resolved key that comes back reopens; only
+the evaluated enrolments' findings are touched. ``now`` is always an argument.
+
+How a run stays correct next to the feed writer:
+
+1. Read the inputs (enrolments, exams, protocols) and note the newest exam event id.
+2. Run the engine (no database).
+3. In one write transaction: if exam events arrived since step 1 for patients in scope,
+   re-read and re-judge those enrolments first (so a long ``evaluate`` never writes a view
+   older than what the feed's own re-evaluation wrote); then record.
+
+Step 3 is retried (up to ``attempts``) when the store reports a conflict: SQLite's
+"database is locked" or a finding key inserted first by a concurrent run.
+
+Planned notifications are not stored here (the outbox is a later issue): the summary
+carries the engine's :class:`rules.Evaluation`, whose ``planned_notifications`` are complete
+for ``EvaluationSummary.scope``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import IntegrityError, OperationalError
+
+from monitor.config import Settings
+from monitor.registry.protocols import ProtocolCatalogue
+from monitor.registry.records import (
+    enrolment_ids_for_exams,
+    event_mark,
+    load_enrolments,
+    load_exams,
+    mrns_changed_since,
+    same_patients,
+)
+from monitor.store.findings import FindingChanges, record_evaluation
+from rules import Enrolment, Evaluation, Trial, evaluate_enrolments, index_exams
+
+__all__ = ["EvaluationSummary", "Evaluator", "evaluate_all", "evaluate_for_exams"]
+
+log = logging.getLogger("monitor.evaluation")
+
+
+@dataclass(frozen=True, slots=True)
+class EvaluationSummary:
+    """What one run judged and changed.
+
+    ``scope`` holds the ids of the enrolments judged (those whose trial has a protocol);
+    ``evaluation`` is the engine's full answer for them, planned notifications included.
+    """
+
+    evaluation: Evaluation = field(default_factory=Evaluation)
+    changes: FindingChanges = field(default_factory=FindingChanges)
+    scope: frozenset[int] = frozenset()
+    unknown_trials: tuple[str, ...] = ()
+    seconds: float = 0.0
+
+    @property
+    def enrolments(self) -> int:
+        return len(self.scope)
+
+    def by_kind(self) -> dict[str, dict[str, int]]:
+        """``{kind: {"opened": n, "reopened": n, "updated": n, "resolved": n}}`` for kinds that changed."""
+        table: dict[str, dict[str, int]] = {}
+        for name in ("opened", "reopened", "updated", "resolved"):
+            counts: Counter[str] = getattr(self.changes, name)
+            for kind, count in counts.items():
+                table.setdefault(kind, dict.fromkeys(("opened", "reopened", "updated", "resolved"), 0))
+                table[kind][name] = count
+        return dict(sorted(table.items()))
+
+
+@dataclass(slots=True)
+class _Inputs:
+    enrolments: list[Enrolment]
+    trials: dict[str, Trial]
+    mark: int
+
+
+class Evaluator:
+    """Evaluates enrolments in one store; keeps the parsed protocols between runs.
+
+    Not thread-safe: give each thread its own (the feed writer keeps one on its thread).
+    Raises SQLAlchemy errors when the store fails after ``attempts`` tries, ValueError for
+    a naive ``now``.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        settings: Settings,
+        *,
+        due_soon_days: int = 7,
+        attempts: int = 3,
+    ) -> None:
+        self.engine = engine
+        self.zone = ZoneInfo(settings.site.timezone)
+        self.due_soon_days = due_soon_days
+        self.attempts = max(attempts, 1)
+        self.catalogue = ProtocolCatalogue()
+
+    # -- entry points --------------------------------------------------------------------
+
+    def evaluate_all(self, now: datetime) -> EvaluationSummary:
+        """Judge every enrolment and record the findings."""
+        return self._run(None, now)
+
+    def evaluate_for_exams(self, exam_ids: Collection[int], now: datetime) -> EvaluationSummary:
+        """Judge the enrolments of the patients of ``exam_ids`` (nothing to do: an empty summary)."""
+        if not exam_ids:
+            return EvaluationSummary()
+        with self.engine.connect() as conn:
+            found = enrolment_ids_for_exams(conn, exam_ids)
+            scope = same_patients(conn, found) if found else set()
+        return self._run(scope, now) if scope else EvaluationSummary()
+
+    def evaluate_enrolments(self, enrolment_ids: Collection[int], now: datetime) -> EvaluationSummary:
+        """Judge ``enrolment_ids`` and every enrolment of the same patients."""
+        if not enrolment_ids:
+            return EvaluationSummary()
+        with self.engine.connect() as conn:
+            scope = same_patients(conn, enrolment_ids)
+        return self._run(scope, now)
+
+    def observe_exams(self, exam_ids: Sequence[int], now: datetime) -> None:
+        """:meth:`evaluate_for_exams` for code that must not fail because of it (the feed writer).
+
+        Never raises: a failure is logged by type only (database errors quote parameters,
+        which can be MRNs) and the next event or ``hiro-monitor evaluate`` catches up.
+        """
+        try:
+            summary = self.evaluate_for_exams(exam_ids, now)
+        except Exception as exc:
+            log.error("re-evaluation after %d exam(s) failed (%s)", len(exam_ids), type(exc).__name__)
+            return
+        if summary.changes.changed:
+            log.info(
+                "re-evaluated %d enrolment(s) in %.1f ms: %s",
+                summary.enrolments,
+                summary.seconds * 1000,
+                _counts_text(summary.changes),
+            )
+
+    # -- one run -------------------------------------------------------------------------
+
+    def _read(self, conn: Connection, scope: Collection[int] | None) -> _Inputs:
+        mark = event_mark(conn)
+        enrolments = load_enrolments(conn, scope)
+        trials = self.catalogue.trials(conn, {enrolment.trial for enrolment in enrolments})
+        return _Inputs(enrolments, trials, mark)
+
+    def _judge(self, conn: Connection, inputs: _Inputs, now: datetime, all_patients: bool) -> Evaluation:
+        judged = [enrolment for enrolment in inputs.enrolments if enrolment.trial in inputs.trials]
+        mrns = None if all_patients else {mrn for enrolment in judged for mrn in enrolment.mrns}
+        exams = load_exams(conn, mrns) if mrns is None or mrns else []
+        return evaluate_enrolments(
+            inputs.trials,
+            inputs.enrolments,
+            index_exams(exams),
+            now,
+            site_zone=self.zone,
+            due_soon_days=self.due_soon_days,
+        )
+
+    def _run(self, scope: Collection[int] | None, now: datetime) -> EvaluationSummary:
+        started = time.perf_counter()
+        with self.engine.connect() as conn:
+            inputs = self._read(conn, scope)
+            evaluation = self._judge(conn, inputs, now, all_patients=scope is None)
+        judged = frozenset(e.id for e in inputs.enrolments if e.trial in inputs.trials)
+        for attempt in range(1, self.attempts + 1):
+            try:
+                with self.engine.begin() as conn:
+                    current = self._catch_up(conn, inputs, evaluation, now)
+                    changes = record_evaluation(conn, current.findings, current.occurrences, judged, now)
+                break
+            except (OperationalError, IntegrityError) as exc:
+                if attempt == self.attempts:
+                    raise
+                log.warning("recording findings conflicted (%s); retrying", type(exc).__name__)
+                time.sleep(0.05 * attempt)
+        return EvaluationSummary(
+            evaluation=current,
+            changes=changes,
+            scope=judged,
+            unknown_trials=evaluation.unknown_trials,
+            seconds=time.perf_counter() - started,
+        )
+
+    def _catch_up(
+        self, conn: Connection, inputs: _Inputs, evaluation: Evaluation, now: datetime
+    ) -> Evaluation:
+        """``evaluation`` with the enrolments touched by exam events since it was read judged again."""
+        touched = mrns_changed_since(conn, inputs.mark)
+        stale = {e.id for e in inputs.enrolments if touched.intersection(e.mrns)}
+        if not stale:
+            return evaluation
+        stale = _same_patients_among(inputs.enrolments, stale)
+        again = _Inputs([e for e in inputs.enrolments if e.id in stale], inputs.trials, inputs.mark)
+        fresh = self._judge(conn, again, now, all_patients=False)
+        return Evaluation(
+            findings=(*(f for f in evaluation.findings if f.enrolment_id not in stale), *fresh.findings),
+            occurrences=(
+                *(o for o in evaluation.occurrences if o.enrolment_id not in stale),
+                *fresh.occurrences,
+            ),
+            planned_notifications=(
+                *(n for n in evaluation.planned_notifications if n.enrolment_id not in stale),
+                *fresh.planned_notifications,
+            ),
+            unknown_trials=evaluation.unknown_trials,
+        )
+
+
+def _same_patients_among(enrolments: Sequence[Enrolment], ids: set[int]) -> set[int]:
+    """``ids`` widened to the enrolments (of ``enrolments``) sharing an MRN with them."""
+    chosen = set(ids)
+    while True:
+        mrns = {mrn for e in enrolments if e.id in chosen for mrn in e.mrns}
+        more = {e.id for e in enrolments if e.id not in chosen and mrns.intersection(e.mrns)}
+        if not more:
+            return chosen
+        chosen |= more
+
+
+def _counts_text(changes: FindingChanges) -> str:
+    parts = [
+        f"{name} {sum(counter.values())}"
+        for name, counter in (
+            ("opened", changes.opened),
+            ("reopened", changes.reopened),
+            ("updated", changes.updated),
+            ("resolved", changes.resolved),
+        )
+    ]
+    return ", ".join(parts)
+
+
+def evaluate_all(engine: Engine, settings: Settings, now: datetime) -> EvaluationSummary:
+    """Judge every enrolment in the store at ``now`` and record the findings (see the module doc)."""
+    return Evaluator(engine, settings).evaluate_all(now)
+
+
+def evaluate_for_exams(
+    engine: Engine, settings: Settings, exam_ids: Collection[int], now: datetime
+) -> EvaluationSummary:
+    """Judge only the enrolments whose MRNs match those of ``exam_ids`` and record their findings."""
+    return Evaluator(engine, settings).evaluate_for_exams(exam_ids, now)

@@ -1,0 +1,55 @@
+"""The trial office's registry in the store: protocol versions and enrolments.
+
+- :mod:`monitor.registry.protocols`: store protocol files as versions, read those in force.
+- :mod:`monitor.registry.enrolments`: check, add, update and list enrolments.
+- :mod:`monitor.registry.importing`: the all-or-nothing CSV import.
+- :mod:`monitor.registry.records`: enrolments and exams as the engine's inputs.
+
+The registry is the source of truth for who is enrolled (DESIGN, "FHIR (Epic)"); it holds
+MRNs, so nothing here logs an enrolment's identifiers.
+"""
+
+from monitor.registry.enrolments import (
+    EnrolmentEntry,
+    EnrolmentView,
+    SavedEntries,
+    check_entries,
+    check_entry,
+    find_entry,
+    list_enrolments,
+    parse_status,
+    save_entries,
+)
+from monitor.registry.importing import ImportRejected, RowProblem, import_enrolments, read_enrolment_csv
+from monitor.registry.protocols import (
+    ProtocolCatalogue,
+    StoredVersion,
+    TrialSummary,
+    describe_changes,
+    list_trials,
+    sha256_of,
+    store_protocol,
+)
+
+__all__ = [
+    "EnrolmentEntry",
+    "EnrolmentView",
+    "ImportRejected",
+    "ProtocolCatalogue",
+    "RowProblem",
+    "SavedEntries",
+    "StoredVersion",
+    "TrialSummary",
+    "check_entries",
+    "check_entry",
+    "describe_changes",
+    "find_entry",
+    "import_enrolments",
+    "list_enrolments",
+    "list_trials",
+    "parse_status",
+    "read_enrolment_csv",
+    "save_entries",
+    "sha256_of",
+    "store_protocol",
+]

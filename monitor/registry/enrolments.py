@@ -1,0 +1,266 @@
+"""Enrolments in the store: checking, adding, updating and listing them.
+
+What the office enters for a subject is an :class:`EnrolmentEntry`; :func:`check_entry`
+judges it against the trial in force (required anchor dates, anchors and arms the protocol
+declares) and :func:`save_entries` writes a checked batch in the caller's transaction.
+Problems are plain sentences that name the trial, subject and field, never an MRN.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import Connection, delete, select, update
+
+from monitor.registry.records import anchors_from_json
+from monitor.store.findings import chunks
+from monitor.store.registry import enrolment_mrns, enrolments
+from rules import EnrolmentStatus, Trial, check_enrolment
+
+__all__ = [
+    "EnrolmentEntry",
+    "EnrolmentView",
+    "SavedEntries",
+    "check_entries",
+    "check_entry",
+    "find_entry",
+    "list_enrolments",
+    "mrn_conflicts",
+    "parse_status",
+    "save_entries",
+]
+
+_LIMITS = {"subject": 64, "arm": 64, "mrn": 80}
+
+
+@dataclass(frozen=True, slots=True)
+class EnrolmentEntry:
+    """One subject in one trial as the office enters it (``anchors``: name -> date)."""
+
+    trial: str
+    subject: str
+    mrns: tuple[str, ...]
+    anchors: Mapping[str, date] = field(default_factory=dict)
+    arm: str | None = None
+    status: EnrolmentStatus = EnrolmentStatus.ON_STUDY
+    off_study: date | None = None
+
+
+def parse_status(text: str) -> EnrolmentStatus:
+    """``on_study``, ``On study``, ``on-study`` ... as a status; ValueError naming the choices."""
+    cleaned = text.strip().lower().replace("-", "_").replace(" ", "_")
+    try:
+        return EnrolmentStatus(cleaned)
+    except ValueError:
+        choices = ", ".join(status.value for status in EnrolmentStatus)
+        raise ValueError(f"status {text!r} is not one of {choices}") from None
+
+
+def check_entry(trial: Trial | None, entry: EnrolmentEntry) -> list[str]:
+    """Problems with ``entry`` for ``trial`` (None: the trial has no protocol loaded); empty: fine."""
+    found: list[str] = []
+    if trial is None:
+        found.append(f"trial {entry.trial!r} has no protocol loaded (run: hiro-monitor trials load FILE)")
+    if not entry.subject:
+        found.append("the subject id is empty")
+    elif len(entry.subject) > _LIMITS["subject"]:
+        found.append(f"the subject id is longer than {_LIMITS['subject']} characters")
+    if not entry.mrns:
+        found.append("no MRN given")
+    elif any(len(mrn) > _LIMITS["mrn"] for mrn in entry.mrns):
+        found.append(f"an MRN is longer than {_LIMITS['mrn']} characters")
+    if entry.arm is not None and len(entry.arm) > _LIMITS["arm"]:
+        found.append(f"the arm is longer than {_LIMITS['arm']} characters")
+    if trial is not None:
+        found += check_enrolment(trial, entry.anchors, entry.arm)
+    return found
+
+
+@dataclass(frozen=True, slots=True)
+class EnrolmentView:
+    """An enrolment as stored, for listing (it carries MRNs: show it, never log it)."""
+
+    id: int
+    trial: str
+    subject: str
+    mrns: tuple[str, ...]
+    arm: str | None
+    status: str
+    off_study: date | None
+    anchors: dict[str, date]
+    created_at: datetime
+    updated_at: datetime
+
+    def entry(self) -> EnrolmentEntry:
+        return EnrolmentEntry(
+            self.trial,
+            self.subject,
+            self.mrns,
+            dict(self.anchors),
+            self.arm,
+            EnrolmentStatus(self.status),
+            self.off_study,
+        )
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "trial": self.trial,
+            "subject": self.subject,
+            "mrns": list(self.mrns),
+            "arm": self.arm,
+            "status": self.status,
+            "off_study": self.off_study.isoformat() if self.off_study else None,
+            "anchors": {name: value.isoformat() for name, value in sorted(self.anchors.items())},
+            "created_at": self.created_at.isoformat(),
+            "updated_at": self.updated_at.isoformat(),
+        }
+
+
+def list_enrolments(
+    conn: Connection, *, trial: str | None = None, subject: str | None = None
+) -> list[EnrolmentView]:
+    """Enrolments ordered by trial and subject, optionally of one trial (and one subject)."""
+    query = select(enrolments).order_by(enrolments.c.trial, enrolments.c.subject)
+    if trial is not None:
+        query = query.where(enrolments.c.trial == trial)
+    if subject is not None:
+        query = query.where(enrolments.c.subject == subject)
+    rows = list(conn.execute(query))
+    mrns: dict[int, list[str]] = {}
+    mrn_query = select(enrolment_mrns.c.enrolment_id, enrolment_mrns.c.mrn)
+    for part in chunks([int(row.id) for row in rows]):
+        for enrolment_id, mrn in conn.execute(mrn_query.where(enrolment_mrns.c.enrolment_id.in_(part))):
+            mrns.setdefault(int(enrolment_id), []).append(mrn)
+    return [
+        EnrolmentView(
+            id=int(row.id),
+            trial=row.trial,
+            subject=row.subject,
+            mrns=tuple(sorted(mrns.get(int(row.id), ()))),
+            arm=row.arm,
+            status=row.status,
+            off_study=row.off_study,
+            anchors=anchors_from_json(row.anchors),
+            created_at=row.created_at,
+            updated_at=row.updated_at,
+        )
+        for row in rows
+    ]
+
+
+def find_entry(conn: Connection, trial: str, subject: str) -> EnrolmentView | None:
+    found = list_enrolments(conn, trial=trial, subject=subject)
+    return found[0] if found else None
+
+
+def mrn_conflicts(conn: Connection, entries: Sequence[EnrolmentEntry]) -> list[str | None]:
+    """For each entry: which other subject of the same trial already holds one of its MRNs, if any.
+
+    Looks at the store and at the other entries (earlier ones win). The MRN itself is never named.
+    """
+    wanted = {mrn for entry in entries for mrn in entry.mrns}
+    holders: dict[tuple[str, str], str] = {}
+    query = select(enrolments.c.trial, enrolments.c.subject, enrolment_mrns.c.mrn).join(
+        enrolment_mrns, enrolment_mrns.c.enrolment_id == enrolments.c.id
+    )
+    for part in chunks(wanted):
+        for trial, subject, mrn in conn.execute(query.where(enrolment_mrns.c.mrn.in_(part))):
+            holders[(trial, mrn)] = subject
+    replaced = {(entry.trial, entry.subject) for entry in entries}
+    holders = {key: subject for key, subject in holders.items() if (key[0], subject) not in replaced}
+    found: list[str | None] = []
+    for entry in entries:
+        other = next(
+            (
+                holders[(entry.trial, mrn)]
+                for mrn in entry.mrns
+                if holders.get((entry.trial, mrn), entry.subject) != entry.subject
+            ),
+            None,
+        )
+        found.append(
+            None if other is None else f"an MRN given is already that of subject {other} of {entry.trial}"
+        )
+        for mrn in entry.mrns:
+            holders.setdefault((entry.trial, mrn), entry.subject)
+    return found
+
+
+@dataclass(frozen=True, slots=True)
+class SavedEntries:
+    """What :func:`save_entries` did; ``changed_ids`` are the enrolments to re-evaluate."""
+
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    changed_ids: tuple[int, ...] = ()
+
+
+def _anchors_json(anchors: Mapping[str, date]) -> dict[str, str]:
+    return {name: value.isoformat() for name, value in sorted(anchors.items())}
+
+
+def _normalised(entry: EnrolmentEntry) -> EnrolmentEntry:
+    return replace(entry, mrns=tuple(sorted(set(entry.mrns))), anchors=dict(entry.anchors))
+
+
+def save_entries(conn: Connection, entries: Iterable[EnrolmentEntry], now: datetime) -> SavedEntries:
+    """Insert new enrolments and update existing ones (by trial and subject) in the caller's transaction.
+
+    The entries must have been checked (:func:`check_entry`, :func:`mrn_conflicts`). An
+    update replaces arm, status, off-study date, anchors and the MRN list; an entry equal to
+    what is stored changes nothing.
+    """
+    batch = [_normalised(entry) for entry in entries]
+    stored: dict[tuple[str, str], EnrolmentView] = {}
+    for trial in sorted({entry.trial for entry in batch}):
+        stored.update({(view.trial, view.subject): view for view in list_enrolments(conn, trial=trial)})
+    added = updated = unchanged = 0
+    changed: list[int] = []
+    for entry in batch:
+        values = {
+            "arm": entry.arm,
+            "status": entry.status.value,
+            "off_study": entry.off_study,
+            "anchors": _anchors_json(entry.anchors),
+        }
+        existing = stored.get((entry.trial, entry.subject))
+        if existing is None:
+            result = conn.execute(
+                enrolments.insert().values(
+                    trial=entry.trial, subject=entry.subject, created_at=now, updated_at=now, **values
+                )
+            )
+            key = result.inserted_primary_key
+            assert key is not None
+            enrolment_id = int(key[0])
+            added += 1
+        elif existing.entry() == entry:
+            unchanged += 1
+            continue
+        else:
+            enrolment_id = existing.id
+            conn.execute(
+                update(enrolments).where(enrolments.c.id == enrolment_id).values(updated_at=now, **values)
+            )
+            conn.execute(delete(enrolment_mrns).where(enrolment_mrns.c.enrolment_id == enrolment_id))
+            updated += 1
+        conn.execute(
+            enrolment_mrns.insert(), [{"enrolment_id": enrolment_id, "mrn": mrn} for mrn in entry.mrns]
+        )
+        changed.append(enrolment_id)
+    return SavedEntries(added, updated, unchanged, tuple(changed))
+
+
+def check_entries(
+    conn: Connection, trials: Mapping[str, Trial], entries: Sequence[EnrolmentEntry]
+) -> list[list[str]]:
+    """For each entry, its problems (:func:`check_entry` plus MRNs held by another subject)."""
+    return [
+        [*check_entry(trials.get(entry.trial), entry), *([conflict] if conflict else [])]
+        for entry, conflict in zip(entries, mrn_conflicts(conn, entries), strict=True)
+    ]

@@ -1,0 +1,306 @@
+"""Findings and occurrences as the store keeps them, and how an evaluation is recorded.
+
+- ``findings``: one row per finding key the engine ever produced (``rules.model`` explains
+  the keys). A key the engine produces again keeps its row (same id); when its content
+  changes the row is updated; a key that no longer appears is ``resolved`` (with
+  ``resolved_at``); a resolved key that reappears is opened again. ``detail`` names the
+  subject by study id only: never a name or MRN.
+- ``occurrences``: the latest schedule of each evaluated enrolment (one row per due visit,
+  keyed like the engine's ``Occurrence.key``), for the dashboard's subject x timepoint
+  matrix. Visits that disappear (an anchor moved, the protocol changed) are deleted: the
+  schedule has no history, the findings do.
+
+:func:`record_evaluation` writes the difference between what the store holds for a set of
+enrolments and what the engine concluded for them, with bulk statements only.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Collection, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Connection,
+    Date,
+    ForeignKey,
+    Index,
+    Integer,
+    Row,
+    String,
+    Table,
+    Text,
+    bindparam,
+    delete,
+    select,
+    update,
+)
+
+from monitor.store.schema import UTCDateTime, metadata
+from rules import Finding, Occurrence
+
+OPEN = "open"
+RESOLVED = "resolved"
+
+findings = Table(
+    "findings",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("key", String(400), nullable=False, unique=True),
+    Column("kind", String(32), nullable=False),
+    Column("severity", String(16), nullable=False),
+    Column("trial", String(64), nullable=False),
+    Column("subject", String(64), nullable=False),
+    Column("enrolment_id", ForeignKey("enrolments.id"), nullable=False),
+    Column("timepoint", String(64), nullable=True),
+    Column("occurrence_key", String(300), nullable=True),
+    Column("occurrence_label", String(200), nullable=True),
+    Column("exam_id", ForeignKey("exams.id"), nullable=True),
+    Column("window_start", Date(), nullable=True),
+    Column("window_end", Date(), nullable=True),
+    Column("detail", Text, nullable=False),
+    Column("status", String(16), nullable=False),  # open | resolved
+    Column("opened_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    Column("resolved_at", UTCDateTime(), nullable=True),
+)
+Index("ix_findings_enrolment_id", findings.c.enrolment_id)
+Index("ix_findings_status", findings.c.status, findings.c.trial)
+
+occurrences = Table(
+    "occurrences",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("key", String(300), nullable=False, unique=True),
+    Column("enrolment_id", ForeignKey("enrolments.id"), nullable=False),
+    Column("trial", String(64), nullable=False),
+    Column("subject", String(64), nullable=False),
+    Column("timepoint", String(64), nullable=False),
+    Column("number", Integer, nullable=False),  # the engine's occurrence index
+    Column("label", String(200), nullable=False),
+    Column("due", Date(), nullable=False),
+    Column("window_start", Date(), nullable=False),
+    Column("window_end", Date(), nullable=False),
+    Column("status", String(32), nullable=False),
+    Column("exam_id", ForeignKey("exams.id"), nullable=True),
+    Column("version", String(200), nullable=False),
+    Column("required_scanner", String(250), nullable=True),
+    Column("updated_at", UTCDateTime(), nullable=False),
+)
+Index("ix_occurrences_enrolment_id", occurrences.c.enrolment_id)
+Index("ix_occurrences_trial", occurrences.c.trial, occurrences.c.subject)
+
+_FINDING_FIELDS = (
+    "kind",
+    "severity",
+    "trial",
+    "subject",
+    "enrolment_id",
+    "timepoint",
+    "occurrence_key",
+    "occurrence_label",
+    "exam_id",
+    "window_start",
+    "window_end",
+    "detail",
+)
+_OCCURRENCE_FIELDS = (
+    "enrolment_id",
+    "trial",
+    "subject",
+    "timepoint",
+    "number",
+    "label",
+    "due",
+    "window_start",
+    "window_end",
+    "status",
+    "exam_id",
+    "version",
+    "required_scanner",
+)
+_CHUNK = 500  # bound parameters per IN list (SQLite and psycopg both take this comfortably)
+_LOAD_ALL_FROM = 2_000  # scopes larger than this read the whole table and filter in Python
+
+
+@dataclass(slots=True)
+class FindingChanges:
+    """What one recording changed, counted by finding kind."""
+
+    opened: Counter[str] = field(default_factory=Counter)
+    reopened: Counter[str] = field(default_factory=Counter)
+    updated: Counter[str] = field(default_factory=Counter)
+    resolved: Counter[str] = field(default_factory=Counter)
+    unchanged: int = 0
+    occurrences_changed: int = 0
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.opened or self.reopened or self.updated or self.resolved)
+
+
+def chunks(items: Collection[Any], size: int = _CHUNK) -> Iterator[list[Any]]:
+    """``items`` in lists of at most ``size`` (for IN lists of bound parameters)."""
+    ordered = sorted(items)
+    for start in range(0, len(ordered), size):
+        yield ordered[start : start + size]
+
+
+def _rows_of(
+    conn: Connection, table: Table, columns: Sequence[str], scope: Collection[int]
+) -> list[Row[*tuple[Any, ...]]]:
+    """Rows of ``table`` belonging to the enrolments in ``scope``."""
+    query = select(table.c.id, table.c.key, *(table.c[name] for name in columns))
+    if len(scope) > _LOAD_ALL_FROM:
+        wanted = set(scope)
+        return [row for row in conn.execute(query) if row.enrolment_id in wanted]
+    found: list[Row[*tuple[Any, ...]]] = []
+    for part in chunks(scope):
+        found.extend(conn.execute(query.where(table.c.enrolment_id.in_(part))))
+    return found
+
+
+def _finding_values(finding: Finding) -> dict[str, Any]:
+    return {
+        "kind": finding.kind.value,
+        "severity": finding.severity.value,
+        "trial": finding.trial,
+        "subject": finding.subject,
+        "enrolment_id": finding.enrolment_id,
+        "timepoint": finding.timepoint,
+        "occurrence_key": finding.occurrence_key,
+        "occurrence_label": finding.occurrence_label,
+        "exam_id": finding.exam_id,
+        "window_start": finding.window_start,
+        "window_end": finding.window_end,
+        "detail": finding.detail,
+    }
+
+
+def _occurrence_values(occurrence: Occurrence) -> dict[str, Any]:
+    return {
+        "enrolment_id": occurrence.enrolment_id,
+        "trial": occurrence.trial,
+        "subject": occurrence.subject,
+        "timepoint": occurrence.timepoint,
+        "number": occurrence.index,
+        "label": occurrence.label,
+        "due": occurrence.due,
+        "window_start": occurrence.window_start,
+        "window_end": occurrence.window_end,
+        "status": occurrence.status.value,
+        "exam_id": occurrence.exam_id,
+        "version": occurrence.version,
+        "required_scanner": occurrence.required_scanner,
+    }
+
+
+def _differs(row: Row[*tuple[Any, ...]], values: dict[str, Any], names: Sequence[str]) -> bool:
+    """Whether ``row`` (id, key, then ``names`` in order, as :func:`_rows_of` selects) differs."""
+    return tuple(row[2 : 2 + len(names)]) != tuple(values[name] for name in names)
+
+
+def record_evaluation(
+    conn: Connection,
+    found: Iterable[Finding],
+    scheduled: Iterable[Occurrence],
+    scope: Collection[int],
+    now: datetime,
+) -> FindingChanges:
+    """Make the stored findings and occurrences of the enrolments in ``scope`` match the engine's.
+
+    ``found``/``scheduled`` must be everything the engine concluded for exactly those
+    enrolments. Rows of enrolments outside ``scope`` are never touched. Runs in the caller's
+    transaction; raises SQLAlchemy errors (an IntegrityError when a concurrent evaluation
+    inserted the same key first: the caller retries).
+    """
+    changes = FindingChanges()
+    _record_findings(conn, found, scope, now, changes)
+    _record_occurrences(conn, scheduled, scope, now, changes)
+    return changes
+
+
+def _record_findings(
+    conn: Connection, found: Iterable[Finding], scope: Collection[int], now: datetime, changes: FindingChanges
+) -> None:
+    existing = {row.key: row for row in _rows_of(conn, findings, (*_FINDING_FIELDS, "status"), scope)}
+    inserts: list[dict[str, Any]] = []
+    updates: list[dict[str, Any]] = []
+    reopens: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for finding in found:
+        if finding.key in seen:  # the engine's keys are unique; never insert one twice
+            continue
+        seen.add(finding.key)
+        values = _finding_values(finding)
+        row = existing.pop(finding.key, None)
+        if row is None:
+            inserts.append(
+                {**values, "key": finding.key, "status": OPEN, "opened_at": now, "updated_at": now}
+            )
+            changes.opened[finding.kind.value] += 1
+        elif row.status != OPEN:
+            reopens.append({**values, "b_id": row.id})
+            changes.reopened[finding.kind.value] += 1
+        elif _differs(row, values, _FINDING_FIELDS):
+            updates.append({**values, "b_id": row.id})
+            changes.updated[finding.kind.value] += 1
+        else:
+            changes.unchanged += 1
+    gone = [row for row in existing.values() if row.status == OPEN]
+    for row in gone:
+        changes.resolved[row.kind] += 1
+    if inserts:
+        conn.execute(findings.insert(), inserts)
+    by_id = findings.c.id == bindparam("b_id")
+    if updates:
+        conn.execute(update(findings).where(by_id).values(updated_at=now), updates)
+    if reopens:
+        conn.execute(
+            update(findings)
+            .where(by_id)
+            .values(status=OPEN, opened_at=now, updated_at=now, resolved_at=None),
+            reopens,
+        )
+    for part in chunks([row.id for row in gone]):
+        conn.execute(
+            update(findings)
+            .where(findings.c.id.in_(part))
+            .values(status=RESOLVED, resolved_at=now, updated_at=now)
+        )
+
+
+def _record_occurrences(
+    conn: Connection,
+    scheduled: Iterable[Occurrence],
+    scope: Collection[int],
+    now: datetime,
+    changes: FindingChanges,
+) -> None:
+    existing = {row.key: row for row in _rows_of(conn, occurrences, _OCCURRENCE_FIELDS, scope)}
+    inserts: list[dict[str, Any]] = []
+    updates: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for occurrence in scheduled:
+        if occurrence.key in seen:
+            continue
+        seen.add(occurrence.key)
+        values = _occurrence_values(occurrence)
+        row = existing.pop(occurrence.key, None)
+        if row is None:
+            inserts.append({**values, "key": occurrence.key, "updated_at": now})
+        elif _differs(row, values, _OCCURRENCE_FIELDS):
+            updates.append({**values, "b_id": row.id})
+    if inserts:
+        conn.execute(occurrences.insert(), inserts)
+    if updates:
+        conn.execute(
+            update(occurrences).where(occurrences.c.id == bindparam("b_id")).values(updated_at=now), updates
+        )
+    for part in chunks([row.id for row in existing.values()]):
+        conn.execute(delete(occurrences).where(occurrences.c.id.in_(part)))
+    changes.occurrences_changed = len(inserts) + len(updates) + len(existing)
