@@ -40,22 +40,18 @@ class Daemon:
 
     async def start(self) -> None:
         if self.intake.store_raw_first:
-            await asyncio.to_thread(self._drain_pending)
+            await asyncio.to_thread(self.writer.drain_pending)
         await self.writer.start()
         if self.settings.mllp.enabled:
             await self.server.start()
             log.info("MLLP listener on %s:%d", self.settings.mllp.host, self.server.port)
-
-    def _drain_pending(self) -> None:
-        while self.intake.process_pending():
-            pass
 
     async def stop(self, grace: float = 10.0) -> None:
         if self.settings.mllp.enabled:
             await self.server.close(grace)
         await self.writer.close()
         if self.intake.store_raw_first:
-            await asyncio.to_thread(self._drain_pending)
+            await asyncio.to_thread(self.writer.drain_pending)
 
 
 async def run_until_signalled(daemon: Daemon, on_ready: Callable[[Daemon], None] | None = None) -> None:

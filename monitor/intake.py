@@ -220,8 +220,9 @@ class Intake:
 
     # -- messages stored but not yet processed (ack mode "after storing raw") -------------
 
-    def process_pending(self, limit: int = 500) -> int:
-        """Apply messages stored with outcome ``pending``, oldest first; returns how many."""
+    def process_pending(self, limit: int = 500) -> list[Receipt]:
+        """Apply up to ``limit`` messages stored with outcome ``pending``, oldest first, in one
+        transaction; one receipt each (empty when nothing was pending)."""
         with self.engine.begin() as conn:
             rows = conn.execute(
                 select(messages.c.id, messages.c.payload, messages.c.key_reused)
@@ -230,14 +231,15 @@ class Intake:
                 .limit(limit)
             ).all()
             now = self.clock()
+            receipts: list[Receipt] = []
             for row in rows:
                 mapped = self._map(row.payload)
                 if isinstance(mapped, Rejection):
                     receipt = _rejection_receipt(mapped, bool(row.key_reused))
                 else:
-                    receipt = Receipt("accepted", "AA")
-                    for event in mapped:
-                        apply_event(conn, event, row.id, now)
+                    exam_ids = tuple(apply_event(conn, event, row.id, now) for event in mapped)
+                    receipt = Receipt("accepted", "AA", row.id, exam_ids=exam_ids)
+                receipts.append(receipt)
                 conn.execute(
                     _SET_OUTCOME,
                     {
@@ -248,7 +250,7 @@ class Intake:
                         "error": receipt.reason[:2000],
                     },
                 )
-        return len(rows)
+        return receipts
 
 
 @dataclass(frozen=True, slots=True)

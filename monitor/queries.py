@@ -74,7 +74,7 @@ def list_exams(
         exams.c.procedure_text,
         exams.c.modality,
         exams.c.location,
-        exams.c.start_at,
+        exams.c.start_at.label("start"),
         exams.c.duration_minutes,
         exams.c.updated_at,
         exams.c.replaces_exam_id,
@@ -85,7 +85,7 @@ def list_exams(
         query = query.where(exams.c.start_at < start_before)
     query = query.order_by(exams.c.start_at.is_(None), exams.c.start_at, exams.c.id)
     with engine.connect() as conn:
-        return [ExamView(*row) for row in conn.execute(query)]
+        return [ExamView(**row._mapping) for row in conn.execute(query)]
 
 
 @dataclass(frozen=True, slots=True)

@@ -84,7 +84,7 @@ class SimulatedFeed:
             f"PV1|1|O|{room}^^^HOSP||||||||||||||||{appt.csn}\r"
             f"RGS|1|A\r"
             f"AIS|1|A|{code}^{text}^EAP|{start}|||30|MIN||{status}\r"
-            f"AIL|1|A|{room}^^^HOSP^^^^^{modality} ROOM|||{start}\r"
+            f"AIL|1|A|{room}^^^HOSP|{modality}^{modality} SCANNER ROOM||{start}\r"
             f"NTE|1||Simulated appointment for testing\r"
         )
         return body.encode("ascii")

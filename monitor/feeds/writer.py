@@ -64,7 +64,8 @@ class FeedWriter:
         self.max_batch = max_batch
         self.answer_ar_when_down = answer_ar_when_down
         self.stats = WriterStats()
-        self._queue: asyncio.Queue[tuple[Arrival, asyncio.Future[Receipt]]] = asyncio.Queue()
+        # None is the stop mark that close() queues behind everything submitted before it.
+        self._queue: asyncio.Queue[tuple[Arrival, asyncio.Future[Receipt]] | None] = asyncio.Queue()
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"writer-{intake.feed}")
         self._task: asyncio.Task[None] | None = None
 
@@ -72,10 +73,9 @@ class FeedWriter:
         self._task = asyncio.create_task(self._run(), name=f"feed-writer-{self.intake.feed}")
 
     async def close(self) -> None:
-        """Finish what is queued, then stop the writer thread."""
+        """Finish what is queued (with its re-evaluation), then stop the writer thread."""
         if self._task is not None:
-            await self._queue.join()
-            self._task.cancel()
+            await self._queue.put(None)
             await asyncio.gather(self._task, return_exceptions=True)
         self._thread.shutdown(wait=True)
 
@@ -102,10 +102,19 @@ class FeedWriter:
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
-        while True:
-            batch = [await self._queue.get()]
-            while len(batch) < self.max_batch and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
+        stopping = False
+        while not stopping:
+            batch: list[tuple[Arrival, asyncio.Future[Receipt]]] = []
+            item = await self._queue.get()
+            while item is not None:
+                batch.append(item)
+                if len(batch) >= self.max_batch or self._queue.empty():
+                    break
+                item = self._queue.get_nowait()
+            if item is None:
+                stopping = True
+                if not batch:
+                    break
             arrivals = [arrival for arrival, _ in batch]
             try:
                 receipts = await loop.run_in_executor(self._thread, self.intake.receive_batch, arrivals)
@@ -116,15 +125,25 @@ class FeedWriter:
             for (_, future), receipt in zip(batch, receipts, strict=True):
                 if not future.done():
                     future.set_result(receipt)
-                self._queue.task_done()
-            exam_ids = [exam_id for receipt in receipts for exam_id in receipt.exam_ids]
-            if self.after_batch is not None and exam_ids:  # observes: never delays or decides an ACK
-                try:
-                    await loop.run_in_executor(self._thread, self.after_batch, exam_ids, self.intake.clock())
-                except Exception as exc:
-                    log.error("after-batch hook failed (%s)", type(exc).__name__)
             if self.intake.store_raw_first:  # ACKs are out; now apply what was stored raw
                 try:
-                    await loop.run_in_executor(self._thread, self.intake.process_pending)
+                    receipts = await loop.run_in_executor(self._thread, self.intake.process_pending)
                 except Exception:  # stays pending; retried after the next batch and at start
                     log.exception("processing stored messages failed")
+                    continue
+            await loop.run_in_executor(self._thread, self._observe, receipts)
+
+    def _observe(self, receipts: Sequence[Receipt]) -> None:
+        """Hand the exams a batch changed to ``after_batch`` (observing: errors are logged)."""
+        exam_ids = [exam_id for receipt in receipts for exam_id in receipt.exam_ids]
+        if self.after_batch is None or not exam_ids:
+            return
+        try:
+            self.after_batch(exam_ids, self.intake.clock())
+        except Exception as exc:
+            log.error("after-batch hook failed (%s)", type(exc).__name__)
+
+    def drain_pending(self) -> None:
+        """Apply every message stored raw but not yet processed (start-up and shutdown)."""
+        while receipts := self.intake.process_pending():
+            self._observe(receipts)

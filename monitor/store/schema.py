@@ -124,6 +124,7 @@ exams = Table(
 )
 Index("ix_exams_mrn", exams.c.mrn)
 Index("ix_exams_start_at", exams.c.start_at)
+Index("ix_exams_replaces_exam_id", exams.c.replaces_exam_id)  # rebook linking looks for successors
 
 exam_events = Table(
     "exam_events",

@@ -17,6 +17,7 @@ def siu(
     mrn: str = MRN,
     code: str = "IMG1234",
     room: str = "CT3",
+    modality: str = "CT",
     sent_at: str = "20261120080000",
     note: str = "Research exam",
 ) -> bytes:
@@ -28,7 +29,7 @@ def siu(
         f"PV1|1|O|{room}^^^HOSP||||||||||||||||{csn}",
         "RGS|1|A",
         f"AIS|1|A|{code}^CT CHEST ABDOMEN PELVIS W CONTRAST^EAP|{start}|||30|MIN||{status}",
-        f"AIL|1|A|{room}^^^HOSP|||{start}",
+        f"AIL|1|A|{room}^^^HOSP|{modality}||{start}",
         f"NTE|1||{note}",
     ]
     return ("\r".join(segments) + "\r").encode()

@@ -53,8 +53,9 @@ def store(database_url: str) -> Engine:
 class _Feed:
     """Intake + FeedWriter with the daemon's re-evaluation hook, and a way to wait for the hook."""
 
-    def __init__(self, engine: Engine, settings: Settings, now: datetime) -> None:
-        self.intake = Intake(engine, MappingSettings.from_settings(settings.hl7), clock=lambda: now)
+    def __init__(self, engine: Engine, settings: Settings, now: datetime, *, raw_first: bool = False) -> None:
+        mapping = MappingSettings.from_settings(settings.hl7)
+        self.intake = Intake(engine, mapping, clock=lambda: now, store_raw_first=raw_first)
         self.evaluator = Evaluator(engine, settings)
         self.hooked = threading.Semaphore(0)
         self.writer = FeedWriter(self.intake, after_batch=self._after_batch)
@@ -103,6 +104,26 @@ def test_a_booking_then_a_cancellation_through_the_feed_writer_open_and_reopen_t
     assert "the timepoint is open again" in rows["cancelled"].detail
     assert rows["in_window"].status == "resolved"
     assert rows["due_unscheduled"].status == "resolved"  # a cancellation is reported instead
+
+
+def test_ack_after_storing_raw_still_evaluates_once_the_message_is_applied(
+    store: Engine, database_url: str
+) -> None:
+    settings = _settings(database_url)
+    evaluate_all(store, settings, NOW)
+
+    async def scenario() -> Receipt:
+        feed = _Feed(store, settings, NOW, raw_first=True)
+        await feed.writer.start()
+        try:
+            return await feed.send(siu(mrn="E10001"))
+        finally:
+            await feed.writer.close()
+
+    receipt = asyncio.run(scenario())
+    assert (receipt.outcome, receipt.ack_code) == ("pending", "AA")
+    rows = {row.kind: row.status for row in finding_rows(store, occurrence_key=WEEK_72)}
+    assert rows == {"in_window": "open", "due_unscheduled": "resolved"}
 
 
 def test_a_resolved_finding_that_comes_back_is_reopened_with_the_same_id(

@@ -166,9 +166,10 @@ def test_after_storing_raw_mode_acks_first_and_applies_later(engine: Engine) -> 
     receipt = intake.receive(Arrival(siu()))
     assert (receipt.outcome, receipt.ack_code) == ("pending", "AA")
     assert _count(engine, exams) == 0
-    assert intake.process_pending() == 1
+    [applied] = intake.process_pending()
+    assert applied.outcome == "accepted" and applied.exam_ids == (_exam(engine)["id"],)
     assert _exam(engine)["status"] == "scheduled"
-    assert intake.process_pending() == 0
+    assert intake.process_pending() == []
 
 
 def test_feed_zone_is_applied_across_dst(engine: Engine) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime, tzinfo
 
 from monitor.events import UNNEEDED_IDENTIFIER_TYPES, EventKind, PatientIdentifier
@@ -168,11 +168,21 @@ _SECTION_MODALITY: Mapping[str, str] = {
 }
 
 
-def modality(ipc: Segment | None, obr: Segment | None) -> str | None:
+# DICOM modality codes (PS3.3 C.7.3.1.1.1) a scheduling system may name a resource by.
+_DICOM_MODALITIES = frozenset({"CT", "MR", "PT", "NM", "US", "CR", "DX", "MG", "XA", "RF", "OT"})
+
+
+def modality(ipc: Segment | None, obr: Segment | None, resources: Iterable[Segment] = ()) -> str | None:
     """IPC-5.1 (a DICOM modality, HL7 v2.5 section 4.5.6.5), else OBR-24 mapped through
-    table 0074 where that names a modality."""
+    table 0074 where that names a modality, else the type of a scheduled resource: AIG-4
+    (resource group) or AIL-4 (location type) when it is a DICOM modality code, as sites
+    that book scanners as resources send it."""
     if ipc is not None and ipc.get(5):
         return ipc.get(5)
-    if obr is not None:
-        return _SECTION_MODALITY.get(obr.get(24).upper())
+    if obr is not None and obr.get(24).upper() in _SECTION_MODALITY:
+        return _SECTION_MODALITY[obr.get(24).upper()]
+    for resource in resources:
+        code = resource.get(4).upper()
+        if code in _DICOM_MODALITIES:
+            return code
     return None

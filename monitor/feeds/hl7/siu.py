@@ -119,7 +119,7 @@ def map_siu(
         procedure_code=procedure[0] or None,
         procedure_text=procedure[1] or None,
         procedure_system=procedure[2] or None,
-        modality=modality(ipc, obr),
+        modality=modality(ipc, obr, [*msg.all("AIG"), *msg.all("AIL")]),
         start=start,
         duration_minutes=_duration(sch, services, msg.first("TQ1"), zone),
         location=_location(msg),

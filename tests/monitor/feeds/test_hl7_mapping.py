@@ -481,3 +481,11 @@ def test_to_events_never_raises_whatever_the_damage(changes: list[tuple[int, str
 
 def test_the_module_exports_the_api() -> None:
     assert mapping.to_events is to_events
+
+
+def test_modality_comes_from_the_scheduled_room_type_when_no_order_names_it() -> None:
+    from tests.monitor.hl7_messages import siu
+
+    event = one(siu(modality="MR", room="MR2"))
+    assert (event.modality, event.location) == ("MR", "MR2 / HOSP")
+    assert one(siu(modality="ROOM")).modality is None  # not a DICOM modality code: unknown

@@ -77,6 +77,7 @@ def upgrade() -> None:
     with op.batch_alter_table('exams', schema=None) as batch_op:
         batch_op.create_index('ix_exams_mrn', ['mrn'], unique=False)
         batch_op.create_index('ix_exams_start_at', ['start_at'], unique=False)
+        batch_op.create_index('ix_exams_replaces_exam_id', ['replaces_exam_id'], unique=False)
 
     op.create_table('exam_events',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
@@ -104,6 +105,7 @@ def downgrade() -> None:
 
     op.drop_table('exam_events')
     with op.batch_alter_table('exams', schema=None) as batch_op:
+        batch_op.drop_index('ix_exams_replaces_exam_id')
         batch_op.drop_index('ix_exams_start_at')
         batch_op.drop_index('ix_exams_mrn')
 
