@@ -31,7 +31,9 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Literal
 
-from sqlalchemy import Connection, Engine, bindparam, select, update
+from sqlalchemy import Connection, Engine, Executable, bindparam, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError, SQLAlchemyError
 
 from monitor.events import Rejection, ScheduleEvent
@@ -83,6 +85,24 @@ _COUNT_DUPLICATE = (
 _INSERT_MESSAGE = messages.insert()
 _SET_OUTCOME = update(messages).where(messages.c.id == bindparam("b_id"))
 
+
+def _insert_unless_seen(dialect: str) -> Executable | None:
+    """INSERT ... ON CONFLICT (dedupe_key) DO NOTHING RETURNING id, where the dialect has it."""
+    if dialect == "sqlite":
+        return (
+            sqlite_insert(messages)
+            .on_conflict_do_nothing(index_elements=["dedupe_key"])
+            .returning(messages.c.id)
+        )
+    if dialect == "postgresql":
+        return (
+            postgresql_insert(messages)
+            .on_conflict_do_nothing(index_elements=["dedupe_key"])
+            .returning(messages.c.id)
+        )
+    return None
+
+
 # Errors that mean "the store cannot take anything now": answer AR and let the sender retry.
 _STORE_DOWN = (OperationalError, DisconnectionError)
 
@@ -115,6 +135,7 @@ class Intake:
         self.feed = mapping.source
         self.store_raw_first = store_raw_first
         self.clock = clock
+        self._insert_new = _insert_unless_seen(engine.dialect.name)
 
     # -- the batch entry point -------------------------------------------------------
 
@@ -142,28 +163,31 @@ class Intake:
     def _receive(self, conn: Connection, arrival: Arrival) -> Receipt:
         raw = arrival.raw
         key = message_key(raw)
-        digest = body_digest(raw)
         dedupe_key = "|".join((self.feed, *key)) if key and key[2] else None
-        original_id: int | None = None
-        if dedupe_key is not None:
-            seen = conn.execute(_SEEN, {"b_key": dedupe_key}).first()
-            if seen is not None and seen.body_digest == digest:
+        stored = _StoredMessage(arrival, key, body_digest(raw), dedupe_key, None)
+        mapped: list[ScheduleEvent] | Rejection = []
+        if self.store_raw_first:
+            receipt = Receipt("pending", "AA")
+        else:
+            mapped = self._map(raw)
+            receipt = Receipt("accepted", "AA")
+            if isinstance(mapped, Rejection):
+                receipt = _rejection_receipt(mapped, key_reused=False)
+        message_id = self._store_raw(conn, stored, receipt)
+        if message_id is None:  # the key was seen before: a resend, or a sender reusing ids
+            seen = conn.execute(_SEEN, {"b_key": dedupe_key}).one()
+            if seen.body_digest == stored.digest:
                 conn.execute(_COUNT_DUPLICATE, {"b_id": seen.id})
                 return Receipt("duplicate", "AA", message_id=seen.id)
-            if seen is not None:
-                original_id, dedupe_key = seen.id, None
-        stored = _StoredMessage(arrival, key, digest, dedupe_key, original_id)
-        if self.store_raw_first:
-            message_id = self._store_raw(conn, stored, Receipt("pending", "AA"))
-            return Receipt("pending", "AA", message_id=message_id, key_reused=stored.key_reused)
-        mapped = self._map(raw)
-        if isinstance(mapped, Rejection):
-            receipt = _rejection_receipt(mapped, stored.key_reused)
-            return replace(receipt, message_id=self._store_raw(conn, stored, receipt))
-        message_id = self._store_raw(conn, stored, Receipt("accepted", "AA"))
-        now = self.clock()
-        exam_ids = tuple(apply_event(conn, event, message_id, now) for event in mapped)
-        return Receipt("accepted", "AA", message_id, exam_ids=exam_ids, key_reused=stored.key_reused)
+            stored = replace(stored, dedupe_key=None, original_id=seen.id)
+            receipt = replace(receipt, key_reused=True)
+            message_id = self._store_raw(conn, stored, receipt)
+            assert message_id is not None  # no dedupe key, so no conflict
+        if isinstance(mapped, list) and mapped:
+            now = self.clock()
+            exam_ids = tuple(apply_event(conn, event, message_id, now) for event in mapped)
+            receipt = replace(receipt, exam_ids=exam_ids)
+        return replace(receipt, message_id=message_id)
 
     def _map(self, raw: bytes) -> list[ScheduleEvent] | Rejection:
         try:
@@ -172,11 +196,22 @@ class Intake:
             log.exception("mapping failed")
             return Rejection(f"internal mapping error ({type(exc).__name__})", "207")
 
-    def _store_raw(self, conn: Connection, stored: _StoredMessage, receipt: Receipt) -> int:
+    def _store_raw(self, conn: Connection, stored: _StoredMessage, receipt: Receipt) -> int | None:
+        """Insert the message row; None when its dedupe key is already taken.
+
+        One statement where the database has INSERT ... ON CONFLICT DO NOTHING RETURNING
+        (SQLite 3.35+, PostgreSQL): looking the key up first cost a statement per message.
+        """
         app, facility, control_id = stored.key or ("", "", "")
         arrival = stored.arrival
+        statement: Executable = _INSERT_MESSAGE
+        if stored.dedupe_key is not None:
+            if self._insert_new is not None:
+                statement = self._insert_new
+            elif conn.execute(_SEEN, {"b_key": stored.dedupe_key}).first() is not None:
+                return None
         result = conn.execute(
-            _INSERT_MESSAGE,
+            statement,
             {
                 "feed": self.feed,
                 "sender_application": app[:180],
@@ -196,6 +231,9 @@ class Intake:
                 "key_reused": int(stored.key_reused),
             },
         )
+        if statement is not _INSERT_MESSAGE:
+            new_id = result.scalar_one_or_none()
+            return None if new_id is None else int(new_id)
         inserted = result.inserted_primary_key
         assert inserted is not None
         return int(inserted[0])

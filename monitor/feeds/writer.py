@@ -46,6 +46,13 @@ class WriterStats:
             del self.ack_seconds[:5_000]
 
 
+class _Due:
+    """Marker: changed exams are due to be handed to the ``after_batch`` hook."""
+
+
+_DUE = _Due()
+
+
 class FeedWriter:
     """Implements the MLLP listener's ``MessageHandler`` on top of an :class:`Intake`."""
 
@@ -56,11 +63,18 @@ class FeedWriter:
         max_batch: int = 64,
         answer_ar_when_down: bool = True,
         after_batch: Callable[[Sequence[int], datetime], object] | None = None,
+        observe_every: float = 0.2,
     ) -> None:
         self.intake = intake
-        # Called on the writer thread with a committed batch's exam ids and the intake's
-        # clock, after the batch's ACKs are out (the daemon re-evaluates findings here).
+        # Called on the writer thread with the exam ids committed batches changed and the
+        # intake's clock, after their ACKs are out (the daemon re-evaluates findings here).
+        # Under load the ids of all batches within ``observe_every`` seconds go in one call:
+        # the hook's cost is per call, and paying it per batch of two or three messages
+        # took 14% of the writer's time (measured with py-spy at 1,500 msg/s).
         self.after_batch = after_batch
+        self.observe_every = observe_every
+        self._changed: set[int] = set()
+        self._observe_at: float | None = None
         self.max_batch = max_batch
         self.answer_ar_when_down = answer_ar_when_down
         self.stats = WriterStats()
@@ -100,12 +114,27 @@ class FeedWriter:
             head, "AR", error_code="206", text=f"message of {size} bytes exceeds the listener's limit"
         )
 
+    async def _next(self) -> tuple[Arrival, asyncio.Future[Receipt]] | _Due | None:
+        """The next queued item, or :data:`_DUE` when changed exams are due to be observed."""
+        if self._observe_at is None:
+            return await self._queue.get()
+        delay = self._observe_at - asyncio.get_running_loop().time()
+        if delay <= 0:
+            return _DUE
+        try:
+            return await asyncio.wait_for(self._queue.get(), delay)
+        except TimeoutError:
+            return _DUE
+
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         stopping = False
         while not stopping:
             batch: list[tuple[Arrival, asyncio.Future[Receipt]]] = []
-            item = await self._queue.get()
+            item = await self._next()
+            if isinstance(item, _Due):
+                await self._observe_changed()
+                continue
             while item is not None:
                 batch.append(item)
                 if len(batch) >= self.max_batch or self._queue.empty():
@@ -113,29 +142,42 @@ class FeedWriter:
                 item = self._queue.get_nowait()
             if item is None:
                 stopping = True
-                if not batch:
-                    break
-            arrivals = [arrival for arrival, _ in batch]
-            try:
-                receipts = await loop.run_in_executor(self._thread, self.intake.receive_batch, arrivals)
-            except Exception:
-                log.exception("writer failed on a batch of %d", len(batch))
-                receipts = [UNAVAILABLE] * len(batch)
-            self.stats.batches += 1
-            for (_, future), receipt in zip(batch, receipts, strict=True):
-                if not future.done():
-                    future.set_result(receipt)
-            if self.intake.store_raw_first:  # ACKs are out; now apply what was stored raw
-                try:
-                    receipts = await loop.run_in_executor(self._thread, self.intake.process_pending)
-                except Exception:  # stays pending; retried after the next batch and at start
-                    log.exception("processing stored messages failed")
-                    continue
-            await loop.run_in_executor(self._thread, self._observe, receipts)
+            if batch:
+                await self._write(batch)
+            if stopping or (self._observe_at is not None and loop.time() >= self._observe_at):
+                await self._observe_changed()
 
-    def _observe(self, receipts: Sequence[Receipt]) -> None:
-        """Hand the exams a batch changed to ``after_batch`` (observing: errors are logged)."""
-        exam_ids = [exam_id for receipt in receipts for exam_id in receipt.exam_ids]
+    async def _write(self, batch: list[tuple[Arrival, asyncio.Future[Receipt]]]) -> None:
+        loop = asyncio.get_running_loop()
+        arrivals = [arrival for arrival, _ in batch]
+        try:
+            receipts = await loop.run_in_executor(self._thread, self.intake.receive_batch, arrivals)
+        except Exception:
+            log.exception("writer failed on a batch of %d", len(batch))
+            receipts = [UNAVAILABLE] * len(batch)
+        self.stats.batches += 1
+        for (_, future), receipt in zip(batch, receipts, strict=True):
+            if not future.done():
+                future.set_result(receipt)
+        if self.intake.store_raw_first:  # ACKs are out; now apply what was stored raw
+            try:
+                receipts = await loop.run_in_executor(self._thread, self.intake.process_pending)
+            except Exception:  # stays pending; retried after the next batch and at start
+                log.exception("processing stored messages failed")
+                return
+        changed = {exam_id for receipt in receipts for exam_id in receipt.exam_ids}
+        if changed and self.after_batch is not None:
+            self._changed |= changed
+            if self._observe_at is None:
+                self._observe_at = loop.time() + self.observe_every
+
+    async def _observe_changed(self) -> None:
+        exam_ids, self._changed, self._observe_at = sorted(self._changed), set(), None
+        if exam_ids:
+            await asyncio.get_running_loop().run_in_executor(self._thread, self._observe, exam_ids)
+
+    def _observe(self, exam_ids: Sequence[int]) -> None:
+        """Hand changed exams to ``after_batch`` (observing: errors are logged, never raised)."""
         if self.after_batch is None or not exam_ids:
             return
         try:
@@ -146,4 +188,4 @@ class FeedWriter:
     def drain_pending(self) -> None:
         """Apply every message stored raw but not yet processed (start-up and shutdown)."""
         while receipts := self.intake.process_pending():
-            self._observe(receipts)
+            self._observe(sorted({exam_id for receipt in receipts for exam_id in receipt.exam_ids}))

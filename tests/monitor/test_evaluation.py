@@ -163,7 +163,7 @@ def test_the_writer_acknowledges_before_a_slow_re_evaluation_and_survives_a_fail
 
     async def scenario() -> tuple[float, Receipt, Receipt]:
         intake = Intake(store, MappingSettings.from_settings(settings.hl7), clock=lambda: NOW)
-        writer = FeedWriter(intake, after_batch=slow_then_broken)
+        writer = FeedWriter(intake, after_batch=slow_then_broken, observe_every=0)
         await writer.start()
         try:
             started = time.perf_counter()
@@ -307,3 +307,23 @@ def test_findings_json_carries_the_documented_keys_and_no_mrn(
     code, table, _ = cli(capsys, database_url, "findings")
     assert code == 0 and "in_window" in table
     assert not [mrn for mrn in EXAMPLE_MRNS if mrn in out or mrn in table]
+
+
+def test_the_writer_hands_a_burst_of_changes_to_one_re_evaluation(store: Engine, database_url: str) -> None:
+    settings = _settings(database_url)
+    calls: list[Sequence[int]] = []
+
+    async def scenario() -> None:
+        intake = Intake(store, MappingSettings.from_settings(settings.hl7), clock=lambda: NOW)
+        writer = FeedWriter(intake, after_batch=lambda ids, now: calls.append(ids), observe_every=0.5)
+        await writer.start()
+        try:
+            for n in range(5):
+                await writer.submit(Arrival(siu(control_id=f"B{n}", csn=f"70000001{n}", mrn="E10001")))
+            assert calls == []  # not yet: the burst is still within observe_every
+            await asyncio.sleep(0.8)
+            assert len(calls) == 1 and len(calls[0]) == 5  # then once, with all five exams
+        finally:
+            await writer.close()
+
+    asyncio.run(scenario())
