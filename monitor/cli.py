@@ -39,6 +39,7 @@ COMMAND_GROUPS: tuple[str, ...] = (
     "monitor.commands.trials",
     "monitor.commands.enrolments",
     "monitor.commands.findings",
+    "monitor.commands.fhir",
 )
 
 

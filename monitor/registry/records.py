@@ -174,3 +174,25 @@ def mrns_changed_since(conn: Connection, mark: int) -> set[str]:
             .distinct()
         )
     }
+
+
+def mrns_to_watch(conn: Connection) -> list[str]:
+    """MRNs of subjects still expecting scans (screening, on study, follow-up), sorted.
+
+    What a per-patient FHIR poll may ask about: minimum necessary, nobody off study.
+    """
+    watching = [status.value for status in EnrolmentStatus if status.expects_scans]
+    query = (
+        select(enrolment_mrns.c.mrn)
+        .join(enrolments, enrolments.c.id == enrolment_mrns.c.enrolment_id)
+        .where(enrolments.c.status.in_(watching))
+        .distinct()
+        .order_by(enrolment_mrns.c.mrn)
+    )
+    return [str(mrn) for (mrn,) in conn.execute(query)]
+
+
+def exams_changed_since(conn: Connection, mark: int) -> list[int]:
+    """Ids of exams that received an event after :func:`event_mark` returned ``mark``."""
+    query = select(exam_events.c.exam_id).where(exam_events.c.id > mark).distinct()
+    return sorted(int(exam_id) for (exam_id,) in conn.execute(query))
