@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+import io
+import logging
+
+import pytest
+
+from monitor.render import Renderer
+from notifiers import MessageKind, NotifierError, PhiPolicy
+from notifiers.console import ConsoleNotifier
+from tests.notifiers.conftest import INITIALS, MakeNotification, alert_content, assert_no_phi, digest_content
+
+
+@pytest.mark.parametrize("kind", list(MessageKind))
+def test_console_prints_the_text_body_without_phi(
+    renderer: Renderer, make_notification: MakeNotification, kind: MessageKind
+) -> None:
+    stream = io.StringIO()
+    notifier = ConsoleNotifier(renderer=renderer, stream=stream)
+    content = digest_content() if kind is MessageKind.DIGEST else alert_content(detail="MRN E7730912")
+    delivery = notifier.send(make_notification("console:", kind, content=content))
+    printed = stream.getvalue()
+    assert printed.startswith(f"----- hiro-monitor {kind.value} ")
+    assert "[ONC-2101]" in printed and delivery.channel == "console"
+    assert_no_phi(printed)
+
+
+def test_console_with_a_limited_policy_shows_initials(
+    renderer: Renderer, make_notification: MakeNotification
+) -> None:
+    stream = io.StringIO()
+    ConsoleNotifier(renderer=renderer, stream=stream, policy=PhiPolicy.LIMITED).send(
+        make_notification("console:")
+    )
+    assert INITIALS in stream.getvalue()
+    assert_no_phi(stream.getvalue(), initials_allowed=True)
+
+
+def test_the_log_target_never_carries_phi_whatever_the_policy(
+    renderer: Renderer, make_notification: MakeNotification, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="notifiers.console")
+    notifier = ConsoleNotifier(renderer=renderer, policy=PhiPolicy.FULL)
+    previous = notifier.send(make_notification("console:log"))
+    notifier.update(make_notification("console:log"), previous)
+    assert len(caplog.records) == 2 and "Wrong orderable" in caplog.text
+    assert_no_phi(caplog.text)
+
+
+def test_an_unknown_console_target_is_permanent(
+    renderer: Renderer, make_notification: MakeNotification
+) -> None:
+    with pytest.raises(NotifierError) as caught:
+        ConsoleNotifier(renderer=renderer).send(make_notification("console:printer"))
+    assert caught.value.permanent
