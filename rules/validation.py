@@ -36,6 +36,7 @@ from rules.protocol import (
     Routing,
     Timepoint,
     Trial,
+    Window,
 )
 from rules.references import check_references
 
@@ -286,14 +287,16 @@ class _ProtocolReader(FieldReader):
             )
         default_label = timepoint_id.replace("_", " ").capitalize() + (" {n}" if recurrence else "")
         label = self.label_template(table, "label", path, default_label)
-        if not timepoint_id or window is None or not exams:
+        if not timepoint_id or not exams:
             return None
         return Timepoint(
             id=timepoint_id,
             label=label,
             exams=exams,
             anchor=self.text(table, "anchor", path),
-            window=window,
+            # A bad window is already reported; a stand-in keeps the timepoint so that its
+            # exam, anchor and arm references are checked in the same run (every problem at once).
+            window=window or Window(0, 0),
             offset=offset,
             recurrence=recurrence,
             arms=arms,

@@ -303,3 +303,11 @@ def test_an_enrolment_missing_an_anchor_or_with_an_unknown_arm_is_described() ->
         "T-1 declares no anchor 'consent'",
         "T-1 has no arm 'C' (arms: A, B)",
     ]
+
+
+def test_a_bad_window_does_not_hide_an_unknown_exam_in_the_same_timepoint() -> None:
+    text = _edit(SCREENING, SCREENING.replace('"ct"', '"ct_cap"').replace('to = "-1d"', 'to = "-30d"'))
+    with pytest.raises(ProtocolError) as caught:
+        load_protocol(text, "bad.toml")
+    paths = {problem.path for problem in caught.value.problems}
+    assert {"timepoints[0].window", "timepoints[0].exams[0]"} <= paths
