@@ -83,6 +83,7 @@ def _parser() -> argparse.ArgumentParser:
         "--from", dest="first", type=date.fromisoformat, help="first day (site zone), YYYY-MM-DD"
     )
     exams.add_argument("--to", dest="last", type=date.fromisoformat, help="last day (site zone), YYYY-MM-DD")
+    exams.add_argument("--limit", type=int, help="show at most this many (the earliest first)")
     for module in COMMAND_GROUPS:
         importlib.import_module(module).register(commands)
     return parser
@@ -171,14 +172,13 @@ def cmd_purge(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
+    from monitor.commands.findings import cmd_findings
     from monitor.demo import run_demo
 
     def show(url: str) -> None:
-        database = settings.database.model_copy(update={"url": url})
-        cmd_exams(
-            settings.model_copy(update={"database": database}),
-            argparse.Namespace(json=False, first=None, last=None),
-        )
+        demo = settings.model_copy(update={"database": settings.database.model_copy(update={"url": url})})
+        cmd_exams(demo, argparse.Namespace(json=False, first=None, last=None, limit=15))
+        cmd_findings(demo, argparse.Namespace(json=False, trial=None, subject=None, open=True))
 
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run_demo(args.messages, args.rate, args.duration, show))
@@ -192,6 +192,9 @@ def cmd_exams(settings: Settings, args: argparse.Namespace) -> int:
     engine = open_store(settings)
     start_from, start_before = day_bounds(args.first, args.last, zone)
     rows = list_exams(engine, start_from=start_from, start_before=start_before)
+    total = len(rows)
+    if args.limit is not None:
+        rows = rows[: args.limit]
     engine.dispose()
     if args.json:
         json.dump([row.as_json() for row in rows], sys.stdout, indent=2)
@@ -200,7 +203,8 @@ def cmd_exams(settings: Settings, args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"Exams ({len(rows)}), times in {settings.site.timezone}")
+    shown = f"{len(rows)} of {total}" if len(rows) < total else str(total)
+    table = Table(title=f"Exams ({shown}), times in {settings.site.timezone}")
     for column in ("id", "status", "start", "modality", "procedure", "location", "external id"):
         table.add_column(column)
     for row in rows:

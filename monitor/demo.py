@@ -1,8 +1,11 @@
-"""``hiro-monitor demo``: the whole feed path on an embedded default, no configuration.
+"""``hiro-monitor demo``: the whole path on an embedded default, no configuration.
 
-A temporary SQLite database, the MLLP listener on a free loopback port, and a simulated
-Epic feed that books, reschedules, cancels and no-shows exams over real MLLP. Prints what
-the store made of it, then keeps listening until Ctrl-C (or ``--duration`` seconds).
+A temporary SQLite database holding the example trials and synthetic enrolments of
+``examples/``, the MLLP listener on a free loopback port, and a simulated Epic feed that
+books, reschedules, cancels and no-shows exams over real MLLP (some for enrolled subjects,
+most not). Each committed batch is re-evaluated as in the daemon; the demo then prints
+what the store made of it and the open findings, and keeps listening until Ctrl-C (or
+``--duration`` seconds).
 """
 
 from __future__ import annotations
@@ -10,22 +13,42 @@ from __future__ import annotations
 import asyncio
 import tempfile
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Engine
 
 from monitor.config import Settings
 from monitor.daemon import Daemon
+from monitor.evaluation import evaluate_all
 from monitor.feeds.mllp import frame
+from monitor.registry import import_enrolments, store_protocol
 from monitor.simulator import SimulatedFeed
 from monitor.store.database import make_engine, upgrade
+from rules import load_protocol
 
 END = b"\x1c\r"
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
-async def _send(port: int, count: int, rate: float) -> dict[str, int]:
+def load_examples(engine: Engine, now: datetime) -> int:
+    """Store the example protocols and enrolments; returns how many trials (0 if not found)."""
+    trials = sorted((EXAMPLES / "trials").glob("*.toml"))
+    with engine.begin() as conn:
+        for path in trials:
+            text = path.read_text(encoding="utf-8")
+            store_protocol(conn, load_protocol(text, path.name), text, path.name, now)
+        if trials:
+            import_enrolments(conn, (EXAMPLES / "enrolments.csv").read_text(encoding="utf-8"), now)
+    return len(trials)
+
+
+async def _send(port: int, feed: SimulatedFeed, count: int, rate: float) -> dict[str, int]:
     """Send ``count`` simulated messages over one MLLP connection; count the ACK codes."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     codes: dict[str, int] = {}
-    for message in SimulatedFeed(seed=2026).messages(count):
+    for message in feed.messages(count):
         writer.write(frame(message))
         await writer.drain()
         ack = await reader.readuntil(END)
@@ -43,19 +66,26 @@ async def run_demo(
     show: Callable[[str], object],
     folder: Path | None = None,
 ) -> Path:
-    """Run the demo; ``show(database_url)`` prints the store's exams once the feed has been sent."""
+    """Run the demo; ``show(database_url)`` prints the store's state once the feed has been sent."""
     workdir = folder or Path(tempfile.mkdtemp(prefix="hiro-demo-"))
     url = f"sqlite:///{workdir / 'demo.db'}"
+    settings = Settings.model_validate({"database": {"url": url}, "mllp": {"port": 0}})
+    zone = ZoneInfo(settings.hl7.timezone)
     engine = make_engine(url)
     upgrade(engine)
-    settings = Settings.model_validate({"database": {"url": url}, "mllp": {"port": 0}})
+    now = datetime.now(UTC)
+    trials = load_examples(engine, now)
+    evaluate_all(engine, settings, now)
     daemon = Daemon(settings, engine)
     await daemon.start()
-    print(f"hiro-monitor demo: database {workdir / 'demo.db'}")
+    print(f"hiro-monitor demo: database {workdir / 'demo.db'}, {trials} example trials loaded")
     print(f"MLLP listener on 127.0.0.1:{daemon.server.port}; sending {count} simulated Epic SIU messages")
+    # Patients E10000-E10099: the example enrolments (E10001 ...) are among them.
+    feed = SimulatedFeed(seed=2026, zone=zone, start=now.astimezone(zone), patients=100)
     try:
-        codes = await _send(daemon.server.port, count, rate)
+        codes = await _send(daemon.server.port, feed, count, rate)
         print(f"ACKs received: {codes}")
+        await asyncio.sleep(daemon.writer.observe_every + 0.3)  # let the last re-evaluation land
         show(url)
         if duration is None:
             print("Listening; send your own HL7 to the port above. Ctrl-C to stop.")
