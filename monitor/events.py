@@ -11,6 +11,9 @@ import enum
 from dataclasses import dataclass, field
 from datetime import datetime
 
+# The exam states are the engine's own: the store writes what rules/ reads, one definition.
+from rules.model import ExamStatus
+
 
 class EventKind(enum.StrEnum):
     """What happened to an appointment or imaging order."""
@@ -26,17 +29,15 @@ class EventKind(enum.StrEnum):
     COMPLETED = "completed"
 
 
-class ExamStatus(enum.StrEnum):
-    """The current state of an exam, derived from the last event that set it."""
-
-    ORDERED = "ordered"
-    SCHEDULED = "scheduled"
-    ARRIVED = "arrived"
-    COMPLETED = "completed"
-    CANCELLED = "cancelled"
-    NO_SHOW = "no_show"
-    DELETED = "deleted"
-
+__all__ = [
+    "STATUS_AFTER",
+    "UNNEEDED_IDENTIFIER_TYPES",
+    "EventKind",
+    "ExamStatus",
+    "PatientIdentifier",
+    "Rejection",
+    "ScheduleEvent",
+]
 
 # Which status an event leaves the exam in; None keeps the current status
 # (a modification or reschedule of a cancelled exam does not revive it by itself).

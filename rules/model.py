@@ -39,7 +39,8 @@ __all__ = [
 
 
 class ExamStatus(enum.StrEnum):
-    """An exam's current state (same values as ``monitor.events.ExamStatus``)."""
+    """An exam's current state, derived from the last feed event that set it (monitor/
+    stores these values; ``monitor.events`` re-exports this enum)."""
 
     ORDERED = "ordered"
     SCHEDULED = "scheduled"
@@ -202,6 +203,7 @@ class NotificationKind(enum.StrEnum):
     REMINDER = "reminder"  # coordinator, lead time before a booked research exam
     INSTRUCTIONS = "instructions"  # technologist instruction sheet, lead time before the exam
     ALERT = "alert"  # coordinator, as soon as a problem finding appears
+    BOOKING = "booking"  # coordinator, as soon as a research exam is booked in its window
 
 
 @dataclass(frozen=True, slots=True)
