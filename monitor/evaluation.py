@@ -18,9 +18,12 @@ How a run stays correct next to the feed writer:
 Step 3 is retried (up to ``attempts``) when the store reports a conflict: SQLite's
 "database is locked" or a finding key inserted first by a concurrent run.
 
-Planned notifications are not stored here (the outbox is a later issue): the summary
-carries the engine's :class:`rules.Evaluation`, whose ``planned_notifications`` are complete
-for ``EvaluationSummary.scope``.
+Planned notifications go into the outbox in the same transaction as the findings
+(:func:`monitor.dispatch.planning.plan_notifications`: new keys pending, vanished pending
+keys of the evaluated enrolments cancelled), so both ``hiro-monitor evaluate`` and the feed
+writer's hook plan messages; the dispatcher sends them. The summary also carries the
+engine's :class:`rules.Evaluation`, whose ``planned_notifications`` are complete for
+``EvaluationSummary.scope``.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from monitor.config import Settings
+from monitor.dispatch.planning import PlanChanges, plan_notifications
 from monitor.registry.protocols import ProtocolCatalogue
 from monitor.registry.records import (
     enrolment_ids_for_exams,
@@ -64,6 +68,7 @@ class EvaluationSummary:
 
     evaluation: Evaluation = field(default_factory=Evaluation)
     changes: FindingChanges = field(default_factory=FindingChanges)
+    outbox: PlanChanges = field(default_factory=PlanChanges)
     scope: frozenset[int] = frozenset()
     unknown_trials: tuple[str, ...] = ()
     seconds: float = 0.0
@@ -135,24 +140,30 @@ class Evaluator:
             scope = same_patients(conn, enrolment_ids)
         return self._run(scope, now)
 
-    def observe_exams(self, exam_ids: Sequence[int], now: datetime) -> None:
+    def observe_exams(self, exam_ids: Sequence[int], now: datetime) -> EvaluationSummary | None:
         """:meth:`evaluate_for_exams` for code that must not fail because of it (the feed writer).
 
         Never raises: a failure is logged by type only (database errors quote parameters,
-        which can be MRNs) and the next event or ``hiro-monitor evaluate`` catches up.
+        which can be MRNs) and the next event or ``hiro-monitor evaluate`` catches up; the
+        result is then None.
         """
         try:
             summary = self.evaluate_for_exams(exam_ids, now)
         except Exception as exc:
             log.error("re-evaluation after %d exam(s) failed (%s)", len(exam_ids), type(exc).__name__)
-            return
-        if summary.changes.changed:
+            return None
+        if summary.changes.changed or summary.outbox.changed:
+            outbox = summary.outbox
             log.info(
-                "re-evaluated %d enrolment(s) in %.1f ms: %s",
+                "re-evaluated %d enrolment(s) in %.1f ms: %s; outbox %d new, %d moved, %d cancelled",
                 summary.enrolments,
                 summary.seconds * 1000,
                 _counts_text(summary.changes),
+                outbox.added + outbox.reinstated,
+                outbox.moved,
+                outbox.cancelled,
             )
+        return summary
 
     # -- one run -------------------------------------------------------------------------
 
@@ -186,6 +197,8 @@ class Evaluator:
                 with self.engine.begin() as conn:
                     current = self._catch_up(conn, inputs, evaluation, now)
                     changes = record_evaluation(conn, current.findings, current.occurrences, judged, now)
+                    details = {finding.key: finding.detail for finding in current.findings}
+                    outbox = plan_notifications(conn, current.planned_notifications, judged, now, details)
                 break
             except (OperationalError, IntegrityError) as exc:
                 if attempt == self.attempts:
@@ -195,6 +208,7 @@ class Evaluator:
         return EvaluationSummary(
             evaluation=current,
             changes=changes,
+            outbox=outbox,
             scope=judged,
             unknown_trials=evaluation.unknown_trials,
             seconds=time.perf_counter() - started,

@@ -1,8 +1,10 @@
 """Planned notifications: who should hear about a booked research exam or a problem, and when.
 
-- Coordinators get a ``reminder`` at each of the trial's coordinator lead times before a
-  booked research exam (``routing.lead_times.coordinator``), and an ``alert`` as soon as a
-  problem finding appears (any kind but ``in_window``).
+- Coordinators get a ``booking`` notice as soon as a research exam is booked in its window
+  (timepoint and window status; a booking outside its window raises an ``alert`` instead),
+  a ``reminder`` at each of the trial's coordinator lead times before a booked research exam
+  (``routing.lead_times.coordinator``), and an ``alert`` as soon as a problem finding
+  appears (any kind but ``in_window``).
 - Technologists get the ``instructions`` sheet at each technologist lead time, addressed by
   the exam's room first, then by its modality (``routing.rooms``, ``routing.technologists``).
 
@@ -62,12 +64,36 @@ def plan_reminders(
     finding: Finding,
     now: datetime,
 ) -> list[PlannedNotification]:
-    """Coordinator reminders and technologist instruction sheets for one booked research exam."""
+    """The booking notice, coordinator reminders and technologist instruction sheets for one
+    booked research exam.
+
+    The booking notice (in-window bookings only: the others get an alert) is due at ``now``;
+    its dedupe key carries the exam start, so a rescheduled exam plans a new one (the
+    dispatcher turns it into an update of the message already posted about the exam).
+    """
     start = exam.start
     if start is None or start <= now:
         return []
     start_key = start.astimezone(UTC).isoformat(timespec="minutes")
     planned: list[PlannedNotification] = []
+    if finding.kind is FindingKind.IN_WINDOW:
+        kind = NotificationKind.BOOKING
+        for address in routing.coordinators:
+            planned.append(
+                PlannedNotification(
+                    audience=Audience.COORDINATOR,
+                    address=address,
+                    kind=kind,
+                    due_at=now.astimezone(UTC),
+                    finding_key=finding.key,
+                    finding_kind=finding.kind,
+                    dedupe_key=f"{kind}|{address}|{finding.key}|{start_key}",
+                    trial=enrolment.trial,
+                    enrolment_id=enrolment.id,
+                    exam_id=exam.id,
+                    occurrence_key=finding.occurrence_key,
+                )
+            )
     audiences = (
         (
             Audience.COORDINATOR,

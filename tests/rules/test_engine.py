@@ -384,12 +384,14 @@ def test_evaluating_one_enrolment_gives_exactly_its_part_of_the_full_evaluation(
 # -- planned notifications ------------------------------------------------------------------
 
 
-def test_a_booked_research_exam_plans_reminders_and_an_instruction_sheet_at_the_lead_times() -> None:
+def test_a_booked_research_exam_plans_a_booking_notice_reminders_and_an_instruction_sheet() -> None:
     scan = exam(1, WEEK_6, hour=9, location="CT3")
-    result = _run([scan], _now(date(2026, 4, 1)))
+    now = _now(date(2026, 4, 1))
+    result = _run([scan], now)
     planned = sorted((n.audience, n.kind, n.address, n.due_at) for n in result.planned_notifications)
     start = local(WEEK_6, 9)
     assert planned == [
+        (Audience.COORDINATOR, NotificationKind.BOOKING, "email:coord@example.org", now.astimezone(UTC)),
         (
             Audience.COORDINATOR,
             NotificationKind.REMINDER,
@@ -431,8 +433,11 @@ def test_problems_alert_the_coordinator_immediately_and_in_window_exams_do_not()
     assert [(n.address, n.finding_kind, n.due_at) for n in alerts] == [
         ("email:coord@example.org", FindingKind.EARLY, _now(date(2026, 3, 25)).astimezone(UTC))
     ]
+    assert not [n for n in early.planned_notifications if n.kind is NotificationKind.BOOKING]
     fine = _run([exam(1, WEEK_6)], _now(date(2026, 4, 1)))
     assert not [n for n in fine.planned_notifications if n.kind is NotificationKind.ALERT]
+    [booking] = [n for n in fine.planned_notifications if n.kind is NotificationKind.BOOKING]
+    assert booking.finding_kind is FindingKind.IN_WINDOW and booking.exam_id == 1
 
 
 def test_old_problems_raise_no_alerts() -> None:

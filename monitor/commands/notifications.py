@@ -1,0 +1,154 @@
+"""``hiro-monitor notifications``, ``dispatch`` and ``instructions``.
+
+    notifications [--json] [--status S] [--exam ID] [--limit N]   the outbox
+    dispatch [--once]                        send due messages now (--once: then exit)
+    instructions EXAM_ID [--out FILE] [--phi POLICY]              a technologist sheet
+
+The outbox listing carries no PHI (subjects by study id; addresses are channels, not
+patients). ``instructions`` prints the sheet under the ``none`` policy unless ``--phi``
+says otherwise; exit 1 when the exam serves no research visit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from pathlib import Path
+from types import FrameType
+from zoneinfo import ZoneInfo
+
+from monitor.commands import open_engine, print_json
+from monitor.config import Settings
+from monitor.store.outbox import OutboxStatus, list_outbox
+
+__all__ = ["register"]
+
+_STYLE = {"failed": "bold red", "pending": "yellow", "sending": "cyan", "sent": "green", "cancelled": "dim"}
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    listing = commands.add_parser("notifications", help="list the outbox (planned and sent messages)")
+    listing.add_argument("--json", action="store_true", help="print a JSON array")
+    listing.add_argument(
+        "--status", choices=[status.value for status in OutboxStatus], help="only this status"
+    )
+    listing.add_argument("--exam", type=int, metavar="ID", help="only messages about this exam")
+    listing.add_argument("--limit", type=int, metavar="N", help="only the last N (by due time)")
+    listing.set_defaults(handler=cmd_notifications)
+
+    dispatch = commands.add_parser("dispatch", help="send due messages from the outbox")
+    dispatch.add_argument("--once", action="store_true", help="send what is due now, then exit")
+    dispatch.set_defaults(handler=cmd_dispatch)
+
+    sheet = commands.add_parser("instructions", help="render the technologist instruction sheet of an exam")
+    sheet.add_argument("exam_id", type=int, metavar="EXAM_ID")
+    sheet.add_argument("--out", type=Path, metavar="FILE", help="write the HTML here (default: stdout)")
+    sheet.add_argument(
+        "--phi", choices=("none", "limited", "full"), default="none", help="PHI policy (default none)"
+    )
+    sheet.set_defaults(handler=cmd_instructions)
+
+
+def cmd_notifications(settings: Settings, args: argparse.Namespace) -> int:
+    engine = open_engine(settings)
+    rows = list_outbox(engine, status=args.status, exam_id=args.exam, limit=args.limit)
+    engine.dispose()
+    if args.json:
+        print_json([row.as_json() for row in rows])
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    zone = ZoneInfo(settings.site.timezone)
+    table = Table(title=f"Outbox ({len(rows)}), times in {settings.site.timezone}")
+    for column in ("id", "status", "kind", "audience", "address", "exam", "due", "tries"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("summary / last error", overflow="fold", ratio=1)
+    for row in rows:
+        style = _STYLE.get(row.status)
+        note = row.summary if not row.last_error else f"{row.summary} [{row.last_error}]"
+        table.add_row(
+            str(row.id),
+            f"[{style}]{row.status}[/]" if style else row.status,
+            row.kind,
+            row.audience,
+            row.address,
+            str(row.exam_id) if row.exam_id is not None else "",
+            row.due_at.astimezone(zone).strftime("%Y-%m-%d %H:%M"),
+            str(row.attempts),
+            note,
+        )
+    Console().print(table)
+    return 0
+
+
+def cmd_dispatch(settings: Settings, args: argparse.Namespace) -> int:
+    from monitor.dispatch.dispatcher import Dispatcher
+
+    engine = open_engine(settings)
+    dispatcher = Dispatcher(engine, settings)
+    try:
+        if args.once:
+            stats = dispatcher.run_once()
+        else:
+            stopping = threading.Event()
+
+            def _stop(signum: int, frame: FrameType | None) -> None:
+                stopping.set()
+
+            signal.signal(signal.SIGTERM, _stop)
+            signal.signal(signal.SIGINT, _stop)
+            print(
+                f"dispatching every {settings.scheduler.dispatch_every_seconds} s; Ctrl-C stops", flush=True
+            )
+            while not stopping.is_set():
+                dispatcher.tick()
+                stopping.wait(settings.scheduler.dispatch_every_seconds)
+            stats = dispatcher.stats
+    finally:
+        dispatcher.close(wait=True)
+        engine.dispose()
+    print(
+        f"sent {stats.sent}, updated {stats.updated}, found already sent {stats.found}, "
+        f"retrying {stats.retried}, failed {stats.failed}"
+    )
+    for code, count in sorted(stats.by_error.items()):
+        print(f"  {code}: {count}")
+    return 0
+
+
+def cmd_instructions(settings: Settings, args: argparse.Namespace) -> int:
+    from monitor.dispatch.content import ContentBuilder
+    from monitor.render import Renderer
+    from notifiers import NotifierError, PhiPolicy
+    from notifiers.compose import render_sheet
+
+    engine = open_engine(settings)
+    renderer = Renderer.from_settings(settings)
+    try:
+        with engine.connect() as conn:
+            content = ContentBuilder(settings, renderer).sheet(
+                conn, args.exam_id, with_mrn=args.phi == "full"
+            )
+    finally:
+        engine.dispose()
+    if content is None:
+        print(
+            f"exam {args.exam_id} serves no research timepoint (or is not in the store): "
+            "there is no instruction sheet for it",
+            file=sys.stderr,
+        )
+        return 1
+    try:
+        html = render_sheet(renderer, content, PhiPolicy(args.phi))
+    except NotifierError as exc:
+        print(f"cannot render the sheet: {exc}", file=sys.stderr)
+        return 1
+    if args.out:
+        args.out.write_text(html, encoding="utf-8")
+        print(f"wrote {args.out}")
+    else:
+        sys.stdout.write(html)
+    return 0

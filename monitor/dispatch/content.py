@@ -1,0 +1,311 @@
+"""What a message says, built from the store when it is sent (never stored with PHI).
+
+:class:`ContentBuilder` turns an outbox row's finding and exam into an
+:class:`notifiers.AlertContent`: trial and visit, the exam's time, room and accession, the
+protocol's exam type (parameters, preparation, the technologist's sheet, the scanner the
+baseline used), the finding's detail, a dashboard link and the one-line next step. The
+subject appears by study id; the MRN is added only for an address whose channel policy
+shows it (internal email with ``phi_policy = "full"``), and every channel filters the
+content again through its own PHI policy.
+
+Content is rebuilt at send time rather than stored at planning time: a reminder due in
+three days shows the room and accession as they are when it goes out, and the outbox never
+holds patient identifiers. Raises ``LookupError`` when the finding or exam is gone (the
+dispatcher treats that as a poison row: backoff, then failed).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, select
+
+from monitor.config import Settings
+from monitor.registry.protocols import ProtocolCatalogue
+from monitor.render import Renderer
+from monitor.store.findings import OPEN, findings, occurrences
+from monitor.store.schema import exams
+from notifiers.base import AlertContent, DigestContent, parse_address
+from rules import FindingKind, Severity, Trial
+from rules.protocol import ExamType
+
+__all__ = ["ContentBuilder", "next_step"]
+
+_DIGEST_LIMIT = 40  # entries per digest: Slack takes 50 blocks (notifiers.slack_blocks.SlackLimits)
+_SEVERITY_ORDER = {Severity.CRITICAL: 0, Severity.WARNING: 1, Severity.INFO: 2}
+
+
+def next_step(
+    kind: FindingKind | None,
+    renderer: Renderer,
+    *,
+    label: str = "",
+    start: datetime | None = None,
+    window: tuple[date, date] | None = None,
+    expected: Sequence[str] = (),
+    performed: bool = False,
+    exam_id: int | None = None,
+    audience: str = "coordinator",
+) -> str:
+    """The one line that tells the reader what to do next, in the office's words."""
+    when = renderer.format_datetime(start) if start is not None else ""
+    span = f"{renderer.format_date(window[0])} to {renderer.format_date(window[1])}" if window else ""
+    visit = label or "visit"
+    if audience == "technologist":
+        return "Scan with the parameters below; call the coordinator before scanning if any cannot be met"
+    if kind is FindingKind.WRONG_ORDERABLE:
+        codes = " or ".join(expected) or "the protocol's orderable"
+        return f"Ask scheduling to change the order to {codes}" + (f" before {when}" if when else "")
+    if kind in (FindingKind.EARLY, FindingKind.LATE):
+        if performed:
+            return f"Record the out-of-window {visit} as a protocol deviation"
+        return (
+            f"Ask scheduling to move the exam into the window ({span})"
+            if span
+            else "Ask scheduling to move it"
+        )
+    if kind is FindingKind.DUE_UNSCHEDULED:
+        return f"Ask scheduling to book the {visit} between {span}" if span else f"Book the {visit}"
+    if kind is FindingKind.MISSED:
+        return f"Record the missed {visit} as a protocol deviation and inform the sponsor"
+    if kind in (FindingKind.CANCELLED, FindingKind.NO_SHOW):
+        return f"Rebook the {visit} within its window ({span})" if span else f"Rebook the {visit}"
+    if kind is FindingKind.DUPLICATE:
+        extra = f" (exam {exam_id})" if exam_id is not None else ""
+        return f"Ask scheduling to cancel the extra booking{extra}"
+    if kind is FindingKind.UNMATCHED_EXAM:
+        return "Check whether this exam should serve a research visit; if not, nothing to do"
+    if kind is FindingKind.AFTER_OFF_STUDY:
+        return "Check with the investigator: the subject is off study"
+    if when:
+        return f"Nothing to fix: confirm the research requisition and preparation before {when}"
+    return ""
+
+
+def _may_show_mrn(settings: Settings, address: str) -> bool:
+    """Whether ``address``'s channel policy shows MRNs (internal email with ``full`` only)."""
+    if not address:
+        return False
+    channel, target = parse_address(address)
+    if channel != "email" or settings.email.phi_policy != "full":
+        return False
+    domain = target.rpartition("@")[2].lower()
+    return domain in {d.strip().lower().lstrip("@") for d in settings.email.internal_domains}
+
+
+class ContentBuilder:
+    """Builds message content from the store. Keeps parsed protocols between messages; one per thread."""
+
+    def __init__(self, settings: Settings, renderer: Renderer) -> None:
+        self.settings = settings
+        self.renderer = renderer
+        self.catalogue = ProtocolCatalogue()
+        self.base_url = settings.notifications.dashboard_base_url.rstrip("/")
+
+    def _trial(self, conn: Connection, trial_id: str) -> Trial | None:
+        return self.catalogue.trials(conn, [trial_id]).get(trial_id)
+
+    def alert(
+        self,
+        conn: Connection,
+        finding_key: str,
+        *,
+        address: str = "",
+        audience: str = "coordinator",
+        previous_exam_start: datetime | None = None,
+        change: str = "",
+    ) -> AlertContent:
+        """The content of a message about the finding ``finding_key`` (LookupError if it is gone)."""
+        finding = conn.execute(select(findings).where(findings.c.key == finding_key)).first()
+        if finding is None:
+            raise LookupError("finding not in the store")
+        exam = None
+        if finding.exam_id is not None:
+            exam = conn.execute(select(exams).where(exams.c.id == finding.exam_id)).first()
+            if exam is None:
+                raise LookupError("exam not in the store")
+        occurrence = None
+        if finding.occurrence_key:
+            occurrence = conn.execute(
+                select(occurrences).where(occurrences.c.key == finding.occurrence_key)
+            ).first()
+        show_mrn = _may_show_mrn(self.settings, address)
+        content = self._content(conn, finding.trial, finding.subject, exam, occurrence, show_mrn)
+        kind = FindingKind(finding.kind)
+        start = exam.start_at if exam is not None else None
+        window = (finding.window_start, finding.window_end) if finding.window_start else None
+        expected = (
+            self._expected(conn, finding.trial, occurrence) if kind is FindingKind.WRONG_ORDERABLE else ()
+        )
+        performed = exam is not None and exam.status in ("arrived", "completed")
+        step = next_step(
+            kind,
+            self.renderer,
+            label=content.timepoint,
+            start=start,
+            window=window,
+            expected=expected,
+            performed=performed,
+            exam_id=finding.exam_id,
+            audience=audience,
+        )
+        return replace(
+            content,
+            timepoint=content.timepoint or (finding.occurrence_label or ""),
+            finding_kind=kind,
+            severity=Severity(finding.severity),
+            detail=finding.detail,
+            next_step=step,
+            window_start=finding.window_start,
+            window_end=finding.window_end,
+            previous_exam_start=previous_exam_start,
+            change=change,
+        )
+
+    def sheet(
+        self, conn: Connection, exam_id: int, *, address: str = "", with_mrn: bool = False
+    ) -> AlertContent | None:
+        """The technologist sheet's content for ``exam_id``; None when it serves no research visit.
+
+        ``with_mrn`` adds the MRN (for a sheet printed inside the hospital, ``--phi full``).
+        """
+        exam = conn.execute(select(exams).where(exams.c.id == exam_id)).first()
+        if exam is None:
+            return None
+        occurrence = conn.execute(
+            select(occurrences).where(occurrences.c.exam_id == exam_id).order_by(occurrences.c.id)
+        ).first()
+        if occurrence is None:
+            return None
+        show_mrn = with_mrn or _may_show_mrn(self.settings, address)
+        content = self._content(conn, occurrence.trial, occurrence.subject, exam, occurrence, show_mrn)
+        return replace(content, next_step=next_step(None, self.renderer, audience="technologist"))
+
+    def _content(
+        self,
+        conn: Connection,
+        trial_id: str,
+        subject: str,
+        exam: Any,
+        occurrence: Any,
+        show_mrn: bool,
+    ) -> AlertContent:
+        trial = self._trial(conn, trial_id)
+        exam_type = self._exam_type(trial, exam, occurrence)
+        same_as = ""
+        if (
+            exam_type is not None
+            and exam_type.same_scanner_as
+            and trial is not None
+            and occurrence is not None
+        ):
+            same_as = self._timepoint_label(trial, occurrence.due, exam_type.same_scanner_as)
+        exam_id = int(exam.id) if exam is not None else None
+        return AlertContent(
+            trial=trial_id,
+            subject=subject,
+            trial_title=trial.title if trial is not None else "",
+            timepoint=occurrence.label if occurrence is not None else "",
+            exam_label=exam_type.label
+            if exam_type
+            else (exam.procedure_text or "" if exam is not None else ""),
+            exam_id=exam_id,
+            exam_start=exam.start_at if exam is not None else None,
+            modality=(exam.modality or "") if exam is not None else "",
+            room=(exam.location or "") if exam is not None else "",
+            accession=(exam.accession or "") if exam is not None else "",
+            procedure_code=(exam.procedure_code or "") if exam is not None else "",
+            dashboard_url=f"{self.base_url}/exams/{exam_id}" if self.base_url and exam_id else "",
+            window_start=occurrence.window_start if occurrence is not None else None,
+            window_end=occurrence.window_end if occurrence is not None else None,
+            parameters=exam_type.parameters if exam_type else (),
+            preparation=exam_type.preparation if exam_type else (),
+            same_scanner=(occurrence.required_scanner or "") if occurrence is not None else "",
+            same_scanner_as=same_as,
+            instructions_template=(exam_type.instructions or "") if exam_type else "",
+            mrn=(exam.mrn or "") if exam is not None and show_mrn else "",
+        )
+
+    @staticmethod
+    def _exam_type(trial: Trial | None, exam: Any, occurrence: Any) -> ExamType | None:
+        if trial is None or occurrence is None:
+            return None
+        version = trial.version_on(occurrence.due)
+        found = version.exam_for(exam.procedure_code or "") if exam is not None else None
+        if found is None:  # a wrong orderable: the sheet shows what the visit requires
+            for timepoint in version.timepoints:
+                if timepoint.id == occurrence.timepoint and timepoint.exams:
+                    return version.exams.get(timepoint.exams[0])
+        return found
+
+    @staticmethod
+    def _timepoint_label(trial: Trial, due: date, timepoint_id: str) -> str:
+        for timepoint in trial.version_on(due).timepoints:
+            if timepoint.id == timepoint_id:
+                return timepoint.label if "{" not in timepoint.label else timepoint.id
+        return timepoint_id
+
+    def _expected(self, conn: Connection, trial_id: str, occurrence: Any) -> tuple[str, ...]:
+        trial = self._trial(conn, trial_id)
+        if trial is None or occurrence is None:
+            return ()
+        version = trial.version_on(occurrence.due)
+        codes: list[str] = []
+        for timepoint in version.timepoints:
+            if timepoint.id == occurrence.timepoint:
+                for exam_type_id in timepoint.exams:
+                    exam_type = version.exams.get(exam_type_id)
+                    codes.extend(c for c in (exam_type.orderables if exam_type else ()) if c not in codes)
+        return tuple(codes)
+
+    # -- the daily digest ----------------------------------------------------------------
+
+    def digest_findings(self, conn: Connection, trial_id: str, now: datetime) -> list[str]:
+        """Keys of the findings a digest of ``trial_id`` lists: open problems (warning and
+        critical), then research exams booked in the next ``digest_look_ahead_days``."""
+        ahead = now + timedelta(days=self.settings.scheduler.digest_look_ahead_days)
+        query = (
+            select(
+                findings.c.key,
+                findings.c.kind,
+                findings.c.severity,
+                exams.c.start_at,
+                findings.c.window_start,
+            )
+            .select_from(findings.outerjoin(exams, exams.c.id == findings.c.exam_id))
+            .where(findings.c.trial == trial_id, findings.c.status == OPEN)
+        )
+        problems: list[tuple[int, str, str]] = []
+        upcoming: list[tuple[datetime, str]] = []
+        for row in conn.execute(query):
+            severity = Severity(row.severity)
+            if severity is not Severity.INFO:
+                order = str(row.start_at or row.window_start or "")
+                problems.append((_SEVERITY_ORDER[severity], order, row.key))
+            elif (
+                row.kind == FindingKind.IN_WINDOW
+                and row.start_at is not None
+                and now <= row.start_at <= ahead
+            ):
+                upcoming.append((row.start_at, row.key))
+        keys = [key for _, _, key in sorted(problems)] + [key for _, key in sorted(upcoming)]
+        return keys[:_DIGEST_LIMIT]
+
+    def digest(
+        self, conn: Connection, trial_id: str, day: date, now: datetime, *, address: str = ""
+    ) -> DigestContent:
+        """One trial's digest for ``day`` (site zone)."""
+        trial = self._trial(conn, trial_id)
+        entries = tuple(
+            self.alert(conn, key, address=address) for key in self.digest_findings(conn, trial_id, now)
+        )
+        return DigestContent(
+            trial=trial_id,
+            day=day,
+            trial_title=trial.title if trial is not None else "",
+            entries=entries,
+            dashboard_url=f"{self.base_url}/trials/{trial_id}" if self.base_url else "",
+        )

@@ -1,0 +1,294 @@
+"""The jobs of ``hiro-monitor run``, on APScheduler 3 (``BackgroundScheduler``, job store in memory).
+
+=============  ====================================  ========  ===========================
+job            when                                  leader    misfire grace / coalesce
+=============  ====================================  ========  ===========================
+dispatch       every ``dispatch_every_seconds``,     no        one interval / yes
+               and at once when the feed planned
+               new rows (:meth:`dispatch_soon`)
+evaluate       every ``evaluate_every_minutes``,     yes       half an interval / yes
+               and once at start-up
+digest         daily at ``digest_hour`` (site zone)  yes       6 h / yes
+purge          daily at ``purge_hour`` (site zone)   yes       12 h / yes
+fhir_poll      every ``fhir.poll_interval_seconds``  yes       one interval / yes
+               (when ``fhir.enabled``), and at start
+=============  ====================================  ========  ===========================
+
+Why these values: a run that could not start on time (the process was suspended, the
+machine was busy) still runs if it is late by less than the grace time, and several missed
+runs collapse into one (``coalesce``): re-evaluating or polling twice in a row buys
+nothing. Dispatch and evaluation are cheap to skip (the next run is near); a digest late by
+an hour is still worth sending. Every job has ``max_instances=1``. Missed runs are logged
+(``EVENT_JOB_MISSED``).
+
+Restarts: the job store is in memory (APScheduler's FAQ: a job store cannot be shared
+between processes), so a restart forgets the schedule. Nothing is skipped or doubled for
+that: evaluation and purge run at start-up (both are idempotent), and today's digest is
+planned at start-up when its hour has passed: its dedupe key carries the day, so it is
+delivered once per trial, address and day however often the process restarts.
+
+Replicas (PostgreSQL): only the replica holding the advisory lock (:class:`LeaderLock`)
+runs evaluate, digest, purge and poll; the others check again at each run and take over
+when the leader's session ends. Dispatch runs everywhere: rows are claimed with
+``SKIP LOCKED``. With SQLite there is one process and no lock.
+
+Jobs are observing code: they log failures by exception type (no PHI) and never raise.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from apscheduler.events import EVENT_JOB_MISSED, JobExecutionEvent  # type: ignore[import-untyped]
+from apscheduler.executors.pool import ThreadPoolExecutor  # type: ignore[import-untyped]
+from apscheduler.schedulers.background import BackgroundScheduler  # type: ignore[import-untyped]
+from apscheduler.triggers.cron import CronTrigger  # type: ignore[import-untyped]
+from apscheduler.triggers.interval import IntervalTrigger  # type: ignore[import-untyped]
+from sqlalchemy import Connection, Engine, text
+
+from monitor.config import Settings
+from monitor.dispatch.content import ContentBuilder
+from monitor.dispatch.dispatcher import Dispatcher
+from monitor.dispatch.planning import plan_digests
+from monitor.evaluation import Evaluator
+from monitor.registry.protocols import ProtocolCatalogue
+from monitor.render import Renderer
+from monitor.store.retention import purge_raw_messages
+
+__all__ = ["LEADER_LOCK_KEY", "JobScheduler", "LeaderLock"]
+
+log = logging.getLogger("monitor.scheduler")
+
+LEADER_LOCK_KEY = 0x6869726F5F6A6F62  # b"hiro_job": the advisory lock of the replica running the jobs
+
+
+class LeaderLock:
+    """Whether this process runs the scheduled jobs: a PostgreSQL session advisory lock.
+
+    ``pg_try_advisory_lock`` on a dedicated connection (autocommit, so no transaction stays
+    open) held for the process's lifetime; the lock goes when the session does (the process
+    exits or the connection breaks), and another replica's next :meth:`held` takes it.
+    Any other database: always held (one process per SQLite file).
+    """
+
+    def __init__(self, engine: Engine, key: int = LEADER_LOCK_KEY) -> None:
+        self.engine = engine
+        self.key = key
+        self._conn: Connection | None = None
+        self._mutex = threading.Lock()
+
+    def held(self) -> bool:
+        """True if this process holds the lock (taking it if free). Never raises."""
+        if self.engine.dialect.name != "postgresql":
+            return True
+        with self._mutex:
+            if self._conn is not None:
+                try:
+                    self._conn.execute(text("SELECT 1"))
+                    return True
+                except Exception as exc:  # the session is gone, and the lock with it
+                    log.warning("lost the scheduler lock's connection (%s)", type(exc).__name__)
+                    self._close()
+            try:
+                conn = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+            except Exception as exc:
+                log.warning("cannot reach the store for the scheduler lock (%s)", type(exc).__name__)
+                return False
+            try:
+                got = bool(
+                    conn.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": self.key}).scalar()
+                )
+            except Exception as exc:
+                log.warning("taking the scheduler lock failed (%s)", type(exc).__name__)
+                got = False
+            if not got:
+                conn.close()
+                return False
+            self._conn = conn
+            log.info("this process now runs the scheduled jobs (advisory lock %#x)", self.key)
+            return True
+
+    def release(self) -> None:
+        with self._mutex:
+            if self._conn is not None:
+                try:
+                    self._conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": self.key})
+                except Exception as exc:
+                    log.debug("unlocking failed (%s); closing the session releases it", type(exc).__name__)
+                self._close()
+
+    def _close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.close()
+            except Exception as exc:  # the connection is broken already
+                log.debug("closing the lock connection failed (%s)", type(exc).__name__)
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class JobScheduler:
+    """The daemon's jobs: built from settings, started and shut down with the daemon."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        settings: Settings,
+        *,
+        dispatcher: Dispatcher | None = None,
+        clock: Callable[[], datetime] = _utc_now,
+        leader: LeaderLock | None = None,
+    ) -> None:
+        self.engine = engine
+        self.settings = settings
+        self.clock = clock
+        self.zone = ZoneInfo(settings.site.timezone)
+        self.leader = leader or LeaderLock(engine)
+        self.dispatcher = dispatcher
+        if self.dispatcher is None and settings.dispatch.enabled:
+            self.dispatcher = Dispatcher(engine, settings, clock=clock)
+        self._evaluator = Evaluator(engine, settings)  # each job thread its own (not thread-safe)
+        self._poll_evaluator = Evaluator(engine, settings)
+        self._builder = ContentBuilder(settings, Renderer.from_settings(settings))
+        self._catalogue = ProtocolCatalogue()
+        self.scheduler = BackgroundScheduler(
+            timezone=self.zone,
+            executors={"default": ThreadPoolExecutor(4)},
+            job_defaults={"max_instances": 1, "coalesce": True},
+        )
+        self.scheduler.add_listener(self._missed, EVENT_JOB_MISSED)
+        self._add_jobs()
+
+    def _add_jobs(self) -> None:
+        jobs = self.settings.scheduler
+        add = self.scheduler.add_job
+        if self.dispatcher is not None:
+            every = jobs.dispatch_every_seconds
+            add(self.dispatcher.observe_tick, IntervalTrigger(seconds=every), id="dispatch",
+                misfire_grace_time=max(1, round(every)), coalesce=True, max_instances=1)  # fmt: skip
+        minutes = jobs.evaluate_every_minutes
+        add(self.evaluate, IntervalTrigger(minutes=minutes), id="evaluate",
+            misfire_grace_time=max(30, minutes * 30), coalesce=True, max_instances=1)  # fmt: skip
+        if jobs.digest_enabled:
+            add(self.digest, CronTrigger(hour=jobs.digest_hour, timezone=self.zone), id="digest",
+                misfire_grace_time=6 * 3600, coalesce=True, max_instances=1)  # fmt: skip
+        add(self.purge, CronTrigger(hour=jobs.purge_hour, minute=30, timezone=self.zone), id="purge",
+            misfire_grace_time=12 * 3600, coalesce=True, max_instances=1)  # fmt: skip
+        if self.settings.fhir.enabled:
+            seconds = self.settings.fhir.poll_interval_seconds
+            add(self.poll, IntervalTrigger(seconds=seconds), id="fhir_poll",
+                misfire_grace_time=seconds, coalesce=True, max_instances=1)  # fmt: skip
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the jobs; evaluation, purge, the FHIR poll and a missed digest of today run now."""
+        now = datetime.now(self.zone)
+        catch_up = ["evaluate", "purge", "fhir_poll"]
+        if self.settings.scheduler.digest_enabled and now.hour >= self.settings.scheduler.digest_hour:
+            catch_up.append("digest")
+        self.scheduler.start()
+        for job_id in catch_up:
+            job = self.scheduler.get_job(job_id)
+            if job is not None:
+                job.modify(next_run_time=now)
+
+    def shutdown(self, wait: bool = True) -> None:
+        """Stop scheduling; with ``wait`` let running jobs (and the message in hand) finish."""
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=wait)
+        if self.dispatcher is not None:
+            self.dispatcher.close(wait=wait)
+        self.leader.release()
+
+    def dispatch_soon(self) -> None:
+        """Run the dispatch job now rather than at its next interval (new rows were planned).
+
+        Called from the feed writer's thread; never raises (observing code)."""
+        try:
+            job = self.scheduler.get_job("dispatch") if self.scheduler.running else None
+            if job is not None:
+                job.modify(next_run_time=datetime.now(self.zone))
+        except Exception as exc:
+            log.debug("bringing dispatch forward failed (%s)", type(exc).__name__)
+
+    def _missed(self, event: JobExecutionEvent) -> None:
+        late = datetime.now(UTC) - event.scheduled_run_time
+        level = logging.DEBUG if event.job_id == "dispatch" else logging.WARNING
+        log.log(
+            level, "job %s missed its run at %s (late by %s)", event.job_id, event.scheduled_run_time, late
+        )
+
+    # -- the jobs (observing code: log by type, never raise) ------------------------------
+
+    def _leading(self, job: str) -> bool:
+        if self.leader.held():
+            return True
+        log.debug("job %s: another replica runs the scheduled jobs", job)
+        return False
+
+    def _guarded(self, job: str, run: Callable[[], Any]) -> bool:
+        if not self._leading(job):
+            return False
+        try:
+            run()
+        except Exception as exc:
+            log.error("job %s failed (%s)", job, type(exc).__name__)
+        return True
+
+    def evaluate(self) -> bool:
+        """Re-evaluate every enrolment (and plan its messages). False: not the leader."""
+
+        def run() -> None:
+            summary = self._evaluator.evaluate_all(self.clock())
+            if summary.changes.changed or summary.outbox.changed:
+                log.info("evaluated %d enrolment(s): %s", summary.enrolments, summary.outbox)
+
+        return self._guarded("evaluate", run)
+
+    def digest(self) -> bool:
+        """Plan today's digest of every trial with something to report."""
+
+        def run() -> None:
+            now = self.clock()
+            with self.engine.connect() as conn:
+                trials = self._catalogue.trials(conn)
+                news = {trial: bool(self._builder.digest_findings(conn, trial, now)) for trial in trials}
+            written = plan_digests(self.engine, trials, now, self.zone, news)
+            if written:
+                log.info("planned %d digest message(s)", written)
+
+        return self._guarded("digest", run)
+
+    def purge(self) -> bool:
+        """Empty raw HL7 payloads past the retention period."""
+
+        def run() -> None:
+            days = self.settings.database.raw_retention_days
+            purged = purge_raw_messages(self.engine, self.clock(), days)
+            if purged:
+                log.info("purged the payload of %d message(s) older than %d days", purged, days)
+
+        return self._guarded("purge", run)
+
+    def poll(self) -> bool:
+        """Poll the FHIR server once and re-evaluate what changed."""
+
+        def run() -> None:
+            from monitor.feeds.fhir.job import poll_and_evaluate
+
+            poll_and_evaluate(self.engine, self.settings, self._poll_evaluator, clock=self.clock)
+
+        return self._guarded("fhir_poll", run)
+
+    def next_runs(self) -> dict[str, datetime | None]:
+        """Each job's next run time (for ``check-config`` and tests)."""
+        return {job.id: getattr(job, "next_run_time", None) for job in self.scheduler.get_jobs()}
