@@ -1,0 +1,297 @@
+"""Benchmark of the dashboard (a script, not a test): prints latencies.
+
+    .venv/bin/python bench/bench_dashboard.py [--exams 200000] [--findings 20000] [--subjects 500]
+                                              [--users 20] [--requests 10] [--database URL]
+
+Fills a store (a fresh PostgreSQL database on 127.0.0.1:5432 when reachable, else a
+temporary SQLite file; or ``--database``, which must be empty) with one trial of
+``--subjects`` subjects x 12 visits (the matrix), ``--exams`` exams spread over two years
+(300 research exams booked in the next 14 days) and ``--findings`` findings, serves the app
+with uvicorn on 127.0.0.1, signs ``--users`` clients in and has each request the Upcoming
+page and the trial's matrix ``--requests`` times, all at once. Prints p50/p95/max per page.
+The issue's target: 1,000,000 exams and 100,000 findings, p95 <= 300 ms at 20 users.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import httpx  # after the path set-up, so the script runs from a checkout
+import uvicorn
+from sqlalchemy import Engine, insert
+
+from monitor.config import Settings
+from monitor.store.database import make_engine, upgrade
+from monitor.store.findings import findings, occurrences
+from monitor.store.registry import enrolments, trial_versions
+from monitor.store.schema import exams
+from monitor.web import create_app
+from monitor.web.accounts import Role, add_user
+
+NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+TRIAL = "ONC-2101"
+PROTOCOL = Path(__file__).resolve().parents[1] / "examples" / "trials" / "onc-2101-recist-ct.toml"
+PASSWORD = "benchmark password"  # noqa: S105  (a throw-away bench account)
+_BATCH = 10_000
+
+
+def _postgres() -> str | None:
+    try:
+        socket.create_connection(("127.0.0.1", 5432), timeout=1).close()
+    except OSError:
+        return None
+    import psycopg
+
+    name = "hiro_bench_dashboard"
+    with psycopg.connect("host=127.0.0.1 port=5432 user=postgres dbname=postgres", autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.execute(f'CREATE DATABASE "{name}"')
+    return f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+
+
+def _insert(engine: Engine, table: object, rows: list[dict[str, object]]) -> None:
+    with engine.begin() as conn:
+        for start in range(0, len(rows), _BATCH):
+            conn.execute(insert(table), rows[start : start + _BATCH])  # type: ignore[arg-type]
+
+
+def fill(engine: Engine, n_exams: int, n_findings: int, n_subjects: int) -> None:
+    with engine.begin() as conn:
+        text = PROTOCOL.read_text(encoding="utf-8")
+        conn.execute(
+            insert(trial_versions).values(
+                trial=TRIAL, version=1, content=text, sha256="x" * 64, source=PROTOCOL.name, loaded_at=NOW
+            )
+        )
+        add_user(conn, "bench", Role.ADMIN, PASSWORD, NOW)
+    _insert(
+        engine,
+        enrolments,
+        [
+            {
+                "id": i + 1,
+                "trial": TRIAL,
+                "subject": f"S{i:04d}",
+                "arm": "A",
+                "status": "on_study",
+                "anchors": {"c1d1": "2025-07-21"},
+                "created_at": NOW,
+                "updated_at": NOW,
+            }
+            for i in range(n_subjects)
+        ],
+    )
+    upcoming = 300
+    rows = []
+    for i in range(n_exams):
+        start = (
+            NOW + timedelta(hours=1 + i * 14 * 24 // upcoming)
+            if i < upcoming
+            else (NOW - timedelta(days=700) + timedelta(minutes=(i * 1051) % (730 * 24 * 60)))
+        )
+        rows.append(
+            {
+                "id": i + 1,
+                "source": "epic",
+                "external_id": f"X{i}",
+                "status": "booked",
+                "last_event": "booked",
+                "mrn": f"M{i % 200_000}",
+                "patient_ids": [],
+                "resources": [],
+                "comments": [],
+                "extra": {},
+                "modality": "CT",
+                "location": f"CT{i % 4}",
+                "procedure_code": "IMG1234",
+                "start_at": start,
+                "created_at": NOW,
+                "updated_at": NOW,
+            }
+        )
+    _insert(engine, exams, rows)
+    visits = []
+    for s in range(n_subjects):
+        for v in range(12):
+            due = date(2025, 7, 21) + timedelta(weeks=6 * v)
+            exam_id = s + 1 if v == 11 and s < upcoming else None
+            visits.append(
+                {
+                    "key": f"{TRIAL}:S{s:04d}:v#{v}",
+                    "enrolment_id": s + 1,
+                    "trial": TRIAL,
+                    "subject": f"S{s:04d}",
+                    "timepoint": f"v{v}",
+                    "number": v,
+                    "label": f"Week {6 * v} restaging",
+                    "due": due,
+                    "window_start": due - timedelta(days=7),
+                    "window_end": due + timedelta(days=7),
+                    "status": "booked" if exam_id else "missed",
+                    "exam_id": exam_id,
+                    "version": "1",
+                    "updated_at": NOW,
+                }
+            )
+    _insert(engine, occurrences, visits)
+    _insert(
+        engine,
+        findings,
+        [
+            {
+                "key": f"f{i}",
+                "kind": "missed" if i % 10 else "wrong_orderable",
+                "severity": "critical",
+                "trial": TRIAL,
+                "subject": f"S{i % n_subjects:04d}",
+                "enrolment_id": i % n_subjects + 1,
+                "exam_id": (i % n_exams) + 1 if i % 10 == 0 else None,
+                "detail": "bench",
+                "status": "open",
+                "opened_at": NOW,
+                "updated_at": NOW,
+            }
+            for i in range(n_findings)
+        ],
+    )
+
+
+class Served:
+    """A running server: its address and how to stop it."""
+
+    def __init__(self, base: str, close: Callable[[], None]) -> None:
+        self.base = base
+        self.close = close
+
+
+def serve_in_thread(engine: Engine, url: str) -> Served:
+    settings = Settings.model_validate({"database": {"url": url}, "web": {"cookie_secure": False}})
+    app = create_app(settings, engine, clock=lambda: NOW)
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
+    )
+    threading.Thread(target=server.run, daemon=True).start()
+    while not server.started:
+        time.sleep(0.02)
+
+    def close() -> None:
+        server.should_exit = True
+
+    return Served(f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}", close)
+
+
+def serve_workers(url: str, workers: int, folder: str) -> Served:
+    """``hiro-monitor web --workers N`` in a subprocess (real clock: the bench's NOW is today's noon)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = Path(folder) / "bench.toml"
+    config.write_text("[web]\ncookie_secure = false\n", encoding="utf-8")
+    command = [
+        str(Path(sys.executable).with_name("hiro-monitor")),
+        "--config",
+        str(config),
+        "--database",
+        url,
+        "web",
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+    ]
+    process = subprocess.Popen(command)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            process.kill()
+            raise SystemExit("hiro-monitor web did not start")
+        time.sleep(0.2)
+
+    def close() -> None:
+        process.terminate()
+        process.wait(30)
+
+    return Served(base, close)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--exams", type=int, default=200_000)
+    parser.add_argument("--findings", type=int, default=20_000)
+    parser.add_argument("--subjects", type=int, default=500)
+    parser.add_argument("--users", type=int, default=20)
+    parser.add_argument("--requests", type=int, default=10)
+    parser.add_argument("--database")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="1: uvicorn in a thread; more: hiro-monitor web --workers"
+    )
+    args = parser.parse_args()
+    folder = tempfile.mkdtemp()
+    url = args.database or _postgres() or f"sqlite:///{folder}/bench.db"
+    engine = make_engine(url, pool_size=args.users + 5) if "postgresql" in url else make_engine(url)
+    upgrade(engine)
+    started = time.perf_counter()
+    fill(engine, args.exams, args.findings, args.subjects)
+    print(
+        f"{engine.dialect.name}: {args.exams} exams, {args.findings} findings, "
+        f"{args.subjects} subjects x 12 visits stored in {time.perf_counter() - started:.1f} s"
+    )
+    stop = serve_in_thread(engine, url) if args.workers == 1 else serve_workers(url, args.workers, folder)
+    base = stop.base
+
+    def client() -> httpx.Client:
+        http = httpx.Client(base_url=base, timeout=60)
+        form = http.get("/login").text
+        token = re.search(r'name="csrf_token" value="([^"]+)"', form).group(1)  # type: ignore[union-attr]
+        http.post("/login", data={"username": "bench", "password": PASSWORD, "csrf_token": token})
+        return http
+
+    clients = [client() for _ in range(args.users)]
+    for path, label in (
+        ("/upcoming", "upcoming (14 days)"),
+        (f"/trials/{TRIAL}", f"trial matrix ({args.subjects} subjects)"),
+    ):
+        assert clients[0].get(path).status_code == 200, path
+
+        def run(http: httpx.Client, path: str = path) -> list[float]:
+            times = []
+            for _ in range(args.requests):
+                begun = time.perf_counter()
+                answer = http.get(path)
+                times.append((time.perf_counter() - begun) * 1000)
+                assert answer.status_code == 200
+            return times
+
+        with ThreadPoolExecutor(args.users) as pool:
+            samples = sorted(t for batch in pool.map(run, clients) for t in batch)
+        p95 = samples[int(len(samples) * 0.95) - 1]
+        print(
+            f"{label:<32} {len(samples)} requests at {args.users} users: "
+            f"p50 {statistics.median(samples):.0f} ms, p95 {p95:.0f} ms, max {samples[-1]:.0f} ms"
+        )
+    stop.close()
+    engine.dispose()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,13 @@
+"""The dashboard and JSON API (FastAPI, server-rendered Jinja2 pages).
+
+- :mod:`monitor.web.app`: :func:`create_app` (the ASGI app) and :func:`serve` (uvicorn on a loop).
+- :mod:`monitor.web.security`: identity (session cookie, trusted proxy header), CSRF, headers.
+- :mod:`monitor.web.accounts`: accounts, sessions and audit rows in the store.
+- :mod:`monitor.web.data`: scoped reads; :mod:`monitor.web.feeds`: feed health.
+- :mod:`monitor.web.pages`, :mod:`monitor.web.review`, :mod:`monitor.web.api`,
+  :mod:`monitor.web.health`: the routes.
+"""
+
+from monitor.web.app import create_app, serve
+
+__all__ = ["create_app", "serve"]

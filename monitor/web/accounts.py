@@ -1,0 +1,233 @@
+"""Accounts, sessions and the audit trail of the dashboard (no HTTP here).
+
+Passwords are hashed with argon2id (argon2-cffi's defaults, RFC 9106's second recommended
+parameter set). A session id is 32 random bytes; the cookie carries nothing else. A session
+ends ``idle`` after its last request or ``lifetime`` after sign-in, whichever comes first;
+an ended session's row is deleted when it is next presented.
+
+Nothing here logs a password, a session id or a CSRF token.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import Connection, delete, insert, select, update
+
+from monitor.store.web import audit_log, users, web_sessions
+
+__all__ = [
+    "Role",
+    "SessionPolicy",
+    "User",
+    "add_user",
+    "check_password",
+    "end_session",
+    "find_user",
+    "open_session",
+    "record_audit",
+    "resume_session",
+]
+
+_HASHER = PasswordHasher()
+_TOUCH_EVERY = timedelta(seconds=30)
+# Verified when the user name is unknown, so that a wrong name costs as long as a wrong password.
+_DUMMY_HASH = _HASHER.hash("not a password of anyone")
+
+
+class Role(StrEnum):
+    ADMIN = "admin"
+    COORDINATOR = "coordinator"
+    TECHNOLOGIST = "technologist"
+    VIEWER = "viewer"
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    """A signed-in account and what it may see.
+
+    ``trials`` scopes a coordinator, ``modalities`` a technologist; other roles ignore them.
+    """
+
+    id: int
+    username: str
+    role: Role
+    trials: tuple[str, ...] = ()
+    modalities: tuple[str, ...] = ()
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role is Role.ADMIN
+
+    @property
+    def sees_mrn(self) -> bool:
+        """Only admins and coordinators (for their own trials) see MRNs on the dashboard."""
+        return self.role in (Role.ADMIN, Role.COORDINATOR)
+
+    @property
+    def may_change(self) -> bool:
+        """Whether the account may acknowledge or resolve findings."""
+        return self.role in (Role.ADMIN, Role.COORDINATOR)
+
+    def trial_scope(self) -> tuple[str, ...] | None:
+        """The trials this account may see; None means every trial."""
+        return self.trials if self.role is Role.COORDINATOR else None
+
+    def modality_scope(self) -> tuple[str, ...] | None:
+        """The modalities this account may see; None means every modality."""
+        return self.modalities if self.role is Role.TECHNOLOGIST else None
+
+
+@dataclass(frozen=True, slots=True)
+class SessionPolicy:
+    idle: timedelta = timedelta(minutes=15)
+    lifetime: timedelta = timedelta(hours=12)
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    id: str
+    user: User
+    csrf_token: str
+
+
+def hash_password(password: str) -> str:
+    return _HASHER.hash(password)
+
+
+def _user(row: Any) -> User:
+    return User(
+        id=int(row.id),
+        username=row.username,
+        role=Role(row.role),
+        trials=tuple(row.trials or ()),
+        modalities=tuple(m.upper() for m in row.modalities or ()),
+    )
+
+
+def add_user(
+    conn: Connection,
+    username: str,
+    role: Role,
+    password: str | None,
+    now: datetime,
+    *,
+    trials: Sequence[str] = (),
+    modalities: Sequence[str] = (),
+) -> int:
+    """Create or replace the account ``username``; returns its id.
+
+    ``password`` None makes an SSO-only account (no password can sign it in). Raises
+    ValueError for an empty user name or a coordinator without trials.
+    """
+    if not username.strip():
+        raise ValueError("the user name is empty")
+    if role is Role.COORDINATOR and not trials:
+        raise ValueError("a coordinator needs at least one --trial")
+    values = {
+        "password_hash": hash_password(password) if password else "",
+        "role": role.value,
+        "trials": list(trials),
+        "modalities": [m.upper() for m in modalities],
+        "active": True,
+        "updated_at": now,
+    }
+    existing = conn.execute(select(users.c.id).where(users.c.username == username)).scalar()
+    if existing is not None:
+        conn.execute(update(users).where(users.c.id == existing).values(**values))
+        return int(existing)
+    result = conn.execute(insert(users).values(username=username, created_at=now, **values))
+    return int(result.inserted_primary_key[0])  # type: ignore[index]
+
+
+def find_user(conn: Connection, username: str) -> User | None:
+    """The active account ``username``, if any."""
+    row = conn.execute(select(users).where(users.c.username == username, users.c.active.is_(True))).first()
+    return _user(row) if row is not None else None
+
+
+def check_password(conn: Connection, username: str, password: str) -> User | None:
+    """The active account when ``password`` is its password; None otherwise (same cost either way)."""
+    row = conn.execute(select(users).where(users.c.username == username, users.c.active.is_(True))).first()
+    stored = row.password_hash if row is not None and row.password_hash else _DUMMY_HASH
+    try:
+        _HASHER.verify(stored, password)
+    except (VerificationError, InvalidHashError):
+        return None
+    return _user(row) if row is not None and row.password_hash else None
+
+
+def open_session(conn: Connection, user: User, now: datetime) -> Session:
+    """A new session (new random id and CSRF token) for ``user``."""
+    session = Session(id=secrets.token_urlsafe(32), user=user, csrf_token=secrets.token_urlsafe(32))
+    conn.execute(
+        insert(web_sessions).values(
+            id=session.id, user_id=user.id, csrf_token=session.csrf_token, created_at=now, last_seen=now
+        )
+    )
+    return session
+
+
+def resume_session(conn: Connection, session_id: str, now: datetime, policy: SessionPolicy) -> Session | None:
+    """The live session ``session_id`` (its ``last_seen`` moved to ``now``), or None.
+
+    An idle or expired session, or one whose account was deactivated, is deleted.
+    """
+    row = conn.execute(
+        select(web_sessions, users)
+        .join(users, users.c.id == web_sessions.c.user_id)
+        .where(web_sessions.c.id == session_id)
+    ).first()
+    if row is None:
+        return None
+    m = row._mapping
+    created: datetime = m[web_sessions.c.created_at]
+    last_seen: datetime = m[web_sessions.c.last_seen]
+    if not m[users.c.active] or now - last_seen > policy.idle or now - created > policy.lifetime:
+        conn.execute(delete(web_sessions).where(web_sessions.c.id == session_id))
+        return None
+    if now - last_seen > _TOUCH_EVERY:  # one write per half minute, not one per request
+        conn.execute(update(web_sessions).where(web_sessions.c.id == session_id).values(last_seen=now))
+    user = User(
+        id=int(m[users.c.id]),
+        username=m[users.c.username],
+        role=Role(m[users.c.role]),
+        trials=tuple(m[users.c.trials] or ()),
+        modalities=tuple(x.upper() for x in m[users.c.modalities] or ()),
+    )
+    return Session(id=session_id, user=user, csrf_token=m[web_sessions.c.csrf_token])
+
+
+def end_session(conn: Connection, session_id: str) -> None:
+    conn.execute(delete(web_sessions).where(web_sessions.c.id == session_id))
+
+
+def record_audit(
+    conn: Connection,
+    now: datetime,
+    username: str,
+    action: str,
+    object_type: str = "",
+    object_id: str | int = "",
+    client: str = "",
+    detail: str = "",
+) -> None:
+    """One audit row: ``username`` did ``action`` on ``object_type``/``object_id`` from ``client``."""
+    conn.execute(
+        insert(audit_log).values(
+            at=now,
+            username=username,
+            action=action,
+            object_type=object_type,
+            object_id=str(object_id),
+            client=client[:80],
+            detail=detail,
+        )
+    )

@@ -1,0 +1,203 @@
+"""The dashboard's FastAPI application: :func:`create_app` and :func:`serve`.
+
+    app = create_app(settings, engine)          # an ASGI app; the caller owns the engine
+    await serve(app, settings.web)               # uvicorn on the running asyncio loop
+
+The store must be migrated (``monitor.store.database.upgrade``) before the first request.
+Pages are server-rendered (templates under ``templates/web/``, the site folder first) and
+readable without JavaScript; ``/api/`` answers JSON with the same sign-in and scoping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import resources
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote_plus
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from sqlalchemy import Engine
+
+from monitor.config import Settings, WebSettings
+from monitor.registry.protocols import ProtocolCatalogue
+from monitor.render import Renderer
+from monitor.web.accounts import Role, Session
+from monitor.web.security import Forbidden, Gate, NotSignedIn, SecurityHeaders, set_session_cookie
+
+__all__ = ["Web", "create_app", "require", "serve", "signed_in"]
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Web:
+    """What every route needs: settings, the store, templates, the clock and the identity gate."""
+
+    settings: Settings
+    engine: Engine
+    renderer: Renderer
+    gate: Gate
+    clock: Callable[[], datetime]
+    catalogue: ProtocolCatalogue  # parsed protocols in force, kept across requests
+
+    def page(
+        self, request: Request, session: Session | None, name: str, context: dict[str, Any], status: int = 200
+    ) -> HTMLResponse:
+        """The template ``web/<name>`` rendered with ``context`` plus the account and CSRF token."""
+        full = {
+            "user": session.user if session else None,
+            "csrf_token": session.csrf_token if session else "",
+            "path": request.url.path,
+            **context,
+        }
+        return HTMLResponse(self.renderer.render(f"web/{name}", full), status_code=status)
+
+
+def web_of(request: Request) -> Web:
+    web: Web = request.app.state.web
+    return web
+
+
+def signed_in(request: Request) -> Session:
+    """Dependency: the request's live session. Raises :class:`NotSignedIn`."""
+    session, fresh = web_of(request).gate.session_for(request)
+    if fresh:
+        request.state.new_session = session
+    return session
+
+
+def require(*roles: Role) -> Callable[[Session], Session]:
+    """Dependency: a live session whose role is one of ``roles`` (else :class:`Forbidden`)."""
+
+    def check(session: Session = Depends(signed_in)) -> Session:  # noqa: B008
+        if session.user.role not in roles:
+            raise Forbidden
+        return session
+
+    return check
+
+
+def _static_dir() -> Path:
+    return Path(str(resources.files("templates").joinpath("web/static")))
+
+
+def create_app(settings: Settings, engine: Engine, *, clock: Callable[[], datetime] | None = None) -> FastAPI:
+    """The dashboard and API for ``settings`` over ``engine``; ``clock`` is for tests."""
+    from monitor.web import api, health, pages, review
+
+    now = clock or _utc_now
+    app = FastAPI(
+        title="hiro-monitor",
+        description="Research imaging compliance: exams, findings, trials and enrolments.",
+        version="1",
+        docs_url=None,  # the Swagger page loads scripts from a CDN, which the CSP forbids
+        redoc_url=None,
+    )
+    app.state.web = Web(
+        settings=settings,
+        engine=engine,
+        renderer=Renderer.from_settings(settings),
+        gate=Gate(engine, settings.web, now),
+        clock=now,
+        catalogue=ProtocolCatalogue(),
+    )
+    app.add_middleware(SecurityHeaders)
+
+    @app.middleware("http")
+    async def refuse_nul(request: Request, call_next: Any) -> Response:
+        # No text field anywhere holds a NUL, and PostgreSQL refuses one even in a query
+        # parameter: answer 400 here rather than fail deep in a query.
+        if "\x00" in request.url.path or "\x00" in unquote_plus(request.url.query):
+            return JSONResponse({"detail": "NUL characters are not allowed"}, status_code=400)
+        response: Response = await call_next(request)
+        return response
+
+    @app.middleware("http")
+    async def new_session_cookie(request: Request, call_next: Any) -> Response:
+        response: Response = await call_next(request)
+        session = getattr(request.state, "new_session", None)
+        if session is not None:
+            set_session_cookie(response, session, settings.web)
+        return response
+
+    @app.exception_handler(NotSignedIn)
+    async def not_signed_in(request: Request, exc: NotSignedIn) -> Response:
+        if request.url.path.startswith("/api/"):
+            return JSONResponse({"detail": "sign in first"}, status_code=401)
+        return RedirectResponse("/login", status_code=303)
+
+    @app.exception_handler(Forbidden)
+    async def forbidden(request: Request, exc: Forbidden) -> Response:
+        if request.url.path.startswith("/api/"):
+            return JSONResponse({"detail": "not allowed for this role"}, status_code=403)
+        return HTMLResponse("<!DOCTYPE html><title>Not allowed</title><p>Not allowed for your role.</p>", 403)
+
+    app.mount("/static", StaticFiles(directory=_static_dir()), name="static")
+    for module in (health, pages, review, api):
+        app.include_router(module.router)
+    return app
+
+
+async def serve(app: FastAPI, settings: WebSettings) -> None:
+    """Serve ``app`` with uvicorn on the running loop until cancelled (``hiro-monitor run`` embeds this)."""
+    import uvicorn
+
+    config = uvicorn.Config(
+        app, host=settings.host, port=settings.port, log_level="warning", access_log=False, lifespan="off"
+    )
+    server = uvicorn.Server(config)
+    await server.serve()
+
+
+class EmbeddedWeb:
+    """The dashboard inside ``hiro-monitor run``: uvicorn on the daemon's own event loop.
+
+    uvicorn's ``Server.serve`` installs its own SIGINT/SIGTERM handlers, which would take
+    the daemon's graceful shutdown away from it; here the daemon keeps the signals and
+    stops the web server itself (:meth:`stop`).
+    """
+
+    def __init__(self, app: FastAPI, settings: WebSettings) -> None:
+        import uvicorn
+
+        class _Server(uvicorn.Server):
+            @contextlib.contextmanager
+            def capture_signals(self) -> Iterator[None]:
+                yield
+
+        config = uvicorn.Config(
+            app, host=settings.host, port=settings.port, log_level="warning", access_log=False, lifespan="off"
+        )
+        self.server = _Server(config)
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def port(self) -> int:
+        """The bound port (useful with port 0); RuntimeError before :meth:`start`."""
+        if not self.server.started or not self.server.servers:
+            raise RuntimeError("the web server has not started")
+        return int(self.server.servers[0].sockets[0].getsockname()[1])
+
+    async def start(self, timeout: float = 10.0) -> None:
+        """Bind and start serving; raises RuntimeError when it does not come up (port taken)."""
+        self._task = asyncio.create_task(self.server.serve(), name="web")
+        deadline = asyncio.get_running_loop().time() + timeout
+        while not self.server.started:
+            if self._task.done() or asyncio.get_running_loop().time() > deadline:
+                raise RuntimeError("the web server did not start (is the port in use?)")
+            await asyncio.sleep(0.02)
+
+    async def stop(self) -> None:
+        """Finish open requests and close (uvicorn's own graceful shutdown)."""
+        if self._task is not None:
+            self.server.should_exit = True
+            await asyncio.gather(self._task, return_exceptions=True)

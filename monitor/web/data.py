@@ -1,0 +1,321 @@
+"""What the dashboard reads, already cut to what one account may see.
+
+Scoping is decided here, once, not in each page: a coordinator sees the trials assigned to
+them, a technologist the research exams of their modalities. An object outside the scope
+is reported exactly like one that does not exist (``None``), so a page answers 404 and
+never confirms that another trial's exam or finding exists.
+
+A "research exam" is an exam the engine linked to a trial: an occurrence it serves, or a
+finding about it. Other imaging in the feed is not shown on the dashboard.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, Select, func, select
+
+from monitor.store.findings import OPEN, findings, occurrences
+from monitor.store.registry import enrolment_mrns, enrolments
+from monitor.store.schema import exam_events, exams
+from monitor.web.accounts import User
+
+__all__ = [
+    "ExamLinks",
+    "MatrixCell",
+    "TrialMatrix",
+    "UpcomingExam",
+    "exam_links",
+    "scoped_findings",
+    "trial_matrix",
+    "upcoming_exams",
+    "visible_exam",
+    "visible_finding",
+    "visible_trial",
+]
+
+
+def _in_scope(column: Any, scope: Collection[str] | None) -> Any:
+    return True if scope is None else column.in_(sorted(scope))
+
+
+@dataclass(frozen=True, slots=True)
+class UpcomingExam:
+    exam_id: int
+    start: datetime
+    trial: str
+    subject: str
+    timepoint: str
+    window_start: date | None
+    window_end: date | None
+    status: str  # the occurrence's status (booked, done_in_window...) or the finding kind
+    modality: str
+    room: str
+    procedure: str
+    order_ok: bool
+    problems: tuple[str, ...]  # kinds of open findings about this exam
+
+
+def upcoming_exams(
+    conn: Connection,
+    user: User,
+    start: datetime,
+    end: datetime,
+    *,
+    trial: str | None = None,
+    modality: str | None = None,
+    room: str | None = None,
+    problems_only: bool = False,
+) -> list[UpcomingExam]:
+    """Research exams starting in [start, end) the account may see, earliest first."""
+    trials = user.trial_scope()
+    modalities = user.modality_scope()
+    exam_columns = (exams.c.id, exams.c.start_at, exams.c.modality, exams.c.location,
+                    exams.c.procedure_code, exams.c.procedure_text)  # fmt: skip
+
+    def narrowed(query: Select[Any], table: Any) -> Select[Any]:
+        query = query.where(exams.c.start_at >= start, exams.c.start_at < end, exams.c.status != "cancelled")
+        query = query.where(_in_scope(table.c.trial, trials))
+        query = query.where(_in_scope(func.upper(exams.c.modality), modalities))
+        if trial:
+            query = query.where(table.c.trial == trial)
+        if modality:
+            query = query.where(func.upper(exams.c.modality) == modality.upper())
+        if room:
+            query = query.where(exams.c.location.contains(room, autoescape=True))
+        return query
+
+    booked = select(
+        *exam_columns, occurrences.c.trial, occurrences.c.subject, occurrences.c.label,
+        occurrences.c.window_start, occurrences.c.window_end, occurrences.c.status,
+    ).join(occurrences, occurrences.c.exam_id == exams.c.id)  # fmt: skip
+    # Research exams that serve no visit (wrong orderable, unmatched...) are known by their findings.
+    flagged = select(
+        *exam_columns, findings.c.trial, findings.c.subject, findings.c.occurrence_label.label("label"),
+        findings.c.window_start, findings.c.window_end, findings.c.kind.label("status"),
+    ).join(findings, findings.c.exam_id == exams.c.id).where(findings.c.status == OPEN)  # fmt: skip
+    rows = list(conn.execute(narrowed(booked, occurrences)))
+    seen = {row.id for row in rows}
+    for row in conn.execute(narrowed(flagged, findings)):
+        if row.id not in seen:
+            seen.add(row.id)
+            rows.append(row)
+    rows.sort(key=lambda row: (row.start_at, row.id))
+    open_kinds: dict[int, list[str]] = {}
+    ids = [row.id for row in rows]
+    for part in range(0, len(ids), 500):
+        for exam_id, kind in conn.execute(
+            select(findings.c.exam_id, findings.c.kind).where(
+                findings.c.exam_id.in_(ids[part : part + 500]),
+                findings.c.status == OPEN,
+                findings.c.kind != "in_window",
+            )
+        ):
+            open_kinds.setdefault(exam_id, []).append(kind)
+    found = []
+    for row in rows:
+        kinds = tuple(sorted(set(open_kinds.get(row.id, ()))))
+        if problems_only and not kinds:
+            continue
+        found.append(
+            UpcomingExam(
+                exam_id=row.id,
+                start=row.start_at,
+                trial=row.trial,
+                subject=row.subject,
+                timepoint=row.label or "",
+                window_start=row.window_start,
+                window_end=row.window_end,
+                status=row.status,
+                modality=row.modality or "",
+                room=row.location or "",
+                procedure=row.procedure_text or row.procedure_code or "",
+                order_ok="wrong_orderable" not in kinds,
+                problems=kinds,
+            )
+        )
+    return found
+
+
+@dataclass(frozen=True, slots=True)
+class MatrixCell:
+    status: str
+    label: str
+    due: date
+    window_start: date
+    window_end: date
+    exam_id: int | None
+
+
+@dataclass(slots=True)
+class TrialMatrix:
+    """Subjects (rows) by timepoints (columns); a subject may have no cell for a column."""
+
+    trial: str
+    columns: list[tuple[str, int, str]] = field(default_factory=list)  # (timepoint, number, label)
+    subjects: list[str] = field(default_factory=list)
+    cells: dict[tuple[str, str, int], MatrixCell] = field(default_factory=dict)
+
+    def cell(self, subject: str, column: tuple[str, int, str]) -> MatrixCell | None:
+        return self.cells.get((subject, column[0], column[1]))
+
+
+def visible_trial(user: User, trial: str) -> bool:
+    scope = user.trial_scope()
+    return scope is None or trial in scope
+
+
+def trial_matrix(conn: Connection, trial: str) -> TrialMatrix:
+    """The subject x timepoint matrix of ``trial`` from the stored occurrences."""
+    matrix = TrialMatrix(trial)
+    firsts: dict[tuple[str, int], tuple[date, str]] = {}
+    subjects: set[str] = set()
+    query = select(
+        occurrences.c.subject,
+        occurrences.c.timepoint,
+        occurrences.c.number,
+        occurrences.c.label,
+        occurrences.c.due,
+        occurrences.c.window_start,
+        occurrences.c.window_end,
+        occurrences.c.status,
+        occurrences.c.exam_id,
+    ).where(occurrences.c.trial == trial)
+    cells = matrix.cells
+    for subject, timepoint, number, label, due, start, end, status, exam_id in conn.execute(query):
+        subjects.add(subject)
+        key = (timepoint, number)
+        first = firsts.get(key)
+        if first is None or due < first[0]:
+            firsts[key] = (due, label)
+        cells[(subject, timepoint, number)] = MatrixCell(status, label, due, start, end, exam_id)
+    for subject in conn.execute(select(enrolments.c.subject).where(enrolments.c.trial == trial)).scalars():
+        subjects.add(subject)
+    matrix.columns = [(k[0], k[1], v[1]) for k, v in sorted(firsts.items(), key=lambda kv: (kv[1][0], kv[0]))]
+    matrix.subjects = sorted(subjects)
+    return matrix
+
+
+@dataclass(frozen=True, slots=True)
+class ExamLinks:
+    """The trials (and subjects) one exam belongs to, as the engine linked them."""
+
+    trials: frozenset[str]
+    subjects: tuple[tuple[str, str], ...]  # (trial, subject)
+
+
+def exam_links(conn: Connection, exam_id: int) -> ExamLinks:
+    pairs: set[tuple[str, str]] = set()
+    for table in (occurrences, findings):
+        pairs.update(
+            (row.trial, row.subject)
+            for row in conn.execute(select(table.c.trial, table.c.subject).where(table.c.exam_id == exam_id))
+        )
+    return ExamLinks(frozenset(t for t, _ in pairs), tuple(sorted(pairs)))
+
+
+def visible_exam(conn: Connection, user: User, exam_id: int) -> tuple[Any, ExamLinks] | None:
+    """The exam row and its links, if it is a research exam the account may see."""
+    row = conn.execute(select(exams).where(exams.c.id == exam_id)).first()
+    if row is None:
+        return None
+    links = exam_links(conn, exam_id)
+    if not links.trials:
+        return None if not user.is_admin else (row, links)
+    trials = user.trial_scope()
+    if trials is not None and not links.trials & set(trials):
+        return None
+    modalities = user.modality_scope()
+    if modalities is not None and (row.modality or "").upper() not in modalities:
+        return None
+    return row, links
+
+
+def exam_history(conn: Connection, exam_id: int) -> list[Any]:
+    return list(
+        conn.execute(select(exam_events).where(exam_events.c.exam_id == exam_id).order_by(exam_events.c.id))
+    )
+
+
+def _finding_scope(query: Select[Any], user: User) -> Select[Any]:
+    query = query.where(_in_scope(findings.c.trial, user.trial_scope()))
+    modalities = user.modality_scope()
+    if modalities is not None:  # technologists see findings about exams of their modalities only
+        query = query.join(exams, exams.c.id == findings.c.exam_id).where(
+            func.upper(exams.c.modality).in_(sorted(modalities))
+        )
+    return query
+
+
+def scoped_findings(
+    conn: Connection,
+    user: User,
+    *,
+    open_only: bool = True,
+    trial: str | None = None,
+    exam_id: int | None = None,
+    sort: str = "window",
+) -> list[Any]:
+    """Findings the account may see (all columns), sorted by ``sort``."""
+    orders: dict[str, Sequence[Any]] = {
+        "window": (findings.c.window_start.is_(None), findings.c.window_start, findings.c.id),
+        "trial": (findings.c.trial, findings.c.subject, findings.c.id),
+        "severity": (findings.c.severity, findings.c.id),
+        "kind": (findings.c.kind, findings.c.id),
+        "opened": (findings.c.opened_at.desc(), findings.c.id),
+    }
+    query = _finding_scope(select(findings), user)
+    if open_only:
+        query = query.where(findings.c.status == OPEN, findings.c.kind != "in_window")
+    if trial:
+        query = query.where(findings.c.trial == trial)
+    if exam_id is not None:
+        query = query.where(findings.c.exam_id == exam_id)
+    return list(conn.execute(query.order_by(*orders.get(sort, orders["window"]))))
+
+
+def visible_finding(conn: Connection, user: User, finding_id: int) -> Any | None:
+    return conn.execute(_finding_scope(select(findings), user).where(findings.c.id == finding_id)).first()
+
+
+def scoped_enrolments(conn: Connection, user: User, trial: str | None = None) -> list[Any]:
+    """Enrolments (no MRNs) of the trials the account may see."""
+    if user.modality_scope() is not None:
+        return []
+    query = select(
+        enrolments.c.id,
+        enrolments.c.trial,
+        enrolments.c.subject,
+        enrolments.c.arm,
+        enrolments.c.status,
+        enrolments.c.off_study,
+        enrolments.c.anchors,
+    ).where(_in_scope(enrolments.c.trial, user.trial_scope()))
+    if trial:
+        query = query.where(enrolments.c.trial == trial)
+    return list(conn.execute(query.order_by(enrolments.c.trial, enrolments.c.subject)))
+
+
+def visible_enrolment(conn: Connection, user: User, enrolment_id: int) -> Any | None:
+    if user.modality_scope() is not None:
+        return None
+    return conn.execute(
+        select(enrolments).where(
+            enrolments.c.id == enrolment_id, _in_scope(enrolments.c.trial, user.trial_scope())
+        )
+    ).first()
+
+
+def enrolment_mrn_list(conn: Connection, enrolment_id: int) -> list[str]:
+    return list(
+        conn.execute(
+            select(enrolment_mrns.c.mrn).where(enrolment_mrns.c.enrolment_id == enrolment_id)
+        ).scalars()
+    )
+
+
+def window_of(now: datetime, days: int) -> tuple[datetime, datetime]:
+    return now, now + timedelta(days=days)

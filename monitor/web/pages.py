@@ -1,0 +1,320 @@
+"""The dashboard's pages: sign-in, Upcoming, Trials, Exam (with its instruction sheet), Feed health, Audit.
+
+Every page that shows patient data writes one audit row (who, what, from where) in the
+same transaction that reads it. Objects outside the account's scope answer 404.
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime, time, timedelta
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo
+
+from fastapi import APIRouter, Depends, Form, HTTPException, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from markupsafe import Markup, escape
+from sqlalchemy import select
+
+from monitor.registry.protocols import protocols_in_force
+from monitor.store.web import audit_log
+from monitor.web.accounts import Role, Session, check_password, end_session, open_session, record_audit
+from monitor.web.app import require, signed_in, web_of
+from monitor.web.data import (
+    TrialMatrix,
+    exam_history,
+    scoped_enrolments,
+    scoped_findings,
+    trial_matrix,
+    upcoming_exams,
+    visible_exam,
+    visible_trial,
+)
+from monitor.web.feeds import feed_health, raw_message
+from monitor.web.security import LOGIN_COOKIE, ObjectId, client_address, csrf_ok, set_session_cookie
+from monitor.web.sheets import render_exam_sheet, sheet_content
+from notifiers.base import NotifierError
+
+router = APIRouter(include_in_schema=False)
+
+OFFICE = (Role.ADMIN, Role.COORDINATOR, Role.VIEWER)
+STATUS_TEXT = {
+    "planned": "not yet due",
+    "due": "due",
+    "booked": "booked",
+    "done_in_window": "done in window",
+    "done_out_of_window": "done out of window",
+    "missed": "missed",
+}
+
+
+def matrix_rows(matrix: TrialMatrix) -> list[tuple[str, Markup]]:
+    """Each subject's row of cells as escaped HTML: built here, not in Jinja, because a
+    500-subject matrix has 6,000 cells and the template loop dominated the page's time."""
+    rows = []
+    for subject in matrix.subjects:
+        parts = []
+        for timepoint, number, _label in matrix.columns:
+            cell = matrix.cells.get((subject, timepoint, number))
+            if cell is None:
+                parts.append("<td></td>")
+                continue
+            title = f"due {cell.due}; window {cell.window_start} to {cell.window_end}"
+            text = escape(STATUS_TEXT.get(cell.status, cell.status))
+            attributes = f'class="badge s-{escape(cell.status)}" title="{title}"'
+            if cell.exam_id is not None:
+                parts.append(f'<td><a href="/exams/{cell.exam_id}" {attributes}>{text}</a></td>')
+            else:
+                parts.append(f"<td><span {attributes}>{text}</span></td>")
+        rows.append((subject, Markup("".join(parts))))  # noqa: S704  (every value above is escaped or a date/int)
+    return rows
+
+
+def _audit(request: Request, session: Session, action: str, kind: str = "", ident: Any = "") -> None:
+    web = web_of(request)
+    with web.engine.begin() as conn:
+        record_audit(conn, web.clock(), session.user.username, action, kind, ident, client_address(request))
+
+
+@router.get("/")
+def home(session: Annotated[Session, Depends(signed_in)]) -> Response:
+    return RedirectResponse("/upcoming", status_code=303)
+
+
+@router.get("/login")
+def login_form(request: Request, error: str = "") -> Response:
+    token = secrets.token_urlsafe(32)
+    response = web_of(request).page(request, None, "login.html", {"login_token": token, "error": error})
+    response.set_cookie(
+        LOGIN_COOKIE, token, httponly=True, samesite="lax", secure=web_of(request).settings.web.cookie_secure
+    )
+    return response
+
+
+@router.post("/login")
+def login(
+    request: Request,
+    username: Annotated[str, Form(max_length=120)],
+    password: Annotated[str, Form(max_length=1000)],
+    csrf_token: Annotated[str, Form(max_length=100)] = "",
+) -> Response:
+    web = web_of(request)
+    if not csrf_ok(request.cookies.get(LOGIN_COOKIE, ""), csrf_token):
+        raise HTTPException(status_code=403, detail="the sign-in form expired; reload it")
+    now = web.clock()
+    with web.engine.begin() as conn:
+        user = check_password(conn, username, password)
+        client = client_address(request)
+        if user is None:
+            record_audit(conn, now, username[:120], "sign_in.failed", client=client)
+            session = None
+        else:
+            old = request.cookies.get("hiro_session")
+            if old:
+                end_session(conn, old)  # a new session id at every sign-in (no fixation)
+            session = open_session(conn, user, now)
+            record_audit(conn, now, user.username, "sign_in", client=client)
+    if session is None:
+        return web.page(request, None, "login.html", {"login_token": csrf_token, "error": "wrong"}, 401)
+    response = RedirectResponse("/upcoming", status_code=303)
+    set_session_cookie(response, session, web.settings.web)
+    response.delete_cookie(LOGIN_COOKIE)
+    return response
+
+
+@router.post("/logout")
+def logout(
+    request: Request,
+    session: Annotated[Session, Depends(signed_in)],
+    csrf_token: Annotated[str, Form(max_length=100)] = "",
+) -> Response:
+    if not csrf_ok(session.csrf_token, csrf_token):
+        raise HTTPException(status_code=403, detail="missing or wrong CSRF token")
+    web = web_of(request)
+    with web.engine.begin() as conn:
+        end_session(conn, session.id)
+        record_audit(conn, web.clock(), session.user.username, "sign_out", client=client_address(request))
+    response = RedirectResponse("/login", status_code=303)
+    response.delete_cookie("hiro_session")
+    return response
+
+
+@router.get("/upcoming")
+def upcoming(
+    request: Request,
+    session: Annotated[Session, Depends(signed_in)],
+    days: int = 0,
+    trial: str = "",
+    modality: str = "",
+    room: str = "",
+    problems: bool = False,
+) -> Response:
+    web = web_of(request)
+    zone = ZoneInfo(web.settings.site.timezone)
+    days = days if 1 <= days <= 366 else web.settings.web.upcoming_days
+    today = web.clock().astimezone(zone).date()
+    start = datetime.combine(today, time(), zone)
+    end = start + timedelta(days=days)
+    with web.engine.begin() as conn:
+        rows = upcoming_exams(
+            conn, session.user, start, end, trial=trial or None, modality=modality or None,
+            room=room or None, problems_only=problems,
+        )  # fmt: skip
+        record_audit(
+            conn, web.clock(), session.user.username, "view", "upcoming", "", client_address(request)
+        )
+    by_day: dict[Any, list[Any]] = {}
+    for row in rows:
+        by_day.setdefault(row.start.astimezone(zone).date(), []).append(row)
+    trials = session.user.trial_scope()
+    with web.engine.connect() as conn:
+        known = [p.trial for p in protocols_in_force(conn) if trials is None or p.trial in trials]
+    context = {
+        "by_day": by_day,
+        "days": days,
+        "filters": {"trial": trial, "modality": modality, "room": room, "problems": problems},
+        "trials": known,
+        "status_text": STATUS_TEXT,
+        "count": len(rows),
+    }
+    return web.page(request, session, "upcoming.html", context)
+
+
+@router.get("/trials")
+def trials(request: Request, session: Annotated[Session, Depends(require(*OFFICE))]) -> Response:
+    web = web_of(request)
+    scope = session.user.trial_scope()
+    with web.engine.connect() as conn:
+        found = [p for p in protocols_in_force(conn) if scope is None or p.trial in scope]
+    return web.page(request, session, "trials.html", {"protocols": found})
+
+
+@router.get("/trials/{trial_id}")
+def trial(
+    request: Request, trial_id: str, session: Annotated[Session, Depends(require(*OFFICE))]
+) -> Response:
+    web = web_of(request)
+    if not visible_trial(session.user, trial_id):
+        raise HTTPException(status_code=404)
+    with web.engine.begin() as conn:
+        in_force = protocols_in_force(conn, [trial_id])
+        if not in_force:
+            raise HTTPException(status_code=404)
+        parsed = web.catalogue.trials(conn, [trial_id]).get(trial_id)
+        matrix = trial_matrix(conn, trial_id)
+        people = scoped_enrolments(conn, session.user, trial_id)
+        record_audit(
+            conn, web.clock(), session.user.username, "view", "trial", trial_id, client_address(request)
+        )
+    context = {
+        "trial": trial_id,
+        "protocol": in_force[0],
+        "title": parsed.title if parsed else "",
+        "amendments": [v.name for v in parsed.versions] if parsed else [],
+        "matrix": matrix,
+        "matrix_rows": matrix_rows(matrix),
+        "enrolments": people,
+        "status_text": STATUS_TEXT,
+    }
+    return web.page(request, session, "trial.html", context)
+
+
+@router.get("/exams/{exam_id}")
+def exam(
+    request: Request, exam_id: ObjectId, session: Annotated[Session, Depends(require(*OFFICE))]
+) -> Response:
+    web = web_of(request)
+    with web.engine.begin() as conn:
+        found = visible_exam(conn, session.user, exam_id)
+        if found is None:
+            raise HTTPException(status_code=404)
+        row, links = found
+        history = exam_history(conn, exam_id)
+        problems = scoped_findings(conn, session.user, open_only=False, exam_id=exam_id)
+        record_audit(
+            conn, web.clock(), session.user.username, "view", "exam", exam_id, client_address(request)
+        )
+    context = {
+        "exam": row,
+        "links": links,
+        "history": history,
+        "findings": problems,
+        "show_mrn": session.user.sees_mrn,
+    }
+    return web.page(request, session, "exam.html", context)
+
+
+_PRINT_BAR = (
+    "<style>@media print { .no-print { display: none; } }</style>"
+    '<nav class="no-print" aria-label="Sheet actions" style="margin:0 0 4mm">'
+    '<button type="button" data-print>Print this sheet</button> '
+    '<a href="/upcoming">Back to upcoming</a></nav><script src="/static/print.js" defer></script>'
+)
+
+
+@router.get("/exams/{exam_id}/sheet")
+def sheet(request: Request, exam_id: ObjectId, session: Annotated[Session, Depends(signed_in)]) -> Response:
+    """The printable instruction sheet (technologists too, for their modalities)."""
+    web = web_of(request)
+    with web.engine.begin() as conn:
+        found = visible_exam(conn, session.user, exam_id)
+        content = sheet_content(conn, found[0], session.user, web.catalogue) if found is not None else None
+        if content is None:
+            raise HTTPException(status_code=404)
+        record_audit(
+            conn, web.clock(), session.user.username, "view", "sheet", exam_id, client_address(request)
+        )
+    try:
+        html = render_exam_sheet(web.renderer, content, session.user)
+    except NotifierError as exc:  # a protocol names a sheet the site has not provided: say so loudly
+        return web.page(request, session, "sheet_error.html", {"problem": str(exc), "exam_id": exam_id}, 500)
+    html = html.replace("<body>", "<body>" + _PRINT_BAR, 1) if "<body>" in html else _PRINT_BAR + html
+    # The sheets carry their own <style> (they are also sent as email bodies): allow inline style only.
+    csp = "default-src 'self'; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'"
+    return HTMLResponse(html, headers={"Content-Security-Policy": csp})
+
+
+@router.get("/feeds")
+def feeds(request: Request, session: Annotated[Session, Depends(require(*OFFICE))]) -> Response:
+    web = web_of(request)
+    with web.engine.connect() as conn:
+        health = feed_health(conn, web.clock())
+    return web.page(request, session, "feeds.html", {"health": health})
+
+
+@router.get("/feeds/messages/{message_id}")
+def message(
+    request: Request, message_id: ObjectId, session: Annotated[Session, Depends(require(Role.ADMIN))]
+) -> Response:
+    """A stored message's raw content (PHI): admins only."""
+    web = web_of(request)
+    with web.engine.begin() as conn:
+        found = raw_message(conn, message_id)
+        if found is None:
+            raise HTTPException(status_code=404)
+        record_audit(
+            conn, web.clock(), session.user.username, "view", "message", message_id, client_address(request)
+        )
+    return web.page(request, session, "message.html", {"message": found})
+
+
+@router.get("/audit")
+def audit(
+    request: Request,
+    session: Annotated[Session, Depends(require(Role.ADMIN))],
+    username: str = "",
+    object_type: str = "",
+    action: str = "",
+) -> Response:
+    web = web_of(request)
+    query = select(audit_log).order_by(audit_log.c.id.desc()).limit(500)
+    if username:
+        query = query.where(audit_log.c.username == username)
+    if object_type:
+        query = query.where(audit_log.c.object_type == object_type)
+    if action:
+        query = query.where(audit_log.c.action == action)
+    with web.engine.connect() as conn:
+        rows = list(conn.execute(query))
+    filters = {"username": username, "object_type": object_type, "action": action}
+    return web.page(request, session, "audit.html", {"rows": rows, "filters": filters})

@@ -1,0 +1,168 @@
+"""Who is asking: session cookies, the trusted proxy's header, CSRF tokens, security headers.
+
+Identity comes from one of two places, checked in this order:
+
+1. the configured SSO header (``[web] sso_header``), believed only when the TCP peer is one
+   of ``[web] trusted_proxies``: anyone else who sends it is ignored, exactly as if the
+   header were absent (a forged header sent straight to the app port signs nobody in);
+2. the session cookie, which carries only a random session id (the session lives in the
+   ``web_sessions`` table).
+
+A proxy-authenticated request without a live session for that account opens one (a new id),
+so forms carry a CSRF token either way.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import secrets
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Annotated, Any
+
+from fastapi import Path, Request
+from sqlalchemy import Engine
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from monitor.config import WebSettings
+from monitor.web.accounts import Session, SessionPolicy, find_user, open_session, record_audit, resume_session
+
+# A store row id in a URL: bounded so no integer reaches the database unrepresentable (a 500).
+ObjectId = Annotated[int, Path(ge=0, le=2**63 - 1)]
+
+COOKIE = "hiro_session"
+LOGIN_COOKIE = "hiro_login_csrf"  # double-submit token of the sign-in form (no session yet)
+
+# default-src 'self' and no inline script: the pages work without JavaScript; the one
+# script (print button) is a static file.
+CSP = "default-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'; object-src 'none'"
+_HEADERS = [
+    (b"content-security-policy", CSP.encode()),
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+]
+# Answers that carry no PHI may be cached; everything else is no-store.
+_CACHEABLE = ("/healthz", "/metrics", "/static/")
+
+
+class NotSignedIn(Exception):
+    """The request carries no live session (pages redirect to the sign-in form, the API says 401)."""
+
+
+class Forbidden(Exception):
+    """The account's role may not use this page at all (403); objects out of scope are 404."""
+
+
+class SecurityHeaders:
+    """ASGI middleware: the security headers on every response, no-store on PHI pages."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        cacheable = str(scope.get("path", "")).startswith(_CACHEABLE)
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"cache-control"]
+                present = {k.lower() for k, _ in headers}  # a route may set a stricter/looser CSP
+                headers.extend((k, v) for k, v in _HEADERS if k not in present)
+                headers.append((b"cache-control", b"no-cache" if cacheable else b"no-store"))
+                message["headers"] = headers
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+@dataclass(frozen=True, slots=True)
+class Gate:
+    """Everything the identity checks need, built once per app."""
+
+    engine: Engine
+    settings: WebSettings
+    clock: Callable[[], datetime]
+
+    @property
+    def policy(self) -> SessionPolicy:
+        return SessionPolicy(
+            idle=timedelta(minutes=self.settings.idle_timeout_minutes),
+            lifetime=timedelta(hours=self.settings.session_lifetime_hours),
+        )
+
+    def peer_is_trusted_proxy(self, request: Request) -> bool:
+        host = request.client.host if request.client else ""
+        return bool(host) and address_in(host, self.settings.trusted_proxies)
+
+    def session_for(self, request: Request) -> tuple[Session, bool]:
+        """The request's session and whether it was opened just now (the caller sets the cookie).
+
+        Raises :class:`NotSignedIn`.
+        """
+        now = self.clock()
+        cookie = request.cookies.get(COOKIE, "")
+        with self.engine.begin() as conn:
+            session = resume_session(conn, cookie, now, self.policy) if cookie else None
+            header = self.settings.sso_header
+            if header and self.peer_is_trusted_proxy(request):
+                name = request.headers.get(header, "").strip()
+                if name:
+                    if session is not None and session.user.username == name:
+                        return session, False
+                    user = find_user(conn, name)
+                    if user is None:
+                        raise NotSignedIn
+                    fresh = open_session(conn, user, now)
+                    record_audit(conn, now, user.username, "sign_in.sso", client=client_address(request))
+                    return fresh, True
+            if session is None:
+                raise NotSignedIn
+            return session, False
+
+
+def address_in(host: str, networks: Iterable[str]) -> bool:
+    """Whether ``host`` (an IP address) is in one of ``networks`` (addresses or CIDR networks)."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    for network in networks:
+        try:
+            if address in ipaddress.ip_network(network, strict=False):
+                return True
+        except ValueError:
+            continue
+    return False
+
+
+def client_address(request: Request) -> str:
+    """Where the request came from, for the audit trail: the TCP peer, or, when the peer is a
+    trusted proxy, the address that proxy appended last to ``X-Forwarded-For``."""
+    peer = request.client.host if request.client else ""
+    gate: Gate | None = getattr(getattr(request.app.state, "web", None), "gate", None)
+    if gate is not None and gate.peer_is_trusted_proxy(request):
+        forwarded = request.headers.get("x-forwarded-for", "").split(",")[-1].strip()
+        if forwarded:
+            return forwarded[:80]
+    return peer
+
+
+def set_session_cookie(response: Response, session: Session, settings: WebSettings) -> None:
+    response.set_cookie(
+        COOKIE,
+        session.id,
+        max_age=settings.session_lifetime_hours * 3600,
+        httponly=True,
+        secure=settings.cookie_secure,
+        samesite="lax",
+        path="/",
+    )
+
+
+def csrf_ok(expected: str, given: Any) -> bool:
+    return isinstance(given, str) and bool(expected) and secrets.compare_digest(expected, given)

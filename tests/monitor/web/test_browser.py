@@ -1,0 +1,142 @@
+"""The dashboard in a real browser: Playwright driving Debian's chromium (no browser download).
+
+Skipped when /usr/bin/chromium or playwright is absent. Screenshots go to test-artifacts/.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import uvicorn
+
+from monitor.web import create_app
+from tests.monitor.web.conftest import Site
+from tests.monitor.web.site import PASSWORD
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = Path(__file__).resolve().parents[3] / "test-artifacts"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
+
+playwright_api = pytest.importorskip("playwright.sync_api")
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="chromium is not installed")
+
+
+@pytest.fixture(scope="module")
+def base_url(site: Site) -> Iterator[str]:
+    """The app served by uvicorn on 127.0.0.1, a free port, in a thread."""
+    app = create_app(site.settings, site.engine, clock=site.clock)
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.02)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    with playwright_api.sync_playwright() as driver:
+        chromium = driver.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser: object, base_url: str) -> Iterator[object]:
+    context = browser.new_context(base_url=base_url, viewport={"width": 1280, "height": 900})  # type: ignore[attr-defined]
+    yield context.new_page()
+    context.close()
+
+
+def _sign_in(page: object, username: str) -> None:
+    page.goto("/login")  # type: ignore[attr-defined]
+    page.get_by_label("User name").fill(username)  # type: ignore[attr-defined]
+    page.get_by_label("Password").fill(PASSWORD)  # type: ignore[attr-defined]
+    page.get_by_role("button", name="Sign in").click()  # type: ignore[attr-defined]
+
+
+def _shot(page: object, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)  # type: ignore[attr-defined]
+
+
+def test_sign_in_lands_on_the_upcoming_list(page: object) -> None:
+    _sign_in(page, "coord")
+    page.wait_for_url("**/upcoming")  # type: ignore[attr-defined]
+    heading = page.get_by_role("heading", level=1)  # type: ignore[attr-defined]
+    assert "Upcoming research exams" in heading.inner_text()
+    page.get_by_label("Days").fill("30")  # type: ignore[attr-defined]
+    page.get_by_role("button", name="Show").click()  # type: ignore[attr-defined]
+    page.wait_for_url("**/upcoming?**")  # type: ignore[attr-defined]
+    text = page.inner_text("main")  # type: ignore[attr-defined]
+    assert "2101-001" in text and "Week 72 restaging" in text and "4405-001" not in text
+    _shot(page, "upcoming")
+
+
+def test_a_wrong_password_says_so(page: object) -> None:
+    page.goto("/login")  # type: ignore[attr-defined]
+    page.get_by_label("User name").fill("coord")  # type: ignore[attr-defined]
+    page.get_by_label("Password").fill("not the password")  # type: ignore[attr-defined]
+    page.get_by_role("button", name="Sign in").click()  # type: ignore[attr-defined]
+    assert page.get_by_role("alert").inner_text().startswith("The user name or password is wrong")  # type: ignore[attr-defined]
+
+
+def test_the_trial_matrix_shows_window_dates_on_hover(page: object) -> None:
+    _sign_in(page, "admin")
+    page.goto("/trials/ONC-2101")  # type: ignore[attr-defined]
+    cell = page.locator('a[title="due 2026-12-07; window 2026-11-30 to 2026-12-14"]')  # type: ignore[attr-defined]
+    assert cell.inner_text() == "booked"
+    _shot(page, "trial-matrix")
+
+
+def test_acknowledging_a_finding_records_who_and_the_comment(page: object, site: Site) -> None:
+    _sign_in(page, "coord")
+    page.goto("/findings")  # type: ignore[attr-defined]
+    row = page.locator("tr", has_text="wrong orderable").first  # type: ignore[attr-defined]
+    row.get_by_label("Comment").fill("Asked scheduling to change the order")
+    row.get_by_role("button", name="Acknowledge").click()
+    page.wait_for_url("**/findings#finding-*")  # type: ignore[attr-defined]
+    row = page.locator("tr", has_text="wrong orderable").first  # type: ignore[attr-defined]
+    assert "acknowledged by coord" in row.inner_text()
+    assert "Asked scheduling to change the order" in row.inner_text()
+    _shot(page, "findings-acknowledged")
+    assert site.audit_rows(action="finding.acknowledge", username="coord")
+
+
+def test_the_instruction_sheet_prints(page: object) -> None:
+    _sign_in(page, "tech")
+    page.goto("/exams/1/sheet")  # type: ignore[attr-defined]
+    assert page.get_by_role("button", name="Print this sheet").is_visible()  # type: ignore[attr-defined]
+    page.emulate_media(media="print")  # type: ignore[attr-defined]
+    assert not page.get_by_role("button", name="Print this sheet").is_visible()  # type: ignore[attr-defined]
+    assert "Week 72 restaging" in page.inner_text("body")  # type: ignore[attr-defined]
+    _shot(page, "instruction-sheet-print")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.pdf(path=str(ARTIFACTS / "instruction-sheet.pdf"))  # type: ignore[attr-defined]
+    assert (ARTIFACTS / "instruction-sheet.pdf").stat().st_size > 1000
+
+
+def test_the_sign_in_form_and_the_skip_link_work_from_the_keyboard(page: object) -> None:
+    page.goto("/login")  # type: ignore[attr-defined]
+    page.get_by_label("User name").focus()  # type: ignore[attr-defined]
+    page.keyboard.type("viewer")  # type: ignore[attr-defined]
+    page.keyboard.press("Tab")  # type: ignore[attr-defined]
+    page.keyboard.type(PASSWORD)  # type: ignore[attr-defined]
+    page.keyboard.press("Enter")  # type: ignore[attr-defined]
+    page.wait_for_url("**/upcoming")  # type: ignore[attr-defined]
+    page.keyboard.press("Tab")  # type: ignore[attr-defined]
+    assert page.evaluate("document.activeElement.textContent") == "Skip to content"  # type: ignore[attr-defined]
+    page.keyboard.press("Enter")  # type: ignore[attr-defined]
+    assert page.evaluate("document.activeElement.id") == "main"  # type: ignore[attr-defined]

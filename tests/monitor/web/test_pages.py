@@ -1,0 +1,99 @@
+"""What the pages show, /metrics, the JSON API's OpenAPI document, and ``hiro-monitor users add``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from monitor.cli import main
+from tests.monitor.web.conftest import Login, Site
+
+
+def test_upcoming_lists_research_exams_by_day_with_window_and_order_checks(site: Site, login: Login) -> None:
+    page = login("admin").get("/upcoming?days=30").text
+    assert "Tue 1 Dec 2026" in page and "09:30" in page  # 14:30 UTC shown in the site's zone
+    assert "Week 72 restaging" in page and "booked" in page
+    assert "wrong orderable" in page  # 2101-002's exam booked with IMG9999
+    only_problems = login("admin").get("/upcoming?days=30&problems=true").text
+    assert "2101-002" in only_problems and "2101-001" not in only_problems
+    by_room = login("admin").get("/upcoming?days=30&room=MR2").text
+    assert "4405-001" in by_room and "2101-001" not in by_room
+
+
+def test_the_trial_page_shows_the_matrix_the_version_and_the_enrolments(site: Site, login: Login) -> None:
+    page = login("coord").get("/trials/ONC-2101").text
+    assert "Protocol version in force: <strong>1</strong>" in page
+    assert "2101-001" in page and "Week 72 restaging" in page
+    assert 'title="due 2026-12-07; window 2026-11-30 to 2026-12-14"' in page
+    assert "c1d1 2025-07-21" in page
+
+
+def test_the_exam_page_shows_feed_history_and_findings(site: Site, login: Login) -> None:
+    page = login("admin").get("/exams/2").text
+    assert "wrong orderable" in page and "IMG9999" in page
+    assert "booked" in page  # the SIU^S12 in the feed history
+
+
+def test_the_instruction_sheet_has_a_print_button_and_its_own_styles(site: Site, login: Login) -> None:
+    answer = login("tech").get("/exams/1/sheet")
+    assert answer.status_code == 200
+    assert "data-print" in answer.text and "Week 72 restaging" in answer.text
+    assert "style-src 'self' 'unsafe-inline'" in answer.headers["content-security-policy"]
+    assert "script-src" not in answer.headers["content-security-policy"]  # scripts: 'self' only
+
+
+def test_feed_health_shows_the_feed_and_admins_get_the_raw_message_link(site: Site, login: Login) -> None:
+    assert "epic" in login("viewer").get("/feeds").text
+
+
+def test_metrics_count_messages_and_open_findings_without_phi(site: Site) -> None:
+    text = site.client().get("/metrics").text
+    assert 'hiro_messages_total{feed="epic",outcome="accepted",type="SIU^S12"} 4.0' in text
+    assert 'hiro_findings_open{kind="wrong_orderable"} 1.0' in text
+    assert "E1000" not in text
+
+
+def test_the_openapi_document_lists_the_api_routes_only(site: Site) -> None:
+    paths = set(site.client().get("/openapi.json").json()["paths"])
+    assert paths == {"/api/exams", "/api/exams/{exam_id}", "/api/findings", "/api/findings/{finding_id}",
+                     "/api/trials", "/api/trials/{trial_id}", "/api/enrolments",
+                     "/api/enrolments/{enrolment_id}"}  # fmt: skip
+
+
+def test_an_id_too_large_for_the_database_is_a_client_error(site: Site, login: Login) -> None:
+    client = login("admin")
+    assert client.get(f"/api/exams/{2**70}").status_code == 422
+    assert client.get(f"/exams/{2**70}").status_code == 422
+
+
+def test_users_add_reads_the_password_from_a_file_and_the_account_signs_in(
+    site: Site, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    secret = tmp_path / "password"
+    secret.write_text("a long enough password\n")
+    args = ["--database", site.url, "--log-level", "WARNING", "users", "add", "dana", "--role", "coordinator",
+            "--trial", "LYM-3302", "--password-file", str(secret)]  # fmt: skip
+    assert main(args) == 0
+    assert "dana: coordinator" in capsys.readouterr().out
+    client = site.login("dana", "a long enough password")
+    assert [t["trial"] for t in client.get("/api/trials").json()] == ["LYM-3302"]
+
+
+def test_users_add_refuses_a_coordinator_without_trials_and_a_short_password(
+    site: Site, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    secret = tmp_path / "password"
+    secret.write_text("a long enough password\n")
+    base = ["--database", site.url, "--log-level", "WARNING", "users", "add", "erin"]
+    assert main([*base, "--role", "coordinator", "--password-file", str(secret)]) == 2
+    secret.write_text("short\n")
+    assert main([*base, "--role", "viewer", "--password-file", str(secret)]) == 2
+    assert "at least 12" in capsys.readouterr().err
+
+
+def test_the_web_command_is_registered(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["web", "--help"])
+    assert exit_.value.code == 0
+    assert "--workers" in capsys.readouterr().out
