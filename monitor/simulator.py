@@ -1,20 +1,32 @@
-"""A simulated Epic outbound scheduling feed: realistic SIU messages with synthetic patients.
+"""A simulated Epic outbound scheduling feed: realistic SIU and ORM messages, synthetic patients.
 
 Used by the demo, ``hiro-monitor simulate`` and the benchmarks. Messages follow Epic's
 habits (SCH-1 "1", SCH-2 the CSN, start in SCH-11.4 and AIS-4 without a zone, PID-3 with an
 MRN and an enterprise id, procedure in AIS-3, room in AIL-3). Every patient is invented:
 names are drawn from a list of obviously fake ones and MRNs start with "E1".
 
+Options, all off by default so that a seed keeps giving the stream it always gave:
+
+- ``order_rate``: the share of messages that are ORM^O01 imaging orders (ORC-1 ``NW`` for a
+  new order, ``CA`` for a cancelled one; accession in OBR-3, procedure in OBR-4, scheduled
+  time in OBR-36; HL7 v2.5 chapter 4).
+- ``research``: enrolled subjects' due visits (:class:`ResearchSubject`), each booked once
+  (a share ``research_rate`` of the bookings until all are booked); ``problem_rate`` of those carry a
+  deliberate problem: a wrong orderable (a code of the right modality that the trial does
+  not accept) or a booking outside the window.
+
 Built from string templates rather than hl7apy: the ingest benchmark needs 100,000
-messages in seconds, and hl7apy takes milliseconds per message.
+messages in seconds, and hl7apy takes milliseconds per message (building an ORM with
+hl7apy's ``Message("ORM_O01")`` and validating it costs more than the daemon spends
+storing it, so a load tool built on it would measure itself).
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 PROCEDURES = (
@@ -29,6 +41,21 @@ FAKE_FAMILY = ("TESTPATIENT", "SAMPLE", "DEMO", "SYNTHETIC", "PLACEHOLDER", "EXA
 FAKE_GIVEN = ("ALPHA", "BRAVO", "CHARLIE", "DELTA", "ECHO", "FOXTROT", "GOLF", "HOTEL")
 
 
+@dataclass(frozen=True)
+class ResearchSubject:
+    """An enrolled subject with a research exam due: what the feed books for it.
+
+    ``orderables`` are the codes the trial accepts for the exam (the first is used);
+    ``window`` is the visit's window (local dates, inclusive).
+    """
+
+    mrn: str
+    orderables: tuple[str, ...]
+    modality: str
+    window: tuple[date, date]
+    room: str = ""
+
+
 @dataclass
 class _Appointment:
     csn: str
@@ -38,6 +65,7 @@ class _Appointment:
     birth: str
     procedure: tuple[str, str, str, str]
     start: datetime
+    problem: str = ""  # "wrong_orderable" / "out_of_window" for a deliberate problem
 
 
 def _ts(moment: datetime) -> str:
@@ -55,6 +83,10 @@ class SimulatedFeed:
         start: datetime | None = None,
         patients: int = 500,
         mrns: tuple[str, ...] = (),
+        order_rate: float = 0.0,
+        research: Sequence[ResearchSubject] = (),
+        research_rate: float = 0.2,
+        problem_rate: float = 0.25,
     ) -> None:
         self.random = random.Random(seed)
         self.zone = zone or ZoneInfo("America/New_York")
@@ -63,12 +95,24 @@ class SimulatedFeed:
         self.counter = 0
         self.bookings = 0
         self.booked: list[_Appointment] = []
+        self.order_rate = order_rate
+        self.research = tuple(research)
+        self.research_rate = research_rate
+        self.problem_rate = problem_rate
+        self.orders = 0
+        self.ordered: list[_Appointment] = []
+        self.problems: dict[str, int] = {}
+        # Used only when research or orders are asked for, so the default stream is unchanged.
+        self._extra = random.Random(seed * 7919 + 17)
+        self._due = list(self.research)  # each due visit is booked once, in a shuffled order
+        self._extra.shuffle(self._due)
 
-    def _header(self, trigger: str) -> str:
+    def _header(self, trigger: str, kind: str = "SIU") -> str:
         self.counter += 1
         self.now += timedelta(seconds=self.random.randint(1, 90))
+        structure = "ORM_O01" if kind == "ORM" else f"SIU_{trigger}"
         return (
-            f"MSH|^~\\&|EPIC|HOSP|HIRO|RIO|{_ts(self.now)}||SIU^{trigger}^SIU_{trigger}|"
+            f"MSH|^~\\&|EPIC|HOSP|HIRO|RIO|{_ts(self.now)}||{kind}^{trigger}^{structure}|"
             f"SIM{self.counter:09d}|P|2.5.1\r"
         )
 
@@ -89,7 +133,79 @@ class SimulatedFeed:
         )
         return body.encode("ascii")
 
+    def _order(self, control: str, appt: _Appointment) -> bytes:
+        """An ORM^O01: ORC-1 ``NW`` (new) or ``CA`` (cancel); accession in ORC-3/OBR-3."""
+        code, text, modality, _room = appt.procedure
+        start = _ts(appt.start)
+        status = "SC" if control == "NW" else "CA"
+        accession = f"A{appt.csn}"
+        body = (
+            self._header("O01", "ORM")
+            + f"PID|1||{appt.mrn}^^^EPI^MR||{appt.family}^{appt.given}||{appt.birth}|U\r"
+            f"PV1|1|O|||||||||||||||||{appt.csn}\r"
+            f"ORC|{control}|P{appt.csn}|{accession}||{status}||^^^{start}\r"
+            f"OBR|1|P{appt.csn}|{accession}|{code}^{text}^EAP||||||||||||||||||||{modality}"
+            f"||||||||||||{start}\r"
+        )
+        return body.encode("ascii")
+
+    def order(self) -> bytes:
+        """A new imaging order (most) or the cancellation of one already sent."""
+        self.orders += 1
+        if self.ordered and self._extra.random() < 0.2:
+            return self._order("CA", self.ordered.pop(self._extra.randrange(len(self.ordered))))
+        days = self._extra.randint(1, 60)
+        start = (self.now + timedelta(days=days)).replace(hour=self._extra.randint(7, 18), minute=0, second=0)
+        appt = _Appointment(
+            csn=f"{8000000000 + self.orders}",
+            mrn=self._extra.choice(self.mrns),
+            family=self._extra.choice(FAKE_FAMILY),
+            given=self._extra.choice(FAKE_GIVEN),
+            birth=f"19{self._extra.randint(40, 99)}0{self._extra.randint(1, 9)}1{self._extra.randint(0, 9)}",
+            procedure=self._extra.choice(PROCEDURES),
+            start=start,
+        )
+        self.ordered.append(appt)
+        if len(self.ordered) > 5_000:  # keep memory flat on long runs
+            del self.ordered[:1_000]
+        return self._order("NW", appt)
+
+    def _research_booking(self) -> _Appointment:
+        subject = self._due.pop()
+        first, last = subject.window
+        day = first + timedelta(days=self._extra.randint(0, max((last - first).days, 0)))
+        code = subject.orderables[0]
+        text = next((p[1] for p in PROCEDURES if p[0] == code), f"{subject.modality} RESEARCH EXAM")
+        room = subject.room or next((p[3] for p in PROCEDURES if p[2] == subject.modality), "IMG1")
+        problem = ""
+        if self._extra.random() < self.problem_rate:
+            if sum(self.problems.values()) % 2 == 0:  # alternate: both kinds show in a short run
+                problem = "wrong_orderable"
+                wrong = [p for p in PROCEDURES if p[0] not in subject.orderables and p[2] == subject.modality]
+                code, text = (wrong[0][0], wrong[0][1]) if wrong else ("IMG9999", "UNRELATED ORDERABLE")
+            else:
+                problem = "out_of_window"
+                day = last + timedelta(days=self._extra.randint(3, 14))
+            self.problems[problem] = self.problems.get(problem, 0) + 1
+        start = datetime.combine(day, time(self._extra.randint(7, 17), 30), tzinfo=self.zone)
+        return _Appointment(
+            csn="",
+            mrn=subject.mrn,
+            family=self._extra.choice(FAKE_FAMILY),
+            given=self._extra.choice(FAKE_GIVEN),
+            birth="19600101",
+            procedure=(code, text, subject.modality, room),
+            start=start,
+            problem=problem,
+        )
+
     def book(self) -> bytes:
+        if self._due and self._extra.random() < self.research_rate:
+            self.bookings += 1
+            appt = self._research_booking()
+            appt.csn = f"{7000000000 + self.bookings}"
+            self.booked.append(appt)
+            return self._message("S12", appt, "Booked")
         self.bookings += 1
         days = self.random.randint(1, 60)
         start = (self.now + timedelta(days=days)).replace(
@@ -114,6 +230,8 @@ class SimulatedFeed:
 
     def next_message(self) -> bytes:
         """The next message: mostly bookings, then reschedules, cancellations and no-shows."""
+        if self.order_rate and self._extra.random() < self.order_rate:
+            return self.order()
         roll = self.random.random()
         if not self.booked or roll < 0.55:
             return self.book()

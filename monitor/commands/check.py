@@ -1,0 +1,352 @@
+"""``hiro-monitor check-config [--send-test]``: is this installation ready to run?
+
+Checks, in order, and reports every problem rather than the first:
+
+1. the settings (already loaded: a bad file never gets this far, the CLI exits 2 naming
+   the key);
+2. the store: reachable, its schema revision (behind is a note: ``run`` migrates on start);
+3. the protocols in force: each trial's latest stored version loads (``rules.load_protocol``);
+4. the templates: each trial's instruction sheet (its own or the default) and the message
+   bodies render with a synthetic context (strict templates: a missing field is an error);
+5. the channels: every address the protocols route to (and every enabled channel) has
+   its settings and secrets: Slack token, SMTP password when a user name is set, webhook
+   secrets;
+
+then prints what ``hiro-monitor run`` would start. ``--send-test`` sends one clearly marked
+test message (no patient data) to each address. Exit 0 when all is well, 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, inspect, select
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
+
+from monitor.config import Settings, secret
+from monitor.render import Renderer
+from notifiers import (
+    AlertContent,
+    MessageKind,
+    Notification,
+    NotifierError,
+    PhiPolicy,
+    notifier_for,
+    parse_address,
+)
+from rules import load_protocol
+from rules.model import Audience
+from rules.protocol import Trial
+
+__all__ = ["Report", "check", "register"]
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = commands.add_parser(
+        "check-config", help="validate settings, store, protocols, templates and channel credentials"
+    )
+    parser.add_argument(
+        "--send-test", action="store_true", help="send a test message to each channel address"
+    )
+    parser.set_defaults(handler=cmd_check_config)
+
+
+@dataclass
+class Report:
+    """What the checks found: ``problems`` make the command fail, ``notes`` do not."""
+
+    ok: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    plan: list[str] = field(default_factory=list)
+    addresses: list[str] = field(default_factory=list)
+
+
+def _safe_url(url: str) -> str:
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def _check_store(settings: Settings, engine: Engine, report: Report) -> list[Trial]:
+    from monitor.commands.db import head_revision
+    from monitor.store.database import current_revision
+
+    url = _safe_url(settings.database.url)
+    try:
+        revision = current_revision(engine)
+    except SQLAlchemyError as exc:
+        report.problems.append(f"database {url}: cannot connect ({type(exc).__name__})")
+        return []
+    head = head_revision(engine)
+    if revision is None:
+        report.notes.append(f"database {url}: empty; `hiro-monitor run` (or `db upgrade`) creates the schema")
+        return []
+    if revision != head:
+        report.notes.append(f"database {url}: revision {revision}, migrated to {head} on start")
+    else:
+        report.ok.append(f"database {url}: reachable, schema {revision}")
+    if "trial_versions" not in inspect(engine).get_table_names():
+        return []
+    return _check_protocols(engine, report)
+
+
+def _check_protocols(engine: Engine, report: Report) -> list[Trial]:
+    from monitor.registry.protocols import protocols_in_force
+    from monitor.store.registry import trial_versions
+
+    trials: list[Trial] = []
+    with engine.connect() as conn:
+        for stored in protocols_in_force(conn):
+            content = conn.execute(
+                select(trial_versions.c.content).where(trial_versions.c.id == stored.id)
+            ).scalar_one()
+            try:
+                trials.append(load_protocol(content, stored.source or stored.trial))
+            except Exception as exc:  # ProtocolError lists every problem with its key path
+                report.problems.append(f"protocol {stored.trial} v{stored.version}: {exc}")
+    if trials:
+        report.ok.append(
+            f"protocols: {len(trials)} in force ({', '.join(t.id for t in trials)}) load cleanly"
+        )
+    else:
+        report.notes.append("protocols: none loaded yet (`hiro-monitor trials load FILE`)")
+    return trials
+
+
+def _sample(trial: str = "TEST", **changes: Any) -> AlertContent:
+    """Synthetic content for rendering and test messages: no patient data at all."""
+    start = datetime.now(UTC).replace(microsecond=0) + timedelta(days=1)
+    values: dict[str, Any] = {
+        "trial": trial,
+        "subject": "000",
+        "trial_title": "hiro-monitor configuration check",
+        "timepoint": "Test timepoint",
+        "exam_label": "Test exam",
+        "exam_start": start,
+        "modality": "CT",
+        "room": "TEST",
+        "detail": "This is a test message from `hiro-monitor check-config --send-test`.",
+        "next_step": "No action needed.",
+        "window_start": start.date() - timedelta(days=3),
+        "window_end": start.date() + timedelta(days=3),
+        "parameters": ("Test parameter",),
+        "preparation": ("Test preparation",),
+    }
+    values.update(changes)
+    return AlertContent(**values)
+
+
+def _check_templates(settings: Settings, trials: Iterable[Trial], report: Report) -> None:
+    from notifiers.compose import html_body, render_sheet, text_body
+
+    renderer = Renderer.from_settings(settings)
+    sheets = {("default", "")}
+    for trial in trials:
+        for version in trial.versions:
+            for exam in version.exams.values():
+                if exam.instructions:
+                    sheets.add((f"{trial.id} {exam.id}", exam.instructions))
+    failed = 0
+    for label, name in sorted(sheets):
+        try:
+            render_sheet(renderer, _sample(instructions_template=name), PhiPolicy.NONE)
+        except NotifierError as exc:
+            failed += 1
+            report.problems.append(f"instruction sheet ({label}): {exc}")
+    for kind in (MessageKind.ALERT, MessageKind.REMINDER, MessageKind.BOOKING):
+        note = _notification("console:", kind)
+        try:
+            text_body(renderer, note, PhiPolicy.NONE)
+            html_body(renderer, note, PhiPolicy.NONE)
+        except NotifierError as exc:
+            failed += 1
+            report.problems.append(f"{kind.value} message templates: {exc}")
+    if not failed:
+        where = (
+            f"site folder {settings.notifications.templates_dir} + packaged"
+            if settings.notifications.templates_dir
+            else "packaged"
+        )
+        report.ok.append(
+            f"templates ({where}): {len(sheets)} instruction sheet(s) and the message bodies render"
+        )
+
+
+def _notification(address: str, kind: MessageKind = MessageKind.ALERT) -> Notification:
+    audience = Audience.TECHNOLOGIST if kind is MessageKind.INSTRUCTIONS else Audience.COORDINATOR
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    return Notification(
+        address=address,
+        audience=audience,
+        kind=kind,
+        dedupe_key=f"check-config:{address}:{kind.value}:{stamp}",
+        content=_sample(),
+    )
+
+
+def _routing_addresses(trials: Iterable[Trial]) -> list[str]:
+    found: dict[str, None] = {}
+    for trial in trials:
+        routing = trial.routing
+        for address in routing.coordinators:
+            found[address] = None
+        for group in (*routing.technologists.values(), *routing.rooms.values()):
+            for address in group:
+                found[address] = None
+    return list(found)
+
+
+def _check_channels(settings: Settings, trials: Iterable[Trial], report: Report) -> None:
+    addresses = _routing_addresses(trials)
+    used = set()
+    for address in addresses:
+        try:
+            used.add(parse_address(address)[0])
+        except ValueError as exc:
+            report.problems.append(f"address {address!r}: {exc}")
+    enabled = {"slack": settings.slack.enabled, "email": settings.email.enabled}
+    for channel, on in enabled.items():
+        if on and channel not in used:
+            addresses.append(f"{channel}:check-config" if channel == "slack" else f"{channel}:")
+    for name in settings.webhooks:
+        if f"webhook:{name}" not in addresses:
+            addresses.append(f"webhook:{name}")
+    checked: dict[str, str] = {}  # channel (webhooks: address) -> first problem or ""
+    for address in addresses:
+        try:
+            channel, _ = parse_address(address)
+        except ValueError:
+            continue
+        key = address if channel == "webhook" else channel
+        if key in checked:
+            continue
+        checked[key] = ""
+        try:
+            notifier_for(address, settings).close()
+        except NotifierError as exc:
+            checked[key] = str(exc)
+            report.problems.append(f"channel {key}: {exc}")
+    if settings.email.enabled and settings.email.username and not secret("HIRO_SMTP_PASSWORD"):
+        report.problems.append(
+            f"channel email: user {settings.email.username!r} but HIRO_SMTP_PASSWORD is not set"
+        )
+    report.addresses = [a for a in addresses if not a.endswith(":check-config") and a != "email:"]
+    fine = sorted(k for k, problem in checked.items() if not problem)
+    if fine:
+        report.ok.append(f"channels with settings and secrets: {', '.join(fine)}")
+
+
+def _plan(settings: Settings, report: Report) -> None:
+    mllp = settings.mllp
+    if mllp.enabled:
+        tls = "TLS" if mllp.tls_certificate else "plain TCP"
+        report.plan.append(
+            f"MLLP listener on {mllp.host}:{mllp.port} ({tls}, ACK {mllp.ack_mode}, feed {settings.hl7.feed})"
+        )
+    else:
+        report.plan.append("MLLP listener: off")
+    fhir = settings.fhir
+    if fhir.enabled:
+        report.plan.append(
+            f"FHIR poll of {fhir.base_url or '(no base_url!)'}: {fhir.mode}, "
+            f"every {fhir.poll_interval_seconds} s, auth {fhir.auth}"
+        )
+    else:
+        report.plan.append("FHIR poll: off")
+    channels = [
+        name for name, on in (("slack", settings.slack.enabled), ("email", settings.email.enabled)) if on
+    ]
+    channels += [f"webhook:{name}" for name in settings.webhooks]
+    report.plan.append(f"channels: console{''.join(', ' + c for c in channels)}")
+    for section in ("scheduler", "dispatch", "web"):  # sections other issues add
+        value = getattr(settings, section, None)
+        if value is not None and hasattr(value, "enabled"):
+            where = f" on {value.host}:{value.port}" if hasattr(value, "port") and value.enabled else ""
+            report.plan.append(f"{section}: {'on' if value.enabled else 'off'}{where}")
+    report.plan.append(f"logging: {settings.logging.format}, level {settings.logging.level}")
+
+
+def _check_files(settings: Settings, report: Report) -> None:
+    """Files the settings name must be readable by this user (TLS, SMART key, CA bundle)."""
+    named = []
+    if settings.mllp.enabled and (settings.mllp.tls_certificate or settings.mllp.tls_private_key):
+        named += [("mllp.tls_certificate", settings.mllp.tls_certificate)]
+        named += [("mllp.tls_private_key", settings.mllp.tls_private_key)]
+    if settings.fhir.enabled and settings.fhir.auth == "smart_backend":
+        named.append(("fhir.private_key_file", settings.fhir.private_key_file))
+    if settings.email.enabled and settings.email.ca_file:
+        named.append(("email.ca_file", settings.email.ca_file))
+    if settings.notifications.templates_dir:
+        folder = Path(settings.notifications.templates_dir)
+        if not folder.is_dir():
+            report.problems.append(f"notifications.templates_dir: {folder} is not a folder")
+    for key, name in named:
+        if not name:
+            report.problems.append(f"{key}: empty")
+            continue
+        try:
+            Path(name).read_bytes()
+        except OSError as exc:
+            report.problems.append(f"{key}: cannot read {name} ({exc.strerror})")
+
+
+def check(settings: Settings, engine: Engine) -> Report:
+    """Run every check (nothing is sent, nothing in the store changes)."""
+    report = Report(ok=["settings: valid"])
+    if settings.fhir.enabled and not settings.fhir.base_url:
+        report.problems.append("fhir: enabled but base_url is empty")
+    if settings.fhir.enabled and settings.fhir.auth == "bearer" and not secret("HIRO_FHIR_TOKEN"):
+        report.problems.append("fhir: auth = bearer but HIRO_FHIR_TOKEN is not set")
+    _check_files(settings, report)
+    trials = _check_store(settings, engine, report)
+    _check_templates(settings, trials, report)
+    _check_channels(settings, trials, report)
+    _plan(settings, report)
+    return report
+
+
+def send_tests(settings: Settings, addresses: Iterable[str], report: Report) -> None:
+    """Send a test message (no patient data) to each address; failures become problems."""
+    for address in addresses:
+        try:
+            with notifier_for(address, settings) as notifier:
+                delivery = notifier.send(_notification(address))
+            report.ok.append(f"test message to {address}: sent ({delivery.destination or delivery.channel})")
+        except NotifierError as exc:
+            report.problems.append(f"test message to {address}: {exc}")
+
+
+def cmd_check_config(settings: Settings, args: argparse.Namespace) -> int:
+    from monitor.store.database import make_engine
+
+    url = make_url(settings.database.url)
+    missing_file = (
+        url.get_backend_name() == "sqlite"
+        and bool(url.database)
+        and url.database != ":memory:"
+        and not Path(str(url.database)).expanduser().exists()
+    )
+    # A SQLite file that does not exist yet is not created just to be looked at.
+    engine = make_engine("sqlite://" if missing_file else settings.database.url)
+    try:
+        report = check(settings, engine)
+    finally:
+        engine.dispose()
+    if args.send_test:
+        send_tests(settings, report.addresses or ["console:"], report)
+    for line in report.ok:
+        print(f"ok       {line}")
+    for line in report.notes:
+        print(f"note     {line}")
+    for line in report.problems:
+        print(f"PROBLEM  {line}")
+    print("hiro-monitor run would start:")
+    for line in report.plan:
+        print(f"  {line}")
+    print(f"{len(report.problems)} problem(s)" if report.problems else "configuration OK")
+    return 1 if report.problems else 0
