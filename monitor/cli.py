@@ -40,6 +40,11 @@ COMMAND_GROUPS: tuple[str, ...] = (
     "monitor.commands.enrolments",
     "monitor.commands.findings",
     "monitor.commands.fhir",
+    "monitor.commands.notifications",
+    "monitor.commands.simulate",
+    "monitor.commands.db",
+    "monitor.commands.check",
+    "monitor.commands.web",
 )
 
 
@@ -47,7 +52,11 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hiro-monitor", description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", help="TOML settings file (default: $HIRO_CONFIG, else built-in defaults)")
     parser.add_argument("--database", help="database URL, overrides the settings file")
-    parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    parser.add_argument(
+        "--log-level",
+        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+        help="overrides [logging] level of the settings (default INFO)",
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     commands.add_parser("init", help="create or upgrade the database").set_defaults(handler=cmd_init)
@@ -110,13 +119,15 @@ def open_store(settings: Settings) -> Engine:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from monitor.logs import configure_logging
+
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         settings = _settings(args)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2
+    configure_logging(settings, level=args.log_level)
     handler: Handler = args.handler
     return handler(settings, args)
 
@@ -134,6 +145,8 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
 
     def ready(daemon: Daemon) -> None:
         print(f"hiro-monitor: MLLP listening on {settings.mllp.host}:{daemon.server.port}", flush=True)
+        if daemon.web is not None:
+            print(f"hiro-monitor: dashboard on http://{settings.web.host}:{daemon.web.port}/", flush=True)
 
     asyncio.run(run_until_signalled(Daemon(settings, engine), on_ready=ready))
     engine.dispose()

@@ -148,6 +148,59 @@ def _check_webhook_names(value: dict[str, WebhookSettings]) -> dict[str, Webhook
     return value
 
 
+class WebSettings(_Section):
+    """The dashboard and JSON API (``hiro-monitor web``). Sign-in is by local account
+    (``hiro-monitor users add``) or, when ``sso_header`` is set, by the identity a trusted
+    reverse proxy puts in that header; the header is believed only from ``trusted_proxies``."""
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    cookie_secure: bool = True
+    idle_timeout_minutes: int = Field(default=15, ge=1)
+    session_lifetime_hours: int = Field(default=12, ge=1)
+    sso_header: str = ""
+    trusted_proxies: tuple[str, ...] = ()
+    upcoming_days: int = Field(default=14, ge=1, le=366)
+
+
+class SchedulerSettings(_Section):
+    """The jobs ``hiro-monitor run`` runs (APScheduler, in memory; see monitor/dispatch/scheduler.py).
+
+    With PostgreSQL and several replicas, one replica at a time runs the evaluation, digest,
+    purge and FHIR poll jobs (a PostgreSQL advisory lock); dispatch runs on every replica."""
+
+    enabled: bool = True
+    evaluate_every_minutes: int = Field(default=15, ge=1)
+    dispatch_every_seconds: float = Field(default=2.0, gt=0, le=300)
+    digest_enabled: bool = True
+    digest_hour: int = Field(default=7, ge=0, le=23)
+    digest_look_ahead_days: int = Field(default=7, ge=1, le=60)
+    purge_hour: int = Field(default=3, ge=0, le=23)
+
+
+class DispatchSettings(_Section):
+    """The outbox dispatcher: retries, backoff and how a crashed sender's rows are taken back."""
+
+    enabled: bool = True
+    workers: int = Field(default=32, ge=1, le=256)
+    max_attempts: int = Field(default=10, ge=1)
+    retry_base_seconds: float = Field(default=30.0, gt=0)
+    retry_max_seconds: float = Field(default=3600.0, gt=0)
+    sending_timeout_seconds: float = Field(default=300.0, ge=10)
+
+
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+
+
+class LoggingSettings(_Section):
+    """Log format and levels (``monitor/logs.py``); ``--log-level`` overrides ``level``."""
+
+    format: Literal["text", "json"] = "text"
+    level: LogLevel = "INFO"
+    levels: dict[str, LogLevel] = Field(default_factory=dict)
+
+
 class Settings(_Section):
     site: SiteSettings = SiteSettings()
     database: DatabaseSettings = DatabaseSettings()
@@ -158,6 +211,10 @@ class Settings(_Section):
     slack: SlackSettings = SlackSettings()
     email: EmailSettings = EmailSettings()
     webhooks: dict[str, WebhookSettings] = Field(default_factory=dict)
+    logging: LoggingSettings = LoggingSettings()
+    scheduler: SchedulerSettings = SchedulerSettings()
+    dispatch: DispatchSettings = DispatchSettings()
+    web: WebSettings = WebSettings()
 
     _webhook_names = field_validator("webhooks")(_check_webhook_names)
 

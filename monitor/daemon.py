@@ -1,8 +1,11 @@
 """``hiro-monitor run``: the long-running process.
 
-Hosts the MLLP listener and its feed writer (and, as later issues land, the scheduler and
-the web app). SIGTERM or SIGINT stops it gracefully: stop accepting, finish in-flight
-messages and their ACKs, flush the writer, exit 0. A second signal exits at once.
+Hosts the MLLP listener and its feed writer, the dashboard (``[web] enabled``), and the
+scheduled jobs (outbox dispatch, periodic evaluation, digest, purge, FHIR poll:
+:mod:`monitor.dispatch.scheduler`; off with
+``[scheduler] enabled = false``). SIGTERM or SIGINT stops it gracefully: stop accepting,
+finish in-flight messages and their ACKs, flush the writer, let a running job and the
+message being sent finish, exit 0. A second signal exits at once.
 """
 
 from __future__ import annotations
@@ -11,16 +14,22 @@ import asyncio
 import logging
 import os
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
 
 from monitor.config import Settings
+from monitor.dispatch.scheduler import JobScheduler
 from monitor.evaluation import Evaluator
 from monitor.feeds.hl7.mapping import MappingSettings
 from monitor.feeds.mllp import MllpServer
 from monitor.feeds.writer import FeedWriter
 from monitor.intake import Intake
+
+if TYPE_CHECKING:
+    from monitor.web.app import EmbeddedWeb
 
 log = logging.getLogger("monitor.daemon")
 
@@ -35,8 +44,25 @@ class Daemon:
             MappingSettings.from_settings(settings.hl7),
             store_raw_first=settings.mllp.ack_mode == "after_storing_raw",
         )
-        self.writer = FeedWriter(self.intake, after_batch=Evaluator(engine, settings).observe_exams)
+        self.evaluator = Evaluator(engine, settings)
+        self.writer = FeedWriter(self.intake, after_batch=self._after_batch)
         self.server = MllpServer(settings.mllp, self.writer)
+        self.jobs = JobScheduler(engine, settings) if settings.scheduler.enabled else None
+        self.web: EmbeddedWeb | None = None
+        if settings.web.enabled:
+            from monitor.web.app import EmbeddedWeb, create_app  # FastAPI only when the dashboard runs
+
+            self.web = EmbeddedWeb(create_app(settings, engine), settings.web)
+
+    def _after_batch(self, exam_ids: Sequence[int], now: datetime) -> None:
+        """On the writer's thread: re-evaluate; new outbox rows bring the next dispatch forward."""
+        summary = self.evaluator.observe_exams(exam_ids, now)
+        if (
+            summary is not None
+            and self.jobs is not None
+            and (summary.outbox.added or summary.outbox.reinstated)
+        ):
+            self.jobs.dispatch_soon()
 
     async def start(self) -> None:
         if self.intake.store_raw_first:
@@ -45,13 +71,22 @@ class Daemon:
         if self.settings.mllp.enabled:
             await self.server.start()
             log.info("MLLP listener on %s:%d", self.settings.mllp.host, self.server.port)
+        if self.jobs is not None:
+            self.jobs.start()
+        if self.web is not None:
+            await self.web.start()
+            log.info("dashboard on http://%s:%d/", self.settings.web.host, self.web.port)
 
     async def stop(self, grace: float = 10.0) -> None:
+        if self.web is not None:
+            await self.web.stop()
         if self.settings.mllp.enabled:
             await self.server.close(grace)
         await self.writer.close()
         if self.intake.store_raw_first:
             await asyncio.to_thread(self.writer.drain_pending)
+        if self.jobs is not None:  # after the writer: what its last batches planned is in the outbox
+            await asyncio.to_thread(self.jobs.shutdown, True)
 
 
 async def run_until_signalled(daemon: Daemon, on_ready: Callable[[Daemon], None] | None = None) -> None:

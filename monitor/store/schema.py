@@ -145,5 +145,7 @@ Index("ix_exam_events_exam_id", exam_events.c.exam_id)
 # Tables declared in their own modules register on ``metadata`` here, so that everything
 # that imports the schema (Alembic's env, the migration test) sees the whole store.
 import monitor.store.findings  # noqa: E402  (findings, occurrences)
+import monitor.store.outbox  # noqa: E402  (notifications)
 import monitor.store.polls  # noqa: E402  (feed_polls)
-import monitor.store.registry  # noqa: E402, F401  (trial_versions, enrolments, enrolment_mrns)
+import monitor.store.registry  # noqa: E402  (trial_versions, enrolments, enrolment_mrns)
+import monitor.store.web  # noqa: E402, F401  (users, web_sessions, audit_log)

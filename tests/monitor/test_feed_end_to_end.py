@@ -215,3 +215,35 @@ def test_kill_9_mid_stream_loses_no_acknowledged_message(tmp_path: Path) -> None
     engine.dispose()
     assert total_exams == distinct
     assert total_messages == len(stream)
+
+
+def test_the_daemon_serves_the_dashboard_beside_the_listener_and_stops_both(tmp_path: Path) -> None:
+    import urllib.request
+
+    url = f"sqlite:///{tmp_path / 'web.db'}"
+    settings = Settings.model_validate(
+        {"database": {"url": url}, "mllp": {"port": 0}, "web": {"enabled": True, "port": 0}}
+    )
+
+    async def scenario() -> tuple[int, bytes, list[bytes]]:
+        engine = make_engine(url)
+        upgrade(engine)
+        daemon = Daemon(settings, engine)
+        await daemon.start()
+        try:
+            assert daemon.web is not None
+            port = daemon.web.port
+            health = await asyncio.to_thread(
+                lambda: urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5).read()
+            )
+            acks = await _exchange(daemon.server.port, [siu()])
+            return port, health, acks
+        finally:
+            await daemon.stop()
+            engine.dispose()
+
+    port, health, acks = asyncio.run(scenario())
+    assert b"ok" in health.lower()
+    assert _msa(acks[0]) == ("AA", "MSG0001")
+    with pytest.raises(OSError):  # stopped with the daemon
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2)
