@@ -1,16 +1,17 @@
 """``hiro-monitor demo``: the whole path on an embedded default, no configuration.
 
 A temporary SQLite database holding the example trials and synthetic enrolments of
-``examples/``, the MLLP listener on a free loopback port, and a simulated Epic feed that
-books, reschedules, cancels and no-shows exams over real MLLP (some for enrolled subjects,
-most not). Each committed batch is re-evaluated as in the daemon; the demo then prints
-what the store made of it and the open findings, and keeps listening until Ctrl-C (or
-``--duration`` seconds).
+``examples/``, the MLLP listener and the dashboard (with a one-off demo login) on free
+loopback ports, and a simulated Epic feed that books, reschedules, cancels and no-shows
+exams over real MLLP (some for enrolled subjects, most not). Each committed batch is
+re-evaluated as in the daemon; the demo then prints what the store made of it and the
+open findings, and keeps listening until Ctrl-C (or ``--duration`` seconds).
 """
 
 from __future__ import annotations
 
 import asyncio
+import secrets
 import tempfile
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -26,6 +27,7 @@ from monitor.feeds.mllp import frame
 from monitor.registry import import_enrolments, store_protocol
 from monitor.simulator import SimulatedFeed
 from monitor.store.database import make_engine, upgrade
+from monitor.web.accounts import Role, add_user
 from rules import load_protocol
 
 END = b"\x1c\r"
@@ -69,16 +71,31 @@ async def run_demo(
     """Run the demo; ``show(database_url)`` prints the store's state once the feed has been sent."""
     workdir = folder or Path(tempfile.mkdtemp(prefix="hiro-demo-"))
     url = f"sqlite:///{workdir / 'demo.db'}"
-    settings = Settings.model_validate({"database": {"url": url}, "mllp": {"port": 0}})
+    settings = Settings.model_validate(
+        {
+            "database": {"url": url},
+            "mllp": {"port": 0},
+            # The dashboard on a free loopback port, plain http (cookies not marked Secure).
+            "web": {"enabled": True, "port": 0, "cookie_secure": False},
+            # No channel is configured in a demo: planned alerts stay in the outbox
+            # (`hiro-monitor notifications`, and each exam's page) instead of failing.
+            "dispatch": {"enabled": False},
+        }
+    )
     zone = ZoneInfo(settings.hl7.timezone)
     engine = make_engine(url)
     upgrade(engine)
     now = datetime.now(UTC)
     trials = load_examples(engine, now)
+    password = secrets.token_urlsafe(9)
+    with engine.begin() as conn:
+        add_user(conn, "demo", Role.ADMIN, password, now)
     evaluate_all(engine, settings, now)
     daemon = Daemon(settings, engine)
     await daemon.start()
     print(f"hiro-monitor demo: database {workdir / 'demo.db'}, {trials} example trials loaded")
+    if daemon.web is not None:
+        print(f"Dashboard: http://127.0.0.1:{daemon.web.port}/  (user demo, password {password})")
     print(f"MLLP listener on 127.0.0.1:{daemon.server.port}; sending {count} simulated Epic SIU messages")
     # Patients E10000-E10099: the example enrolments (E10001 ...) are among them.
     feed = SimulatedFeed(seed=2026, zone=zone, start=now.astimezone(zone), patients=100)

@@ -36,7 +36,7 @@ TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
 
 # Libraries that are chatty at INFO about things an operator does not act on.
-QUIET_UNLESS_DEBUG = ("alembic",)
+QUIET_UNLESS_DEBUG = ("alembic", "apscheduler")  # their INFO lines narrate routine work
 
 
 class JsonFormatter(logging.Formatter):
