@@ -20,17 +20,16 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine
 
+from monitor.commands.simulate import send_feed
 from monitor.config import Settings
 from monitor.daemon import Daemon
 from monitor.evaluation import evaluate_all
-from monitor.feeds.mllp import frame
 from monitor.registry import import_enrolments, store_protocol
 from monitor.simulator import SimulatedFeed
 from monitor.store.database import make_engine, upgrade
 from monitor.web.accounts import Role, add_user
 from rules import load_protocol
 
-END = b"\x1c\r"
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
@@ -44,21 +43,6 @@ def load_examples(engine: Engine, now: datetime) -> int:
         if trials:
             import_enrolments(conn, (EXAMPLES / "enrolments.csv").read_text(encoding="utf-8"), now)
     return len(trials)
-
-
-async def _send(port: int, feed: SimulatedFeed, count: int, rate: float) -> dict[str, int]:
-    """Send ``count`` simulated messages over one MLLP connection; count the ACK codes."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    codes: dict[str, int] = {}
-    for message in feed.messages(count):
-        writer.write(frame(message))
-        await writer.drain()
-        ack = await reader.readuntil(END)
-        code = ack.split(b"MSA|", 1)[1][:2].decode()
-        codes[code] = codes.get(code, 0) + 1
-        await asyncio.sleep(1 / rate)
-    writer.close()
-    return codes
 
 
 async def run_demo(
@@ -100,8 +84,8 @@ async def run_demo(
     # Patients E10000-E10099: the example enrolments (E10001 ...) are among them.
     feed = SimulatedFeed(seed=2026, zone=zone, start=now.astimezone(zone), patients=100)
     try:
-        codes = await _send(daemon.server.port, feed, count, rate)
-        print(f"ACKs received: {codes}")
+        sent = await send_feed("127.0.0.1", daemon.server.port, feed, count, rate)
+        print(f"ACKs received: {dict(sent.acks)}")
         await asyncio.sleep(daemon.writer.observe_every + 0.3)  # let the last re-evaluation land
         show(url)
         if duration is None:

@@ -39,6 +39,7 @@ from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError, SQL
 from monitor.events import Rejection, ScheduleEvent
 from monitor.feeds.hl7.ack import build_ack, message_key, message_type
 from monitor.feeds.hl7.mapping import MappingSettings, to_events
+from monitor.logs import where
 from monitor.store.exams import apply_event
 from monitor.store.schema import messages
 
@@ -193,7 +194,7 @@ class Intake:
         try:
             return to_events(raw, self.mapping)
         except Exception as exc:  # a mapping bug must not lose the message: store, answer AE
-            log.exception("mapping failed")
+            log.error("mapping failed: %s", where(exc))  # the message text could quote PHI
             return Rejection(f"internal mapping error ({type(exc).__name__})", "207")
 
     def _store_raw(self, conn: Connection, stored: _StoredMessage, receipt: Receipt) -> int | None:

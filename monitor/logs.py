@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import traceback
 from datetime import UTC, datetime
 from typing import IO, Any
 
@@ -101,3 +102,16 @@ def configure_logging(
     for name, component_level in config.levels.items():
         logging.getLogger(name).setLevel(component_level.upper())
     return handler
+
+
+def where(exc: BaseException) -> str:
+    """``exc``'s type and innermost code location (file, line, function): code, never values.
+
+    For logging an unexpected failure on the message path, where ``log.exception`` would
+    print the exception's message and a database error's parameters, which can be PHI.
+    """
+    frames = traceback.extract_tb(exc.__traceback__)
+    if not frames:
+        return type(exc).__name__
+    last = frames[-1]
+    return f"{type(exc).__name__} at {last.filename}:{last.lineno} in {last.name}"

@@ -99,10 +99,12 @@ def _may_show_mrn(settings: Settings, address: str) -> bool:
 class ContentBuilder:
     """Builds message content from the store. Keeps parsed protocols between messages; one per thread."""
 
-    def __init__(self, settings: Settings, renderer: Renderer) -> None:
+    def __init__(
+        self, settings: Settings, renderer: Renderer, catalogue: ProtocolCatalogue | None = None
+    ) -> None:
         self.settings = settings
         self.renderer = renderer
-        self.catalogue = ProtocolCatalogue()
+        self.catalogue = catalogue or ProtocolCatalogue()
         self.base_url = settings.notifications.dashboard_base_url.rstrip("/")
 
     def _trial(self, conn: Connection, trial_id: str) -> Trial | None:

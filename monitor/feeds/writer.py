@@ -11,15 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
 
 from monitor.feeds.hl7.ack import build_ack
 from monitor.intake import UNAVAILABLE, Arrival, Intake, Receipt
+from monitor.logs import where
 
 log = logging.getLogger("monitor.feeds.writer")
 
@@ -27,23 +26,6 @@ log = logging.getLogger("monitor.feeds.writer")
 class PeerLike(Protocol):
     @property
     def host(self) -> str: ...
-
-
-@dataclass
-class WriterStats:
-    """Observed figures for metrics and feed health; never consulted to decide anything."""
-
-    received: int = 0
-    by_outcome: dict[str, int] = field(default_factory=dict)
-    batches: int = 0
-    ack_seconds: list[float] = field(default_factory=list)  # a bounded sample, newest last
-
-    def observe(self, receipt: Receipt, seconds: float) -> None:
-        self.received += 1
-        self.by_outcome[receipt.outcome] = self.by_outcome.get(receipt.outcome, 0) + 1
-        self.ack_seconds.append(seconds)
-        if len(self.ack_seconds) > 10_000:
-            del self.ack_seconds[:5_000]
 
 
 class _Due:
@@ -77,7 +59,6 @@ class FeedWriter:
         self._observe_at: float | None = None
         self.max_batch = max_batch
         self.answer_ar_when_down = answer_ar_when_down
-        self.stats = WriterStats()
         # None is the stop mark that close() queues behind everything submitted before it.
         self._queue: asyncio.Queue[tuple[Arrival, asyncio.Future[Receipt]] | None] = asyncio.Queue()
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"writer-{intake.feed}")
@@ -99,12 +80,7 @@ class FeedWriter:
         return await future
 
     async def on_message(self, message: bytes, peer: PeerLike) -> bytes | None:
-        started = time.perf_counter()
         receipt = await self.submit(Arrival(message, peer=peer.host, received_at=datetime.now(UTC)))
-        try:
-            self.stats.observe(receipt, time.perf_counter() - started)
-        except Exception:  # observing must never cost a message its ACK
-            log.exception("stats update failed")
         if receipt is UNAVAILABLE and not self.answer_ar_when_down:
             return None
         return receipt.ack(message)
@@ -152,18 +128,17 @@ class FeedWriter:
         arrivals = [arrival for arrival, _ in batch]
         try:
             receipts = await loop.run_in_executor(self._thread, self.intake.receive_batch, arrivals)
-        except Exception:
-            log.exception("writer failed on a batch of %d", len(batch))
+        except Exception as exc:
+            log.error("writer failed on a batch of %d: %s", len(batch), where(exc))
             receipts = [UNAVAILABLE] * len(batch)
-        self.stats.batches += 1
         for (_, future), receipt in zip(batch, receipts, strict=True):
             if not future.done():
                 future.set_result(receipt)
         if self.intake.store_raw_first:  # ACKs are out; now apply what was stored raw
             try:
                 receipts = await loop.run_in_executor(self._thread, self.intake.process_pending)
-            except Exception:  # stays pending; retried after the next batch and at start
-                log.exception("processing stored messages failed")
+            except Exception as exc:  # stays pending; retried after the next batch and at start
+                log.error("processing stored messages failed: %s", where(exc))
                 return
         changed = {exam_id for receipt in receipts for exam_id in receipt.exam_ids}
         if changed and self.after_batch is not None:

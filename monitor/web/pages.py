@@ -258,7 +258,11 @@ def sheet(request: Request, exam_id: ObjectId, session: Annotated[Session, Depen
     web = web_of(request)
     with web.engine.begin() as conn:
         found = visible_exam(conn, session.user, exam_id)
-        content = sheet_content(conn, found[0], session.user, web.catalogue) if found is not None else None
+        content = (
+            sheet_content(conn, exam_id, session.user, web.settings, web.renderer, web.catalogue)
+            if found is not None
+            else None
+        )
         if content is None:
             raise HTTPException(status_code=404)
         record_audit(

@@ -202,3 +202,18 @@ def test_content_the_database_refuses_is_kept_and_answered_ae(
         outcomes = dict(conn.execute(select(messages.c.control_id, messages.c.outcome)).all())
     assert outcomes == {"OK1": "accepted", "MSG0001": "rejected"}
     assert _count(engine, exams) == 1
+
+
+def test_a_mapping_bug_is_stored_answered_ae_and_logged_without_the_message_text(
+    intake: Intake, engine: Engine, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(raw: bytes, settings: object) -> object:
+        raise ValueError(f"cannot read {MRN} {PATIENT_NAME}")  # as a careless bug might word it
+
+    monkeypatch.setattr("monitor.intake.to_events", broken)
+    with caplog.at_level("DEBUG"):
+        receipt = intake.receive(Arrival(siu()))
+    assert (receipt.outcome, receipt.ack_code, receipt.error_code) == ("rejected", "AE", "207")
+    assert "ValueError at" in caplog.text and "broken" in caplog.text  # where it failed, for the fix
+    assert MRN not in caplog.text and PATIENT_NAME not in caplog.text
+    assert _count(engine, messages) == 1

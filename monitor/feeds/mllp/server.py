@@ -23,12 +23,12 @@ import itertools
 import logging
 import ssl
 import time
-import traceback
 from dataclasses import dataclass
 from typing import Protocol
 
 from monitor.config import ConfigError, MllpSettings
 from monitor.feeds.mllp.framing import BrokenFrame, Event, Frame, FrameDecoder, Oversize, frame
+from monitor.logs import where
 
 log = logging.getLogger("monitor.mllp")
 
@@ -127,15 +127,6 @@ def _is_allowed(host: str, networks: tuple[IpNetwork, ...]) -> bool:
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         address = address.ipv4_mapped  # a dual-stack socket reports IPv4 peers as ::ffff:a.b.c.d
     return any(address in network for network in networks)
-
-
-def _where(exc: BaseException) -> str:
-    """The innermost code location of ``exc``: file, line, function (code, never values)."""
-    frames = traceback.extract_tb(exc.__traceback__)
-    if not frames:
-        return "?"
-    last = frames[-1]
-    return f"{last.filename}:{last.lineno} in {last.name}"
 
 
 class MllpServer:
@@ -386,10 +377,9 @@ class MllpServer:
             ack = await self._handler.on_message(message, peer)
         except Exception as exc:
             log.error(
-                "mllp conn=%d: handler raised %s at %s for a %d-byte message; no ACK sent",
+                "mllp conn=%d: handler raised %s for a %d-byte message; no ACK sent",
                 peer.connection_id,
-                type(exc).__qualname__,
-                _where(exc),
+                where(exc),
                 len(message),
             )
             return None
@@ -415,10 +405,9 @@ class MllpServer:
             return await self._handler.on_oversize(event.head, event.size, peer)
         except Exception as exc:
             log.error(
-                "mllp conn=%d: oversize handler raised %s at %s; no ACK sent",
+                "mllp conn=%d: oversize handler raised %s; no ACK sent",
                 peer.connection_id,
-                type(exc).__qualname__,
-                _where(exc),
+                where(exc),
             )
             return None
 
