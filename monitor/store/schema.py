@@ -144,6 +144,7 @@ Index("ix_exam_events_exam_id", exam_events.c.exam_id)
 
 # Tables declared in their own modules register on ``metadata`` here, so that everything
 # that imports the schema (Alembic's env, the migration test) sees the whole store.
+import monitor.store.calendar  # noqa: E402  (calendar_tokens)
 import monitor.store.findings  # noqa: E402  (findings, occurrences)
 import monitor.store.outbox  # noqa: E402  (notifications)
 import monitor.store.polls  # noqa: E402  (feed_polls)
