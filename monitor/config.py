@@ -162,6 +162,9 @@ class WebSettings(_Section):
     sso_header: str = ""
     trusted_proxies: tuple[str, ...] = ()
     upcoming_days: int = Field(default=14, ge=1, le=366)
+    # Wrong passwords allowed per account and address within the lockout (x6 per address).
+    login_attempts: int = Field(default=5, ge=1, le=1000)
+    login_lockout_minutes: int = Field(default=15, ge=1, le=1440)
 
 
 class SchedulerSettings(_Section):

@@ -33,6 +33,7 @@ from monitor.web.data import (
 from monitor.web.feeds import feed_health, raw_message
 from monitor.web.security import LOGIN_COOKIE, ObjectId, client_address, csrf_ok, set_session_cookie
 from monitor.web.sheets import render_exam_sheet, sheet_content
+from monitor.web.throttle import FAILED, THROTTLED, sign_in_throttle
 from notifiers.base import NotifierError
 
 router = APIRouter(include_in_schema=False)
@@ -102,11 +103,20 @@ def login(
     if not csrf_ok(request.cookies.get(LOGIN_COOKIE, ""), csrf_token):
         raise HTTPException(status_code=403, detail="the sign-in form expired; reload it")
     now = web.clock()
+    client = client_address(request)
+    with web.engine.begin() as conn:
+        throttle = sign_in_throttle(conn, web.settings.web, username, client, now)
+        if not throttle.allowed:
+            record_audit(conn, now, username[:120], THROTTLED, client=client)
+    if not throttle.allowed:
+        context = {"login_token": csrf_token, "error": "throttled"}
+        response = web.page(request, None, "login.html", context, 429)
+        response.headers["Retry-After"] = str(throttle.retry_after_seconds)
+        return response
     with web.engine.begin() as conn:
         user = check_password(conn, username, password)
-        client = client_address(request)
         if user is None:
-            record_audit(conn, now, username[:120], "sign_in.failed", client=client)
+            record_audit(conn, now, username[:120], FAILED, client=client)
             session = None
         else:
             old = request.cookies.get("hiro_session")

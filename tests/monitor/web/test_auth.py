@@ -6,6 +6,7 @@ from datetime import timedelta
 
 from tests.monitor.trial_setup import NOW
 from tests.monitor.web.conftest import Login, Site, csrf_in
+from tests.monitor.web.site import PASSWORD
 
 
 def test_every_page_but_health_and_metrics_needs_a_sign_in(site: Site) -> None:
@@ -145,3 +146,35 @@ def test_the_audit_trail_records_the_client_behind_a_trusted_proxy_only(site: Si
     direct = site.login("viewer", client=site.client(peer="10.0.0.9", **sso))
     assert direct.get("/trials/LYM-3302", headers={"X-Forwarded-For": "203.0.113.9"}).status_code == 200
     assert site.audit_rows(username="viewer", object_id="LYM-3302")[-1].client == "10.0.0.9"  # type: ignore[attr-defined]
+
+
+def _try(site: Site, peer: str, username: str, password: str) -> tuple[int, dict[str, str], bool]:
+    client = site.client(peer=peer)
+    token = csrf_in(client.get("/login").text)
+    answer = client.post("/login", data={"username": username, "password": password, "csrf_token": token})
+    return answer.status_code, dict(answer.headers), "hiro_session" in answer.cookies
+
+
+def test_wrong_passwords_throttle_that_account_from_that_address_for_a_while(site: Site) -> None:
+    site.clock.now = NOW
+    try:
+        for _ in range(5):
+            assert _try(site, "10.9.9.1", "coord", "not the password")[0] == 401
+        status, headers, signed_in = _try(site, "10.9.9.1", "coord", PASSWORD)
+        assert status == 429 and not signed_in  # even the right password waits: no oracle
+        assert 0 < int(headers["retry-after"]) <= 15 * 60
+        assert site.audit_rows(action="sign_in.throttled", username="coord", client="10.9.9.1")
+        # A colleague at another workstation is not locked out.
+        assert _try(site, "10.9.9.2", "coord", PASSWORD)[0] == 303
+        site.clock.now = NOW + timedelta(minutes=15, seconds=1)
+        assert _try(site, "10.9.9.1", "coord", PASSWORD)[0] == 303
+    finally:
+        site.clock.now = NOW
+
+
+def test_one_address_trying_many_accounts_is_throttled_too(site: Site) -> None:
+    site.clock.now = NOW
+    for number in range(30):
+        assert _try(site, "10.9.9.3", f"guess{number}", "not the password")[0] == 401
+    assert _try(site, "10.9.9.3", "coord", PASSWORD)[0] == 429
+    assert _try(site, "10.9.9.4", "coord", PASSWORD)[0] == 303
