@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import httpx  # after the path set-up, so the script runs from a checkout
 import uvicorn
-from sqlalchemy import Engine, insert
+from sqlalchemy import Engine, func, insert, select, text
 
 from monitor.config import Settings
 from monitor.store.database import make_engine, upgrade
@@ -49,7 +49,8 @@ PASSWORD = "benchmark password"  # noqa: S105  (a throw-away bench account)
 _BATCH = 10_000
 
 
-def _postgres() -> str | None:
+def _postgres(reuse: bool) -> str | None:
+    """A PostgreSQL database for the bench: fresh, or the previous run's with ``reuse``."""
     try:
         socket.create_connection(("127.0.0.1", 5432), timeout=1).close()
     except OSError:
@@ -58,8 +59,10 @@ def _postgres() -> str | None:
 
     name = "hiro_bench_dashboard"
     with psycopg.connect("host=127.0.0.1 port=5432 user=postgres dbname=postgres", autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.execute(f'CREATE DATABASE "{name}"')
+        exists = admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+        if not (reuse and exists):
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            admin.execute(f'CREATE DATABASE "{name}"')
     return f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
 
 
@@ -71,10 +74,10 @@ def _insert(engine: Engine, table: object, rows: list[dict[str, object]]) -> Non
 
 def fill(engine: Engine, n_exams: int, n_findings: int, n_subjects: int) -> None:
     with engine.begin() as conn:
-        text = PROTOCOL.read_text(encoding="utf-8")
+        content = PROTOCOL.read_text(encoding="utf-8")
         conn.execute(
             insert(trial_versions).values(
-                trial=TRIAL, version=1, content=text, sha256="x" * 64, source=PROTOCOL.name, loaded_at=NOW
+                trial=TRIAL, version=1, content=content, sha256="x" * 64, source=PROTOCOL.name, loaded_at=NOW
             )
         )
         add_user(conn, "bench", Role.ADMIN, PASSWORD, NOW)
@@ -243,19 +246,30 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=10)
     parser.add_argument("--database")
     parser.add_argument(
+        "--reuse", action="store_true", help="keep the last run's PostgreSQL data if it has --exams exams"
+    )
+    parser.add_argument(
         "--workers", type=int, default=1, help="1: uvicorn in a thread; more: hiro-monitor web --workers"
     )
     args = parser.parse_args()
     folder = tempfile.mkdtemp()
-    url = args.database or _postgres() or f"sqlite:///{folder}/bench.db"
+    url = args.database or _postgres(args.reuse) or f"sqlite:///{folder}/bench.db"
     engine = make_engine(url, pool_size=args.users + 5) if "postgresql" in url else make_engine(url)
     upgrade(engine)
-    started = time.perf_counter()
-    fill(engine, args.exams, args.findings, args.subjects)
-    print(
-        f"{engine.dialect.name}: {args.exams} exams, {args.findings} findings, "
-        f"{args.subjects} subjects x 12 visits stored in {time.perf_counter() - started:.1f} s"
-    )
+    with engine.connect() as conn:
+        stored = conn.execute(select(func.count()).select_from(exams)).scalar_one()
+    if stored == args.exams and args.reuse:
+        print(f"{engine.dialect.name}: reusing {stored} exams")
+    else:
+        started = time.perf_counter()
+        fill(engine, args.exams, args.findings, args.subjects)
+        if engine.dialect.name == "postgresql":
+            with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                conn.execute(text("VACUUM ANALYZE"))
+        print(
+            f"{engine.dialect.name}: {args.exams} exams, {args.findings} findings, "
+            f"{args.subjects} subjects x 12 visits stored in {time.perf_counter() - started:.1f} s"
+        )
     stop = serve_in_thread(engine, url) if args.workers == 1 else serve_workers(url, args.workers, folder)
     base = stop.base
 
