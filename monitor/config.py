@@ -191,6 +191,9 @@ class DispatchSettings(_Section):
     retry_base_seconds: float = Field(default=30.0, gt=0)
     retry_max_seconds: float = Field(default=3600.0, gt=0)
     sending_timeout_seconds: float = Field(default=300.0, ge=10)
+    # The first planning of an empty outbox records booking notices as skipped (never sent):
+    # a fresh install pointed at an existing schedule does not announce every booking.
+    quiet_first_run: bool = True
 
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]

@@ -24,6 +24,11 @@ keys of the evaluated enrolments cancelled), so both ``hiro-monitor evaluate`` a
 writer's hook plan messages; the dispatcher sends them. The summary also carries the
 engine's :class:`rules.Evaluation`, whose ``planned_notifications`` are complete for
 ``EvaluationSummary.scope``.
+
+Sweeps (``evaluate_all``, ``evaluate_enrolments``) plan a quiet first run (``[dispatch]
+quiet_first_run``: an empty outbox records booking notices as skipped), except for the
+enrolments caught up in step 3: their exams changed while the sweep ran, which is news. The
+feed's own re-evaluation is never quiet either: the booking it reacts to has just arrived.
 """
 
 from __future__ import annotations
@@ -116,12 +121,13 @@ class Evaluator:
         self.due_soon_days = due_soon_days
         self.attempts = max(attempts, 1)
         self.catalogue = ProtocolCatalogue()
+        self.quiet_first_run = settings.dispatch.quiet_first_run
 
     # -- entry points --------------------------------------------------------------------
 
     def evaluate_all(self, now: datetime) -> EvaluationSummary:
         """Judge every enrolment and record the findings."""
-        return self._run(None, now)
+        return self._run(None, now, quiet=self.quiet_first_run)
 
     def evaluate_for_exams(self, exam_ids: Collection[int], now: datetime) -> EvaluationSummary:
         """Judge the enrolments of the patients of ``exam_ids`` (nothing to do: an empty summary)."""
@@ -130,7 +136,7 @@ class Evaluator:
         with self.engine.connect() as conn:
             found = enrolment_ids_for_exams(conn, exam_ids)
             scope = same_patients(conn, found) if found else set()
-        return self._run(scope, now) if scope else EvaluationSummary()
+        return self._run(scope, now, quiet=False) if scope else EvaluationSummary()
 
     def evaluate_enrolments(self, enrolment_ids: Collection[int], now: datetime) -> EvaluationSummary:
         """Judge ``enrolment_ids`` and every enrolment of the same patients."""
@@ -138,7 +144,7 @@ class Evaluator:
             return EvaluationSummary()
         with self.engine.connect() as conn:
             scope = same_patients(conn, enrolment_ids)
-        return self._run(scope, now)
+        return self._run(scope, now, quiet=self.quiet_first_run)
 
     def observe_exams(self, exam_ids: Sequence[int], now: datetime) -> EvaluationSummary | None:
         """:meth:`evaluate_for_exams` for code that must not fail because of it (the feed writer).
@@ -186,7 +192,7 @@ class Evaluator:
             due_soon_days=self.due_soon_days,
         )
 
-    def _run(self, scope: Collection[int] | None, now: datetime) -> EvaluationSummary:
+    def _run(self, scope: Collection[int] | None, now: datetime, *, quiet: bool) -> EvaluationSummary:
         started = time.perf_counter()
         with self.engine.connect() as conn:
             inputs = self._read(conn, scope)
@@ -195,10 +201,13 @@ class Evaluator:
         for attempt in range(1, self.attempts + 1):
             try:
                 with self.engine.begin() as conn:
-                    current = self._catch_up(conn, inputs, evaluation, now)
+                    current, arrived = self._catch_up(conn, inputs, evaluation, now)
+                    quiet_ones = judged - arrived if quiet else frozenset()
                     changes = record_evaluation(conn, current.findings, current.occurrences, judged, now)
                     details = {finding.key: finding.detail for finding in current.findings}
-                    outbox = plan_notifications(conn, current.planned_notifications, judged, now, details)
+                    outbox = plan_notifications(
+                        conn, current.planned_notifications, judged, now, details, quiet_enrolments=quiet_ones
+                    )
                 break
             except (OperationalError, IntegrityError) as exc:
                 if attempt == self.attempts:
@@ -216,16 +225,17 @@ class Evaluator:
 
     def _catch_up(
         self, conn: Connection, inputs: _Inputs, evaluation: Evaluation, now: datetime
-    ) -> Evaluation:
-        """``evaluation`` with the enrolments touched by exam events since it was read judged again."""
+    ) -> tuple[Evaluation, frozenset[int]]:
+        """``evaluation`` with the enrolments touched by exam events since it was read judged
+        again, and the ids of those enrolments."""
         touched = mrns_changed_since(conn, inputs.mark)
         stale = {e.id for e in inputs.enrolments if touched.intersection(e.mrns)}
         if not stale:
-            return evaluation
+            return evaluation, frozenset()
         stale = _same_patients_among(inputs.enrolments, stale)
         again = _Inputs([e for e in inputs.enrolments if e.id in stale], inputs.trials, inputs.mark)
         fresh = self._judge(conn, again, now, all_patients=False)
-        return Evaluation(
+        caught_up = Evaluation(
             findings=(*(f for f in evaluation.findings if f.enrolment_id not in stale), *fresh.findings),
             occurrences=(
                 *(o for o in evaluation.occurrences if o.enrolment_id not in stale),
@@ -237,6 +247,7 @@ class Evaluator:
             ),
             unknown_trials=evaluation.unknown_trials,
         )
+        return caught_up, frozenset(stale)
 
 
 def _same_patients_among(enrolments: Sequence[Enrolment], ids: set[int]) -> set[int]:

@@ -11,7 +11,15 @@ enrolments (the planned set is complete for them, see ``rules.PlannedNotificatio
   pending again: it was never delivered;
 - a ``pending`` row of those enrolments whose key is no longer planned (exam rescheduled,
   cancelled, finding resolved, the exam time passed) becomes ``cancelled``;
-- ``sending``, ``sent`` and ``failed`` rows are left alone: one key, one delivery.
+- ``sending``, ``sent``, ``failed`` and ``skipped`` rows are left alone: one key, one delivery.
+
+A quiet first run (``quiet_enrolments``, ``[dispatch] quiet_first_run``): when the outbox
+holds no row at all, the store was never planned before (a fresh install pointed at a
+schedule that already exists), and the booking notices of that planning announce bookings
+made long before the monitor watched them. Those of the quiet enrolments (the evaluation
+leaves out the ones whose exams changed while it ran: that is news) are written ``skipped`` instead of
+``pending``, so their keys are never planned, nor sent, later either; reminders, sheets and
+alerts are planned as always. A booking that arrives afterwards plans its notice as usual.
 
 A rescheduled exam plans new keys (its start is part of them), so its pending reminders
 are cancelled and new ones written; the new booking notice is sent by the dispatcher as an
@@ -36,7 +44,7 @@ from sqlalchemy.exc import IntegrityError
 from monitor.store.findings import chunks
 from monitor.store.outbox import OutboxStatus, notifications
 from notifiers.base import parse_address
-from rules import PlannedNotification, Trial
+from rules import NotificationKind, PlannedNotification, Trial
 
 __all__ = [
     "PlanChanges",
@@ -46,6 +54,8 @@ __all__ = [
     "plan_notifications",
     "thread_key_for",
 ]
+
+QUIET_FIRST_RUN_NOTE = "not sent: already booked when the monitor first planned (quiet first run)"
 
 _LOAD_ALL_FROM = 2_000  # scopes larger than this read every pending row and filter in Python
 
@@ -59,10 +69,11 @@ class PlanChanges:
     reinstated: int = 0
     cancelled: int = 0
     unchanged: int = 0
+    skipped: int = 0  # booking notices written ``skipped`` by a quiet first run
 
     @property
     def changed(self) -> bool:
-        return bool(self.added or self.moved or self.reinstated or self.cancelled)
+        return bool(self.added or self.moved or self.reinstated or self.cancelled or self.skipped)
 
 
 def thread_key_for(exam_id: int | None, occurrence_key: str | None, finding_key: str) -> str:
@@ -135,17 +146,22 @@ def plan_notifications(
     scope: Collection[int],
     now: datetime,
     summaries: Mapping[str, str] | None = None,
+    *,
+    quiet_enrolments: Collection[int] = (),
 ) -> PlanChanges:
     """Make the outbox rows of the enrolments in ``scope`` match ``planned`` (see the module doc).
 
     ``summaries`` maps finding keys to their one-line detail (no PHI), shown until a row is
-    sent. Runs in the caller's transaction; raises SQLAlchemy errors (an IntegrityError when
-    a concurrent evaluation inserted the same key first: the caller retries).
+    sent. An outbox that holds no row yet gets the booking notices of ``quiet_enrolments``
+    as ``skipped`` rows (a quiet first run, see the module doc). Runs in the caller's transaction; raises
+    SQLAlchemy errors (an IntegrityError when a concurrent evaluation inserted the same key
+    first: the caller retries).
     """
     changes = PlanChanges()
     wanted: dict[str, PlannedNotification] = {}
     for plan in planned:
         wanted.setdefault(plan.dedupe_key, plan)
+    quiet = set(quiet_enrolments) if quiet_enrolments and _never_planned(conn) else set()
     existing = _existing(conn, wanted)
     inserts: list[dict[str, Any]] = []
     moves: list[dict[str, Any]] = []
@@ -153,7 +169,11 @@ def plan_notifications(
     for key, plan in wanted.items():
         row = existing.get(key)
         if row is None:
-            inserts.append(_row_values(plan, (summaries or {}).get(plan.finding_key, ""), now))
+            values = _row_values(plan, (summaries or {}).get(plan.finding_key, ""), now)
+            if plan.kind is NotificationKind.BOOKING and plan.enrolment_id in quiet:
+                values.update(status=OutboxStatus.SKIPPED.value, summary=QUIET_FIRST_RUN_NOTE)
+                changes.skipped += 1
+            inserts.append(values)
         elif row.status == OutboxStatus.CANCELLED:
             reinstates.append({"b_id": row.id, "b_due": plan.due_at})
         elif row.status == OutboxStatus.PENDING and _moved(row.due_at, plan.due_at, now):
@@ -192,9 +212,14 @@ def plan_notifications(
             .where(notifications.c.id.in_(part), notifications.c.status == OutboxStatus.PENDING.value)
             .values(status=OutboxStatus.CANCELLED.value, updated_at=now)
         )
-    changes.added, changes.moved = len(inserts), len(moves)
+    changes.added, changes.moved = len(inserts) - changes.skipped, len(moves)
     changes.reinstated, changes.cancelled = len(reinstates), len(gone)
     return changes
+
+
+def _never_planned(conn: Connection) -> bool:
+    """Whether the outbox holds no row at all (of any status, digests included)."""
+    return conn.execute(select(notifications.c.id).limit(1)).first() is None
 
 
 def _moved(current: datetime, planned: datetime, now: datetime) -> bool:

@@ -10,6 +10,8 @@ records the outcome here. A row's life::
        │  │                └──> failed    (permanent error, or attempts exhausted)
        │  └── key no longer planned ──> cancelled ──key planned again──> pending
 
+    (planned) ──quiet first run──> skipped   (a booking notice never to be sent)
+
 - ``dedupe_key`` is unique: one key, one row, one delivered message (DESIGN.md, invariant 4).
 - ``next_attempt_at`` is when the row may next be claimed (``due_at`` at first, later the
   backoff); ``due_at`` stays what the plan said.
@@ -26,6 +28,8 @@ records the outcome here. A row's life::
   ``summary`` is the finding's one-line detail until the row is sent, then the headline.
 - ``exam_start`` is the exam time the sent message showed: a later message about the same
   exam compares it to say "moved from ... to ...".
+- ``skipped`` rows are booking notices the first planning found already booked (``[dispatch]
+  quiet_first_run``): kept so that their key is never planned, and sent, again.
 """
 
 from __future__ import annotations
@@ -61,6 +65,7 @@ class OutboxStatus(enum.StrEnum):
     SENT = "sent"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    SKIPPED = "skipped"  # planned on a quiet first run and deliberately never sent
 
 
 notifications = Table(

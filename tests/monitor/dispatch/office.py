@@ -63,7 +63,9 @@ class Office:
             "notifications": {"dashboard_base_url": "https://hiro.example.org"},
             "slack": {"enabled": True, "base_url": slack.base_url, "timeout_seconds": 5},
             "email": {"enabled": smtp is not None, "host": "127.0.0.1", "security": "plain"},
-            "dispatch": {"retry_base_seconds": 10.0, "workers": 8},
+            # These tests book into an empty outbox and expect the booking announced; the
+            # quiet first run (tests/monitor/dispatch/test_planning.py) turns it on itself.
+            "dispatch": {"retry_base_seconds": 10.0, "workers": 8, "quiet_first_run": False},
         }
         if smtp is not None:
             data["email"]["port"] = smtp.port

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from sqlalchemy import update
 
 from monitor.cli import main
+from monitor.config import Settings
 from monitor.dispatch.planning import plan_notifications
 from monitor.evaluation import Evaluator
 from monitor.intake import Arrival
 from monitor.store.outbox import OutboxStatus, notifications
 from rules import Audience, FindingKind, NotificationKind, PlannedNotification
-from tests.monitor.dispatch.office import BOOKING, Office
+from tests.monitor.dispatch.office import BOOKING, ONC, Office, enrol_due_in
 from tests.monitor.hl7_messages import siu
 from tests.monitor.trial_setup import NOW, enrolment_id
+from tests.notifiers.slack_server import SlackServer
 
 START = "2026-12-01T14:30+00:00"  # the default SIU: Tue 1 Dec 2026 09:30 New York
 MOVED = "2026-12-03T14:30+00:00"  # rescheduled to Thu 3 Dec, still in the Week 72 window
@@ -156,3 +160,91 @@ def test_a_pending_row_whose_plan_moved_is_moved_and_a_retrying_one_keeps_its_ba
     with office.engine.begin() as conn:  # no longer planned: cancelled; other enrolments untouched
         changes = plan_notifications(conn, [], {enrolment}, NOW)
     assert changes.cancelled == 1 and office.row("k1").status == "cancelled"
+
+
+# -- a quiet first run ----------------------------------------------------------------------
+
+# Research exams already on the schedule when the monitor is first pointed at it (MRN, CSN,
+# start, orderable, room, modality): ONC-2101 2101-001 and 2101-002 in their windows (booking
+# notices), NEU-4405 4405-001 early (an alert).
+ALREADY_BOOKED = (
+    ("E10001", "7100000001", "20261201093000", "IMG1234", "CT3", "CT"),
+    ("E10002", "7100000002", "20261127140000", "IMG1234", "CT1", "CT"),
+    ("E10009", "7100000003", "20261130100000", "IMG3301", "MR2", "MR"),
+)
+
+
+def _store_existing_schedule(office: Office) -> list[int]:
+    """The bookings above stored through the intake, as a feed replay before any evaluation."""
+    exam_ids: list[int] = []
+    for number, (mrn, csn, start, code, room, modality) in enumerate(ALREADY_BOOKED):
+        raw = siu(control_id=f"OLD{number}", csn=csn, start=start, mrn=mrn, code=code, room=room,
+                  modality=modality)  # fmt: skip
+        exam_ids.extend(office.intake.receive(Arrival(raw)).exam_ids)
+    return exam_ids
+
+
+@pytest.fixture
+def quiet_office(database_url: str, slack: SlackServer) -> Iterator[Office]:
+    """The office with ``[dispatch] quiet_first_run`` on (the default; ``Office`` turns it off)."""
+    office = Office(database_url, slack, None, dispatch={"quiet_first_run": True})
+    yield office
+    office.close()
+
+
+def test_the_first_evaluation_of_an_existing_schedule_skips_booking_notices_but_plans_reminders(
+    quiet_office: Office,
+) -> None:
+    office = quiet_office
+    exam_ids = _store_existing_schedule(office)
+    assert len(exam_ids) == 3 and office.rows() == []
+    summary = Evaluator(office.engine, office.settings).evaluate_all(office.clock())
+    kinds = {
+        exam_id: {(row.kind, row.status) for row in office.rows(exam_id=exam_id)} for exam_id in exam_ids
+    }
+    for exam_id in exam_ids:
+        assert ("booking", "pending") not in kinds[exam_id], exam_id
+        assert {("reminder", "pending"), ("instructions", "pending")} <= kinds[exam_id], exam_id
+    onc_1, onc_2, neu = exam_ids
+    assert ("booking", "skipped") in kinds[onc_1] and ("booking", "skipped") in kinds[onc_2]
+    assert ("alert", "pending") in kinds[neu]  # problems are still news
+    skipped = office.rows(status="skipped")
+    assert {row.kind for row in skipped} == {"booking"} and len(skipped) == 4  # 2 exams x 2 addresses
+    assert summary.outbox.skipped == 4 and summary.outbox.added == len(office.rows()) - 4
+    # Skipped stays skipped: the next sweep and a replay of the same booking plan nothing anew,
+    # and the dispatcher never claims a skipped row.
+    office.clock.advance(hours=1)
+    again = Evaluator(office.engine, office.settings).evaluate_all(office.clock())
+    office.feed(siu(control_id="OLD0-RESENT", csn="7100000001", mrn="E10001"))
+    assert again.outbox.added == again.outbox.skipped == 0
+    assert {row.id for row in office.rows(status="skipped")} == {row.id for row in skipped}
+    office.keep_only()
+    office.dispatch()
+    assert {row.status for row in office.rows(kind="booking")} == {"skipped"}
+    assert office.slack.fake.posted(ONC) == []
+
+
+def test_a_booking_arriving_after_the_quiet_first_run_is_announced(quiet_office: Office) -> None:
+    office = quiet_office
+    _store_existing_schedule(office)
+    Evaluator(office.engine, office.settings).evaluate_all(office.clock())
+    office.clock.advance(hours=2)
+    # A subject enrolled since books a restaging CT in its window: that booking is news.
+    start = enrol_due_in(office.engine, "E19901", "2101-901", 10, office.clock())
+    receipt, summary = office.feed(siu(control_id="NEW1", csn="7100000009", mrn="E19901", start=start))
+    [exam_id] = receipt.exam_ids
+    bookings = {(row.address, row.status) for row in office.rows(exam_id=exam_id, kind="booking")}
+    assert bookings == {("slack:#onc-2101-imaging", "pending"), ("email:onc2101-team@example.org", "pending")}
+    assert summary.outbox.skipped == 0
+
+
+def test_with_quiet_first_run_off_the_first_evaluation_announces_every_booking(office: Office) -> None:
+    assert office.settings.dispatch.quiet_first_run is False
+    _store_existing_schedule(office)
+    summary = Evaluator(office.engine, office.settings).evaluate_all(office.clock())
+    assert summary.outbox.skipped == 0 and office.rows(status="skipped") == []
+    assert {row.status for row in office.rows(kind="booking")} == {"pending"}
+
+
+def test_quiet_first_run_is_on_by_default() -> None:
+    assert Settings().dispatch.quiet_first_run is True
