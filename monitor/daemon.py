@@ -27,6 +27,7 @@ from monitor.feeds.hl7.mapping import MappingSettings
 from monitor.feeds.mllp import MllpServer
 from monitor.feeds.writer import FeedWriter
 from monitor.intake import Intake
+from monitor.runtime import Runtime
 
 if TYPE_CHECKING:
     from monitor.web.app import EmbeddedWeb
@@ -46,13 +47,21 @@ class Daemon:
         )
         self.evaluator = Evaluator(engine, settings)
         self.writer = FeedWriter(self.intake, after_batch=self._after_batch)
-        self.server = MllpServer(settings.mllp, self.writer)
+        self.runtime = Runtime()  # what /healthz and /metrics report of this process
+        latency = self.runtime.ack_latency(self.intake.feed)
+        self.server = MllpServer(settings.mllp, self.writer, on_ack=latency.observe)
         self.jobs = JobScheduler(engine, settings) if settings.scheduler.enabled else None
+        self.runtime.watch("feed_writer", self.writer)
+        self.runtime.watch("mllp_listener", self.server if settings.mllp.enabled else None)
+        self.runtime.watch("scheduler", self.jobs)
+        if self.jobs is not None:
+            self.jobs.metrics = self.runtime.jobs
         self.web: EmbeddedWeb | None = None
         if settings.web.enabled:
             from monitor.web.app import EmbeddedWeb, create_app  # FastAPI only when the dashboard runs
 
-            self.web = EmbeddedWeb(create_app(settings, engine), settings.web)
+            app = create_app(settings, engine, runtime=self.runtime)
+            self.web = EmbeddedWeb(app, settings.web)
 
     def _after_batch(self, exam_ids: Sequence[int], now: datetime) -> None:
         """On the writer's thread: re-evaluate; new outbox rows bring the next dispatch forward."""

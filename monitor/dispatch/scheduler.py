@@ -33,20 +33,33 @@ when the leader's session ends. Dispatch runs everywhere: rows are claimed with
 ``SKIP LOCKED``. With SQLite there is one process and no lock.
 
 Jobs are observing code: they log failures by exception type (no PHI) and never raise.
+Each run is counted (``hiro_job_runs_total{job, outcome}`` on the daemon's
+:class:`~monitor.runtime.JobMetrics`), and :meth:`JobScheduler.liveness` tells ``/healthz``
+whether the scheduler still starts its jobs: it is down when APScheduler is not running, when
+no job has been started for twice the shortest interval plus 30 s (the loop is stuck), or
+when one run has lasted more than an hour (or four of its intervals, if longer).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from apscheduler.events import EVENT_JOB_MISSED, JobExecutionEvent  # type: ignore[import-untyped]
+from apscheduler.events import (  # type: ignore[import-untyped]
+    EVENT_JOB_MAX_INSTANCES,
+    EVENT_JOB_MISSED,
+    EVENT_JOB_SUBMITTED,
+    JobEvent,
+    JobExecutionEvent,
+)
 from apscheduler.executors.pool import ThreadPoolExecutor  # type: ignore[import-untyped]
 from apscheduler.schedulers.background import BackgroundScheduler  # type: ignore[import-untyped]
+from apscheduler.schedulers.base import STATE_PAUSED, STATE_RUNNING  # type: ignore[import-untyped]
 from apscheduler.triggers.cron import CronTrigger  # type: ignore[import-untyped]
 from apscheduler.triggers.interval import IntervalTrigger  # type: ignore[import-untyped]
 from sqlalchemy import Connection, Engine, text
@@ -58,6 +71,7 @@ from monitor.dispatch.planning import plan_digests
 from monitor.evaluation import Evaluator
 from monitor.registry.protocols import ProtocolCatalogue
 from monitor.render import Renderer
+from monitor.runtime import JobMetrics, Liveness
 from monitor.store.retention import purge_raw_messages
 
 __all__ = ["LEADER_LOCK_KEY", "JobScheduler", "LeaderLock"]
@@ -65,6 +79,7 @@ __all__ = ["LEADER_LOCK_KEY", "JobScheduler", "LeaderLock"]
 log = logging.getLogger("monitor.scheduler")
 
 LEADER_LOCK_KEY = 0x6869726F5F6A6F62  # b"hiro_job": the advisory lock of the replica running the jobs
+JOB_STALL_SECONDS = 3600.0  # a run longer than this (or four intervals) is reported stalled
 
 
 class LeaderLock:
@@ -146,6 +161,8 @@ class JobScheduler:
         dispatcher: Dispatcher | None = None,
         clock: Callable[[], datetime] = _utc_now,
         leader: LeaderLock | None = None,
+        metrics: JobMetrics | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.engine = engine
         self.settings = settings
@@ -165,6 +182,17 @@ class JobScheduler:
             job_defaults={"max_instances": 1, "coalesce": True},
         )
         self.scheduler.add_listener(self._missed, EVENT_JOB_MISSED)
+        self.metrics = metrics
+        # Liveness: when the scheduler's loop last started (or skipped, already running) a job,
+        # and which runs are under way since when. Written by APScheduler's threads, read by
+        # /healthz; a float store and a dict under a lock, never the scheduler's own locks.
+        self._monotonic = monotonic
+        self._woke_at = monotonic()
+        self._wake_within = 3600.0  # these two are set from the jobs' intervals by start()
+        self._stall_after: dict[str, float] = {}
+        self._running: dict[str, float] = {}
+        self._running_lock = threading.Lock()
+        self.scheduler.add_listener(self._woke, EVENT_JOB_SUBMITTED | EVENT_JOB_MAX_INSTANCES)
         self._add_jobs()
 
     def _add_jobs(self) -> None:
@@ -172,7 +200,7 @@ class JobScheduler:
         add = self.scheduler.add_job
         if self.dispatcher is not None:
             every = jobs.dispatch_every_seconds
-            add(self.dispatcher.observe_tick, IntervalTrigger(seconds=every), id="dispatch",
+            add(self._dispatch_tick, IntervalTrigger(seconds=every), id="dispatch",
                 misfire_grace_time=max(1, round(every)), coalesce=True, max_instances=1)  # fmt: skip
         minutes = jobs.evaluate_every_minutes
         add(self.evaluate, IntervalTrigger(minutes=minutes), id="evaluate",
@@ -195,6 +223,14 @@ class JobScheduler:
         catch_up = ["evaluate", "purge", "fhir_poll"]
         if self.settings.scheduler.digest_enabled and now.hour >= self.settings.scheduler.digest_hour:
             catch_up.append("digest")
+        intervals = {
+            job.id: job.trigger.interval.total_seconds()
+            for job in self.scheduler.get_jobs()
+            if isinstance(job.trigger, IntervalTrigger)
+        }
+        self._wake_within = 2 * min(intervals.values(), default=1800.0) + 30
+        self._stall_after = {job: max(JOB_STALL_SECONDS, 4 * every) for job, every in intervals.items()}
+        self._woke_at = self._monotonic()
         self.scheduler.start()
         for job_id in catch_up:
             job = self.scheduler.get_job(job_id)
@@ -220,7 +256,33 @@ class JobScheduler:
         except Exception as exc:
             log.debug("bringing dispatch forward failed (%s)", type(exc).__name__)
 
+    def liveness(self) -> Liveness:
+        """Up while APScheduler runs, its loop keeps starting jobs and no run has stalled."""
+        state = self.scheduler.state
+        if state != STATE_RUNNING:
+            return Liveness(False, "paused" if state == STATE_PAUSED else "not running")
+        now = self._monotonic()
+        quiet = now - self._woke_at
+        if quiet > self._wake_within:
+            expected = f"expected within {self._wake_within:.0f} s"
+            return Liveness(False, f"no job started for {quiet:.0f} s ({expected})")
+        with self._running_lock:
+            running = dict(self._running)
+        for job, since in sorted(running.items()):
+            if now - since > self._stall_after.get(job, JOB_STALL_SECONDS):
+                return Liveness(False, f"job {job} has been running for {now - since:.0f} s")
+        names = ", ".join(sorted(running)) or "none"
+        return Liveness(True, f"last job started {quiet:.0f} s ago; running: {names}")
+
+    def _woke(self, event: JobEvent) -> None:
+        self._woke_at = self._monotonic()
+
+    def _record(self, job: str, outcome: str) -> None:
+        if self.metrics is not None:
+            self.metrics.record(job, outcome)
+
     def _missed(self, event: JobExecutionEvent) -> None:
+        self._record(event.job_id, "missed")
         late = datetime.now(UTC) - event.scheduled_run_time
         level = logging.DEBUG if event.job_id == "dispatch" else logging.WARNING
         log.log(
@@ -235,14 +297,28 @@ class JobScheduler:
         log.debug("job %s: another replica runs the scheduled jobs", job)
         return False
 
-    def _guarded(self, job: str, run: Callable[[], Any]) -> bool:
-        if not self._leading(job):
+    def _guarded(self, job: str, run: Callable[[], Any], *, leader_only: bool = True) -> bool:
+        if leader_only and not self._leading(job):
+            self._record(job, "not_leader")
             return False
+        with self._running_lock:
+            self._running[job] = self._monotonic()
         try:
             run()
         except Exception as exc:
             log.error("job %s failed (%s)", job, type(exc).__name__)
+            self._record(job, "error")
+        else:
+            self._record(job, "success")
+        finally:
+            with self._running_lock:
+                self._running.pop(job, None)
         return True
+
+    def _dispatch_tick(self) -> None:
+        """Start sending what is due (on every replica: rows are claimed one by one)."""
+        if self.dispatcher is not None:
+            self._guarded("dispatch", self.dispatcher.tick, leader_only=False)
 
     def evaluate(self) -> bool:
         """Re-evaluate every enrolment (and plan its messages). False: not the leader."""

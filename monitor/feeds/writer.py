@@ -11,16 +11,23 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol, TypeVar
 
 from monitor.feeds.hl7.ack import build_ack
 from monitor.intake import UNAVAILABLE, Arrival, Intake, Receipt
 from monitor.logs import where
+from monitor.runtime import Liveness
 
 log = logging.getLogger("monitor.feeds.writer")
+
+T = TypeVar("T")
+# One call on the writer thread longer than this is a stalled feed (/healthz): the senders
+# of everything queued behind it are waiting for their ACKs.
+STALL_SECONDS = 120.0
 
 
 class PeerLike(Protocol):
@@ -63,6 +70,25 @@ class FeedWriter:
         self._queue: asyncio.Queue[tuple[Arrival, asyncio.Future[Receipt]] | None] = asyncio.Queue()
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"writer-{intake.feed}")
         self._task: asyncio.Task[None] | None = None
+        self._busy_since: float | None = None  # time.monotonic() of the call on the thread
+
+    def liveness(self) -> Liveness:
+        """Up while the writer task runs and no call has held its thread for ``STALL_SECONDS``."""
+        if self._task is None:
+            return Liveness(False, "not started")
+        if self._task.done():
+            return Liveness(False, "stopped")
+        since = self._busy_since
+        if since is not None and time.monotonic() - since > STALL_SECONDS:
+            return Liveness(False, f"one write has taken {time.monotonic() - since:.0f} s")
+        return Liveness(True, f"{self._queue.qsize()} message(s) queued")
+
+    async def _on_thread(self, call: Callable[..., T], *args: Any) -> T:
+        self._busy_since = time.monotonic()
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._thread, call, *args)
+        finally:
+            self._busy_since = None
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"feed-writer-{self.intake.feed}")
@@ -127,7 +153,7 @@ class FeedWriter:
         loop = asyncio.get_running_loop()
         arrivals = [arrival for arrival, _ in batch]
         try:
-            receipts = await loop.run_in_executor(self._thread, self.intake.receive_batch, arrivals)
+            receipts = await self._on_thread(self.intake.receive_batch, arrivals)
         except Exception as exc:
             log.error("writer failed on a batch of %d: %s", len(batch), where(exc))
             receipts = [UNAVAILABLE] * len(batch)
@@ -136,7 +162,7 @@ class FeedWriter:
                 future.set_result(receipt)
         if self.intake.store_raw_first:  # ACKs are out; now apply what was stored raw
             try:
-                receipts = await loop.run_in_executor(self._thread, self.intake.process_pending)
+                receipts = await self._on_thread(self.intake.process_pending)
             except Exception as exc:  # stays pending; retried after the next batch and at start
                 log.error("processing stored messages failed: %s", where(exc))
                 return
@@ -149,7 +175,7 @@ class FeedWriter:
     async def _observe_changed(self) -> None:
         exam_ids, self._changed, self._observe_at = sorted(self._changed), set(), None
         if exam_ids:
-            await asyncio.get_running_loop().run_in_executor(self._thread, self._observe, exam_ids)
+            await self._on_thread(self._observe, exam_ids)
 
     def _observe(self, exam_ids: Sequence[int]) -> None:
         """Hand changed exams to ``after_batch`` (observing: errors are logged, never raised)."""

@@ -28,6 +28,7 @@ from sqlalchemy import Engine
 from monitor.config import Settings, WebSettings
 from monitor.registry.protocols import ProtocolCatalogue
 from monitor.render import Renderer
+from monitor.runtime import Runtime
 from monitor.web.accounts import Role, Session
 from monitor.web.security import Forbidden, Gate, NotSignedIn, SecurityHeaders, set_session_cookie
 
@@ -48,6 +49,7 @@ class Web:
     gate: Gate
     clock: Callable[[], datetime]
     catalogue: ProtocolCatalogue  # parsed protocols in force, kept across requests
+    runtime: Runtime | None = None  # the hosting daemon's probes and metrics; None: dashboard alone
 
     def page(
         self, request: Request, session: Session | None, name: str, context: dict[str, Any], status: int = 200
@@ -90,8 +92,18 @@ def _static_dir() -> Path:
     return Path(str(resources.files("templates").joinpath("web/static")))
 
 
-def create_app(settings: Settings, engine: Engine, *, clock: Callable[[], datetime] | None = None) -> FastAPI:
-    """The dashboard and API for ``settings`` over ``engine``; ``clock`` is for tests."""
+def create_app(
+    settings: Settings,
+    engine: Engine,
+    *,
+    clock: Callable[[], datetime] | None = None,
+    runtime: Runtime | None = None,
+) -> FastAPI:
+    """The dashboard and API for ``settings`` over ``engine``; ``clock`` is for tests.
+
+    ``runtime`` is the hosting daemon's (``hiro-monitor run``): ``/healthz`` then checks its
+    listener, writer and scheduler, and ``/metrics`` adds its ACK latency and job counters.
+    """
     from monitor.web import api, health, pages, review
 
     now = clock or _utc_now
@@ -109,6 +121,7 @@ def create_app(settings: Settings, engine: Engine, *, clock: Callable[[], dateti
         gate=Gate(engine, settings.web, now),
         clock=now,
         catalogue=ProtocolCatalogue(),
+        runtime=runtime,
     )
     app.add_middleware(SecurityHeaders)
 

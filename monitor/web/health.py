@@ -1,16 +1,41 @@
 """``/healthz`` and ``/metrics``: answered without signing in, so they carry no PHI.
 
-``/metrics`` is Prometheus text, computed from the store at scrape time (a custom collector
-on a private registry: no module globals, two apps in one process do not collide):
+``/healthz`` answers JSON with one entry per component and 503 when any component of *this
+process* is down::
+
+    {"status": "ok" | "unavailable",
+     "failing": ["scheduler"],
+     "components": {"database": {"status": "ok"},
+                    "mllp_listener": {"status": "ok", "detail": "port 2575, 3 connection(s) open"},
+                    "feed_writer": {"status": "ok", "detail": "0 message(s) queued"},
+                    "scheduler": {"status": "down", "detail": "not running"}}}
+
+A component's status is ``ok``, ``down``, ``disabled`` (switched off in this daemon's
+settings) or ``not_in_this_process`` (``hiro-monitor web`` serving the dashboard alone: the
+listener, writer and scheduler run in the daemon, which has its own ``/healthz``). Only
+``down`` fails the check. Details are ports, counts and seconds, never message content.
+
+``/metrics`` is Prometheus text: the store's counts, computed at scrape time (a custom
+collector: no module globals, two apps in one process do not collide), plus the hosting
+daemon's own registry (:class:`monitor.runtime.Runtime`) when there is one:
 
 - ``hiro_messages_total{feed, type, outcome}``: messages stored, by HL7 type and outcome;
 - ``hiro_findings_open{kind}``: open findings by kind;
-- ``hiro_feed_last_message_timestamp_seconds{feed}``: when each feed last delivered.
+- ``hiro_feed_last_message_timestamp_seconds{feed}``: when each feed last delivered;
+- ``hiro_outbox_notifications{channel, status}``: outbox rows pending, sending or failed;
+- ``hiro_outbox_oldest_due_seconds{channel}``: how long the longest-waiting sendable row
+  (pending, its next attempt due) has been due; 0 when none is;
+- ``hiro_store_up``: 1 when the store answered this scrape, 0 when it did not (the store's
+  other series are then absent, the daemon's are still there);
+- from the daemon: ``hiro_ack_latency_seconds{feed, code}`` (histogram),
+  ``hiro_job_runs_total{job, outcome}``, ``hiro_job_last_success_timestamp_seconds{job}``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import logging
+from collections.abc import Callable, Iterator
+from datetime import datetime
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
@@ -18,23 +43,47 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
-from sqlalchemy import Engine, func, select, text
+from sqlalchemy import Connection, Engine, func, select, text
 from sqlalchemy.exc import SQLAlchemyError
 
+from monitor.runtime import COMPONENTS, Runtime
 from monitor.store.findings import OPEN, findings
+from monitor.store.outbox import OutboxStatus, notifications
 from monitor.store.schema import messages
 from monitor.web.feeds import _aware
+from notifiers import CHANNELS
 
 router = APIRouter(include_in_schema=False)
+log = logging.getLogger("monitor.web.health")
+
+# The outbox states an operator watches; ``sent`` and ``cancelled`` only grow and are
+# answered by hiro-monitor notifications.
+_WATCHED = (OutboxStatus.PENDING, OutboxStatus.SENDING, OutboxStatus.FAILED)
 
 
 class StoreCollector(Collector):
-    """Reads the counts from the store on each scrape."""
+    """Reads the counts from the store on each scrape; a store that fails yields ``hiro_store_up 0``."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, clock: Callable[[], datetime]) -> None:
         self.engine = engine
+        self.clock = clock
 
     def collect(self) -> Iterator[Metric]:
+        up = GaugeMetricFamily("hiro_store_up", "1 when the store answered this scrape")
+        try:
+            with self.engine.connect() as conn:
+                families = [*self._feeds(conn), *self._outbox(conn, self.clock())]
+        except SQLAlchemyError as exc:
+            log.warning("metrics: the store did not answer (%s)", type(exc).__name__)
+            up.add_metric([], 0.0)
+            yield up
+            return
+        up.add_metric([], 1.0)
+        yield up
+        yield from families
+
+    @staticmethod
+    def _feeds(conn: Connection) -> list[Metric]:
         received = GaugeMetricFamily(
             "hiro_messages_total", "Messages stored, by feed, message type and outcome",
             labels=["feed", "type", "outcome"],
@@ -44,43 +93,116 @@ class StoreCollector(Collector):
             "hiro_feed_last_message_timestamp_seconds", "When each feed last delivered a message",
             labels=["feed"],
         )  # fmt: skip
-        with self.engine.connect() as conn:
-            for feed, kind, outcome, count in conn.execute(
-                select(messages.c.feed, messages.c.message_type, messages.c.outcome, func.count()).group_by(
-                    messages.c.feed, messages.c.message_type, messages.c.outcome
-                )
-            ):
-                received.add_metric([feed, kind or "unknown", outcome], float(count))
-            for kind, count in conn.execute(
-                select(findings.c.kind, func.count())
-                .where(findings.c.status == OPEN)
-                .group_by(findings.c.kind)
-            ):
-                open_findings.add_metric([kind], float(count))
-            for feed, at in conn.execute(
-                select(messages.c.feed, func.max(messages.c.received_at)).group_by(messages.c.feed)
-            ):
-                if at is not None:
-                    last.add_metric([feed], _aware(at).timestamp())
-        yield received
-        yield open_findings
-        yield last
+        for feed, kind, outcome, count in conn.execute(
+            select(messages.c.feed, messages.c.message_type, messages.c.outcome, func.count()).group_by(
+                messages.c.feed, messages.c.message_type, messages.c.outcome
+            )
+        ):
+            received.add_metric([feed, kind or "unknown", outcome], float(count))
+        for kind, count in conn.execute(
+            select(findings.c.kind, func.count()).where(findings.c.status == OPEN).group_by(findings.c.kind)
+        ):
+            open_findings.add_metric([kind], float(count))
+        for feed, at in conn.execute(
+            select(messages.c.feed, func.max(messages.c.received_at)).group_by(messages.c.feed)
+        ):
+            if at is not None:
+                last.add_metric([feed], _aware(at).timestamp())
+        return [received, open_findings, last]
+
+    @staticmethod
+    def _outbox(conn: Connection, now: datetime) -> list[Metric]:
+        rows = GaugeMetricFamily(
+            "hiro_outbox_notifications", "Outbox rows pending, being sent or failed, by channel and status",
+            labels=["channel", "status"],
+        )  # fmt: skip
+        oldest = GaugeMetricFamily(
+            "hiro_outbox_oldest_due_seconds",
+            "How long the longest-waiting sendable pending row has been due, by channel (0: none)",
+            labels=["channel"],
+        )
+        counts: dict[tuple[str, str], int] = {}
+        for channel, status, count in conn.execute(
+            select(notifications.c.channel, notifications.c.status, func.count())
+            .where(notifications.c.status.in_([status.value for status in _WATCHED]))
+            .group_by(notifications.c.channel, notifications.c.status)
+        ):
+            counts[(channel, status)] = int(count)
+        waiting: dict[str, float] = {}
+        for channel, due in conn.execute(
+            select(notifications.c.channel, func.min(notifications.c.next_attempt_at))
+            .where(
+                notifications.c.status == OutboxStatus.PENDING.value,
+                notifications.c.next_attempt_at <= now,
+            )
+            .group_by(notifications.c.channel)
+        ):
+            if due is not None:
+                waiting[channel] = max(0.0, (now - _aware(due)).total_seconds())
+        # Every known channel gets every series, zeros included: an alert on "failed > 0"
+        # must see the value go back to 0, not the series vanish.
+        channels = sorted(set(CHANNELS) | {channel for channel, _ in counts} | set(waiting))
+        for channel in channels:
+            for status in _WATCHED:
+                rows.add_metric([channel, status.value], float(counts.get((channel, status.value), 0)))
+            oldest.add_metric([channel], waiting.get(channel, 0.0))
+        return [rows, oldest]
+
+
+class _DaemonMetrics(Collector):
+    """The hosting daemon's registry, scraped with the store's counts in one exposition."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self.registry.collect()
+
+
+def component_status(engine: Engine, runtime: Runtime | None) -> dict[str, dict[str, str]]:
+    """Each component's ``status`` (and ``detail``); a probe that raises counts as down."""
+    found: dict[str, dict[str, str]] = {}
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        found["database"] = {"status": "ok"}
+    except SQLAlchemyError as exc:
+        found["database"] = {"status": "down", "detail": f"unreachable ({type(exc).__name__})"}
+    watched = runtime.watched if runtime is not None else {}
+    for component in COMPONENTS:
+        if component not in watched:
+            found[component] = {"status": "not_in_this_process"}
+            continue
+        probe = watched[component]
+        if probe is None:
+            found[component] = {"status": "disabled"}
+            continue
+        try:
+            answer = probe.liveness()
+        except Exception as exc:  # observing: a broken probe reports, never raises
+            found[component] = {"status": "down", "detail": f"probe failed ({type(exc).__name__})"}
+            continue
+        found[component] = {"status": "ok" if answer.up else "down"}
+        if answer.detail:
+            found[component]["detail"] = answer.detail
+    return found
 
 
 @router.get("/healthz")
 def healthz(request: Request) -> Response:
-    """200 when the store answers, 503 when it does not."""
-    engine: Engine = request.app.state.web.engine
-    try:
-        with engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
-    except SQLAlchemyError:
-        return JSONResponse({"status": "unavailable", "database": "unreachable"}, status_code=503)
-    return JSONResponse({"status": "ok", "database": "ok"})
+    """200 when every component of this process is up, 503 naming the ones that are not."""
+    web = request.app.state.web
+    components = component_status(web.engine, web.runtime)
+    failing = [name for name, state in components.items() if state["status"] == "down"]
+    body = {"status": "unavailable" if failing else "ok", "failing": failing, "components": components}
+    return JSONResponse(body, status_code=503 if failing else 200)
 
 
 @router.get("/metrics")
 def metrics(request: Request) -> Response:
+    web = request.app.state.web
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(StoreCollector(request.app.state.web.engine))
+    registry.register(StoreCollector(web.engine, web.clock))
+    if web.runtime is not None:
+        registry.register(_DaemonMetrics(web.runtime.registry))
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

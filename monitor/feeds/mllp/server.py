@@ -23,12 +23,14 @@ import itertools
 import logging
 import ssl
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
 from monitor.config import ConfigError, MllpSettings
 from monitor.feeds.mllp.framing import BrokenFrame, Event, Frame, FrameDecoder, Oversize, frame
 from monitor.logs import where
+from monitor.runtime import Liveness
 
 log = logging.getLogger("monitor.mllp")
 
@@ -150,11 +152,22 @@ class MllpServer:
     - broken frames and bytes outside frames are counted and logged, never handled;
     - a disconnect mid-frame drops the partial frame: it was never acknowledged, so the
       sender resends it.
+
+    ``on_ack(ack, seconds)``, if given, is told of every ACK written: the time from the read
+    that completed its frame to the ACK drained (frames pipelined in one read include their
+    wait behind the earlier ones). Observing code: its exceptions are logged and ignored.
     """
 
-    def __init__(self, settings: MllpSettings, handler: MessageHandler) -> None:
+    def __init__(
+        self,
+        settings: MllpSettings,
+        handler: MessageHandler,
+        *,
+        on_ack: Callable[[bytes, float], None] | None = None,
+    ) -> None:
         self._settings = settings
         self._handler = handler
+        self._on_ack = on_ack
         self._networks = parse_allowed_senders(settings.allowed_senders)
         if bool(settings.tls_certificate) != bool(settings.tls_private_key):
             raise ConfigError("mllp.tls_certificate and mllp.tls_private_key must be set together")
@@ -187,6 +200,14 @@ class MllpServer:
             self.port,
             " (TLS)" if self._tls else "",
         )
+
+    def liveness(self) -> Liveness:
+        """Up while bound and accepting connections (not before start, not once close began)."""
+        if self._server is None:
+            return Liveness(False, "not started")
+        if self._closing or not self._server.is_serving():
+            return Liveness(False, "closed")
+        return Liveness(True, f"port {self.port}, {self.stats.connections_open} connection(s) open")
 
     async def serve_forever(self) -> None:
         """Wait until :meth:`close` has finished (start first if needed)."""
@@ -334,18 +355,21 @@ class MllpServer:
                 return
             events = decoder.feed(data)
             if events:
+                decoded_at = time.perf_counter()
                 frame_deadline = None
                 connection.busy = True
                 try:
                     for event in events:
-                        if not await self._dispatch(event, connection, writer) or self._closing:
+                        if not await self._dispatch(event, connection, writer, decoded_at) or self._closing:
                             return
                 finally:
                     connection.busy = False
             if frame_deadline is None and decoder.in_frame:
                 frame_deadline = loop.time() + settings.message_deadline_seconds
 
-    async def _dispatch(self, event: Event, connection: _Connection, writer: asyncio.StreamWriter) -> bool:
+    async def _dispatch(
+        self, event: Event, connection: _Connection, writer: asyncio.StreamWriter, decoded_at: float
+    ) -> bool:
         """Act on one decoder event; False when the connection is no longer usable."""
         peer = connection.peer
         if isinstance(event, Frame):
@@ -368,7 +392,13 @@ class MllpServer:
             return True
         if ack is None:
             return True
-        return await self._send(ack, peer, writer)
+        sent = await self._send(ack, peer, writer)
+        if sent and self._on_ack is not None:
+            try:
+                self._on_ack(ack, time.perf_counter() - decoded_at)
+            except Exception as exc:  # a broken metric never costs a message (STYLE.md)
+                log.debug("mllp on_ack observer raised %s", type(exc).__name__)
+        return sent
 
     async def _on_frame(self, message: bytes, peer: Peer) -> bytes | None:
         self.stats.frames += 1
