@@ -45,6 +45,7 @@ COMMAND_GROUPS: tuple[str, ...] = (
     "monitor.commands.db",
     "monitor.commands.check",
     "monitor.commands.web",
+    "monitor.commands.calendar",
 )
 
 

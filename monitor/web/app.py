@@ -104,7 +104,7 @@ def create_app(
     ``runtime`` is the hosting daemon's (``hiro-monitor run``): ``/healthz`` then checks its
     listener, writer and scheduler, and ``/metrics`` adds its ACK latency and job counters.
     """
-    from monitor.web import api, health, pages, review
+    from monitor.web import api, calendar, health, pages, review
 
     now = clock or _utc_now
     app = FastAPI(
@@ -155,7 +155,7 @@ def create_app(
         return HTMLResponse("<!DOCTYPE html><title>Not allowed</title><p>Not allowed for your role.</p>", 403)
 
     app.mount("/static", StaticFiles(directory=_static_dir()), name="static")
-    for module in (health, pages, review, api):
+    for module in (health, pages, review, api, calendar):
         app.include_router(module.router)
     return app
 
