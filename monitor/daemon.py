@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
 
+from monitor.clock import SYSTEM_CLOCK, Clock
 from monitor.config import Settings
 from monitor.dispatch.scheduler import JobScheduler
 from monitor.evaluation import Evaluator
@@ -30,27 +31,46 @@ from monitor.intake import Intake
 from monitor.runtime import Runtime
 
 if TYPE_CHECKING:
+    from monitor.dispatch.dispatcher import Dispatcher
     from monitor.web.app import EmbeddedWeb
 
 log = logging.getLogger("monitor.daemon")
 
 
 class Daemon:
-    """The listener and its writer, started and stopped together."""
+    """The listener and its writer, started and stopped together.
 
-    def __init__(self, settings: Settings, engine: Engine) -> None:
+    ``clock`` is where every decision's ``now`` comes from (the demo's faster clock; the
+    system clock otherwise); ``dispatcher`` replaces the one the jobs would build from the
+    settings (the demo's, which prints to the console).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        engine: Engine,
+        *,
+        clock: Clock = SYSTEM_CLOCK,
+        dispatcher: Dispatcher | None = None,
+    ) -> None:
         self.settings = settings
+        self.clock = clock
         self.intake = Intake(
             engine,
             MappingSettings.from_settings(settings.hl7),
             store_raw_first=settings.mllp.ack_mode == "after_storing_raw",
+            clock=clock,
         )
         self.evaluator = Evaluator(engine, settings)
         self.writer = FeedWriter(self.intake, after_batch=self._after_batch)
         self.runtime = Runtime()  # what /healthz and /metrics report of this process
         latency = self.runtime.ack_latency(self.intake.feed)
         self.server = MllpServer(settings.mllp, self.writer, on_ack=latency.observe)
-        self.jobs = JobScheduler(engine, settings) if settings.scheduler.enabled else None
+        self.jobs = (
+            JobScheduler(engine, settings, dispatcher=dispatcher, clock=clock, speed=clock.speed)
+            if settings.scheduler.enabled
+            else None
+        )
         self.runtime.watch("feed_writer", self.writer)
         self.runtime.watch("mllp_listener", self.server if settings.mllp.enabled else None)
         self.runtime.watch("scheduler", self.jobs)
@@ -60,7 +80,7 @@ class Daemon:
         if settings.web.enabled:
             from monitor.web.app import EmbeddedWeb, create_app  # FastAPI only when the dashboard runs
 
-            app = create_app(settings, engine, runtime=self.runtime)
+            app = create_app(settings, engine, runtime=self.runtime, clock=clock)
             self.web = EmbeddedWeb(app, settings.web)
 
     def _after_batch(self, exam_ids: Sequence[int], now: datetime) -> None:

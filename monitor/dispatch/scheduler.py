@@ -27,6 +27,12 @@ that: evaluation and purge run at start-up (both are idempotent), and today's di
 planned at start-up when its hour has passed: its dedupe key carries the day, so it is
 delivered once per trial, address and day however often the process restarts.
 
+A faster clock (the demo's ``--speed``, :class:`monitor.clock.ScaledClock`): ``speed``
+divides the evaluation interval and its grace time (no shorter than one real second), so
+due and missed visits are found every simulated quarter hour as in production. Dispatch
+keeps its real polling interval (it only asks which rows are due by the clock), and the
+daily digest and purge keep real wall-clock hours.
+
 Replicas (PostgreSQL): only the replica holding the advisory lock (:class:`LeaderLock`)
 runs evaluate, digest, purge and poll; the others check again at each run and take over
 when the leader's session ends. Dispatch runs everywhere: rows are claimed with
@@ -160,6 +166,7 @@ class JobScheduler:
         *,
         dispatcher: Dispatcher | None = None,
         clock: Callable[[], datetime] = _utc_now,
+        speed: float = 1.0,
         leader: LeaderLock | None = None,
         metrics: JobMetrics | None = None,
         monotonic: Callable[[], float] = time.monotonic,
@@ -167,6 +174,7 @@ class JobScheduler:
         self.engine = engine
         self.settings = settings
         self.clock = clock
+        self.speed = speed  # simulated seconds per real second of ``clock``
         self.zone = ZoneInfo(settings.site.timezone)
         self.leader = leader or LeaderLock(engine)
         self.dispatcher = dispatcher
@@ -202,9 +210,10 @@ class JobScheduler:
             every = jobs.dispatch_every_seconds
             add(self._dispatch_tick, IntervalTrigger(seconds=every), id="dispatch",
                 misfire_grace_time=max(1, round(every)), coalesce=True, max_instances=1)  # fmt: skip
-        minutes = jobs.evaluate_every_minutes
-        add(self.evaluate, IntervalTrigger(minutes=minutes), id="evaluate",
-            misfire_grace_time=max(30, minutes * 30), coalesce=True, max_instances=1)  # fmt: skip
+        every = max(1.0, jobs.evaluate_every_minutes * 60 / self.speed)  # real seconds
+        grace = max(1, round(max(30, jobs.evaluate_every_minutes * 30) / self.speed))
+        add(self.evaluate, IntervalTrigger(seconds=every), id="evaluate",
+            misfire_grace_time=grace, coalesce=True, max_instances=1)  # fmt: skip
         if jobs.digest_enabled:
             add(self.digest, CronTrigger(hour=jobs.digest_hour, timezone=self.zone), id="digest",
                 misfire_grace_time=6 * 3600, coalesce=True, max_instances=1)  # fmt: skip

@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
 from monitor.feeds.hl7.ack import build_ack
@@ -106,7 +106,7 @@ class FeedWriter:
         return await future
 
     async def on_message(self, message: bytes, peer: PeerLike) -> bytes | None:
-        receipt = await self.submit(Arrival(message, peer=peer.host, received_at=datetime.now(UTC)))
+        receipt = await self.submit(Arrival(message, peer=peer.host, received_at=self.intake.clock()))
         if receipt is UNAVAILABLE and not self.answer_ar_when_down:
             return None
         return receipt.ack(message)
