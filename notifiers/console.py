@@ -4,6 +4,12 @@
 error, ``console:log`` to the ``notifiers.console`` logger. The text is the same plain-text
 body email uses, under this channel's PHI policy; the log target only ever uses ``none``
 (logs carry no PHI: DESIGN.md, invariant 5).
+
+``brief=True`` (the demo, which sends every channel's messages here) prints a few lines per
+message instead (``templates/console/brief.txt``) under a banner that says what it is, for
+whom and where it would have gone (``COORDINATOR ALERT for coordinators -> slack:#onc``),
+and a message already printed word for word for another address (the same alert to the
+coordinators' email and Slack) as one line.
 """
 
 from __future__ import annotations
@@ -12,20 +18,47 @@ import hashlib
 import logging
 import sys
 import threading
+from collections import OrderedDict
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, ClassVar, TextIO
 
+import jinja2
+
 from monitor.render import Renderer
-from notifiers.base import Delivery, Notification, Notifier, NotifierError
-from notifiers.compose import text_body
+from notifiers.base import Delivery, MessageKind, Notification, Notifier, NotifierError
+from notifiers.compose import message_context, text_body
 from notifiers.policy import PhiPolicy
 
 if TYPE_CHECKING:
     from monitor.config import Settings
 
-__all__ = ["ConsoleNotifier"]
+__all__ = ["BANNERS", "ConsoleNotifier", "brief_body"]
 
 log = logging.getLogger("notifiers.console")
+
+BANNERS: dict[MessageKind, str] = {
+    MessageKind.ALERT: "COORDINATOR ALERT",
+    MessageKind.REMINDER: "COORDINATOR REMINDER",
+    MessageKind.BOOKING: "BOOKING NOTICE",
+    MessageKind.DIGEST: "DAILY DIGEST",
+    MessageKind.INSTRUCTIONS: "TECHNOLOGIST SHEET",
+}
+
+_REMEMBERED = 4096  # brief bodies kept to recognise a copy for another address
+
+
+def brief_body(renderer: Renderer, notification: Notification, policy: PhiPolicy) -> str:
+    """The few lines ``templates/console/brief.txt`` makes of ``notification`` under ``policy``.
+
+    Raises a permanent :class:`NotifierError` when the template is missing or fails.
+    """
+    context = message_context(renderer, notification, policy)
+    context["address"] = notification.address
+    context["due_at"] = notification.due_at
+    try:
+        return renderer.render("console/brief.txt", context)
+    except jinja2.TemplateError as exc:
+        raise NotifierError(f"template console/brief.txt: {exc.message}", permanent=True) from exc
 
 
 class ConsoleNotifier(Notifier):
@@ -34,18 +67,56 @@ class ConsoleNotifier(Notifier):
     name: ClassVar[str] = "console"
 
     def __init__(
-        self, *, renderer: Renderer, policy: PhiPolicy = PhiPolicy.NONE, stream: TextIO | None = None
+        self,
+        *,
+        renderer: Renderer,
+        policy: PhiPolicy = PhiPolicy.NONE,
+        stream: TextIO | None = None,
+        brief: bool = False,
     ) -> None:
         self.renderer = renderer
         self.policy = policy
         self.stream = stream
+        self.brief = brief
         self._lock = threading.Lock()
+        self._printed: OrderedDict[str, str] = OrderedDict()  # brief body digest -> first address
 
     @classmethod
     def from_settings(
         cls, settings: Settings, *, renderer: Renderer, environ: Mapping[str, str] | None = None
     ) -> ConsoleNotifier:
         return cls(renderer=renderer)
+
+    def _write_brief(self, notification: Notification, update: bool) -> Delivery:
+        """The brief block on ``self.stream`` (stdout when None), or one line for a copy."""
+        body = brief_body(self.renderer, notification, self.policy).rstrip("\n")
+        # A copy has the same words and due time (a 72 h and a 24 h reminder share their words).
+        copy_of = f"{notification.kind}|{update}|{notification.due_at}|{body}"
+        digest = hashlib.sha256(copy_of.encode()).hexdigest()
+        banner = BANNERS[notification.kind] + (" (update)" if update else "")
+        due = notification.due_at
+        when = f", due {self.renderer.format_datetime(due)}" if due is not None else ""
+        block = (
+            f"\n===== {banner} for {notification.audience.value}s -> {notification.address}{when} =====\n"
+            f"{body}\n"
+        )
+        headline = body.partition("\n")[0]
+        copy = f"      (also to {notification.address}: {headline})\n"
+        stream = self.stream or sys.stdout
+        with self._lock:
+            first = digest not in self._printed
+            if first:
+                self._printed[digest] = notification.address
+                if len(self._printed) > _REMEMBERED:
+                    self._printed.popitem(last=False)
+            stream.write(block if first else copy)
+            stream.flush()
+        return self._delivery(notification, notification.address)
+
+    def _delivery(self, notification: Notification, destination: str) -> Delivery:
+        reference = hashlib.sha256(notification.dedupe_key.encode("utf-8")).hexdigest()[:16]
+        external_id = f"console-{reference}"
+        return Delivery(self.name, external_id=external_id, destination=destination, status="written")
 
     def _write(self, notification: Notification, banner: str) -> Delivery:
         target = notification.target or "stdout"
@@ -63,12 +134,16 @@ class ConsoleNotifier(Notifier):
                 )
                 stream.write(text if text.endswith("\n") else text + "\n")
                 stream.flush()
-        reference = hashlib.sha256(notification.dedupe_key.encode("utf-8")).hexdigest()[:16]
-        return Delivery(self.name, external_id=f"console-{reference}", destination=target, status="written")
+        return self._delivery(notification, target)
 
     def send(self, notification: Notification) -> Delivery:
+        if self.brief:
+            return self._write_brief(notification, update=False)
         return self._write(notification, "hiro-monitor")
 
     def update(self, notification: Notification, previous: Delivery) -> Delivery:
-        self._write(notification, f"hiro-monitor update of {previous.external_id}:")
+        if self.brief:
+            self._write_brief(notification, update=True)
+        else:
+            self._write(notification, f"hiro-monitor update of {previous.external_id}:")
         return previous

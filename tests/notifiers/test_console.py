@@ -7,7 +7,7 @@ import pytest
 
 from monitor.render import Renderer
 from notifiers import MessageKind, NotifierError, PhiPolicy
-from notifiers.console import ConsoleNotifier
+from notifiers.console import BANNERS, ConsoleNotifier
 from tests.notifiers.conftest import INITIALS, MakeNotification, alert_content, assert_no_phi, digest_content
 
 
@@ -53,3 +53,37 @@ def test_an_unknown_console_target_is_permanent(
     with pytest.raises(NotifierError) as caught:
         ConsoleNotifier(renderer=renderer).send(make_notification("console:printer"))
     assert caught.value.permanent
+
+
+@pytest.mark.parametrize("kind", list(MessageKind))
+def test_the_brief_console_prints_a_banner_and_a_few_lines_without_phi(
+    renderer: Renderer, make_notification: MakeNotification, kind: MessageKind
+) -> None:
+    stream = io.StringIO()
+    notifier = ConsoleNotifier(renderer=renderer, stream=stream, brief=True)
+    content = digest_content() if kind is MessageKind.DIGEST else alert_content(detail="MRN E7730912")
+    delivery = notifier.send(make_notification("slack:#onc-2101-imaging", kind, content=content))
+    printed = stream.getvalue()
+    assert printed.startswith(f"\n===== {BANNERS[kind]} for ")
+    assert "-> slack:#onc-2101-imaging" in printed and "[ONC-2101]" in printed
+    assert delivery.channel == "console" and delivery.destination == "slack:#onc-2101-imaging"
+    assert len(printed.splitlines()) < 20
+    assert_no_phi(printed)
+
+
+def test_the_brief_console_shows_what_to_do_and_prints_a_copy_for_another_address_as_one_line(
+    renderer: Renderer, make_notification: MakeNotification
+) -> None:
+    stream = io.StringIO()
+    notifier = ConsoleNotifier(renderer=renderer, stream=stream, brief=True)
+    notifier.send(make_notification("email:onc2101-team@example.org"))
+    notifier.send(make_notification("slack:#onc-2101-imaging"))
+    sheet = make_notification("slack:#ct3-console", MessageKind.INSTRUCTIONS)
+    notifier.send(sheet)
+    printed = stream.getvalue()
+    assert printed.count("===== COORDINATOR ALERT for coordinators") == 1
+    assert "      (also to slack:#onc-2101-imaging: [ONC-2101] Wrong orderable · subject 014" in printed
+    assert "Next step: " in printed
+    assert "===== TECHNOLOGIST SHEET for technologists -> slack:#ct3-console" in printed
+    assert "Subject 014 · CT chest/abdomen/pelvis with IV contrast" in printed
+    assert printed.count("Do:  ") == len(sheet.content.parameters)  # type: ignore[union-attr]
