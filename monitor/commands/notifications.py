@@ -1,17 +1,24 @@
 """``hiro-monitor notifications``, ``dispatch`` and ``instructions``.
 
     notifications [--json] [--status S] [--exam ID] [--limit N]   the outbox
+    notifications retry (ID... | --failed [--channel C])       failed deliveries back to pending
     dispatch [--once]                        send due messages now (--once: then exit)
     instructions EXAM_ID [--out FILE] [--phi POLICY]              a technologist sheet
 
 The outbox listing carries no PHI (subjects by study id; addresses are channels, not
 patients). ``instructions`` prints the sheet under the ``none`` policy unless ``--phi``
 says otherwise; exit 1 when the exam serves no research visit.
+
+``notifications retry`` shares :func:`monitor.store.outbox.retry_failed` with the
+dashboard's Retry buttons (same refusals: a row whose exam was cancelled, moved or has
+passed stays failed) and writes the same audit rows, under ``cli:<login name>``. Exit 1
+when a row named by id was not put back.
 """
 
 from __future__ import annotations
 
 import argparse
+import getpass
 import signal
 import sys
 import threading
@@ -19,9 +26,9 @@ from pathlib import Path
 from types import FrameType
 from zoneinfo import ZoneInfo
 
-from monitor.commands import open_engine, print_json
+from monitor.commands import open_engine, print_json, utc_now
 from monitor.config import Settings
-from monitor.store.outbox import OutboxStatus, list_outbox
+from monitor.store.outbox import OutboxStatus, list_outbox, retry_failed
 
 __all__ = ["register"]
 
@@ -37,6 +44,17 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     listing.add_argument("--exam", type=int, metavar="ID", help="only messages about this exam")
     listing.add_argument("--limit", type=int, metavar="N", help="only the last N (by due time)")
     listing.set_defaults(handler=cmd_notifications)
+    actions = listing.add_subparsers(title="actions", metavar="ACTION")
+    retry = actions.add_parser(
+        "retry",
+        help="put failed deliveries back to pending, to be sent at once",
+        description="Put failed deliveries back to pending (attempts counted afresh). Rows whose "
+        "exam was cancelled, moved or has passed are not retried.",
+    )
+    retry.add_argument("ids", nargs="*", type=int, metavar="ID", help="outbox row ids")
+    retry.add_argument("--failed", action="store_true", help="every failed row")
+    retry.add_argument("--channel", metavar="C", help="with --failed: only this channel (slack, email ...)")
+    retry.set_defaults(handler=cmd_retry, usage_error=retry.error)
 
     dispatch = commands.add_parser("dispatch", help="send due messages from the outbox")
     dispatch.add_argument("--once", action="store_true", help="send what is due now, then exit")
@@ -82,6 +100,39 @@ def cmd_notifications(settings: Settings, args: argparse.Namespace) -> int:
         )
     Console().print(table)
     return 0
+
+
+def _operator() -> str:
+    """Who ran the command, for the audit trail."""
+    try:
+        return f"cli:{getpass.getuser()}"[:120]
+    except (KeyError, OSError):  # no login name (a container without a passwd entry)
+        return "cli"
+
+
+def cmd_retry(settings: Settings, args: argparse.Namespace) -> int:
+    if bool(args.ids) == args.failed:
+        args.usage_error("name the rows (ID ...) or give --failed, not both")
+    if args.channel and not args.failed:
+        args.usage_error("--channel goes with --failed")
+    from monitor.web.accounts import record_audit
+
+    engine = open_engine(settings)
+    now = utc_now()
+    who = _operator()
+    try:
+        with engine.begin() as conn:
+            result = retry_failed(conn, now, ids=args.ids or None, channel=args.channel)
+            for row in result.retried:
+                record_audit(
+                    conn, now, who, "notification.retry", "notification", row.id, detail=row.audit_detail()
+                )
+    finally:
+        engine.dispose()
+    print(f"put back {len(result.retried)} notification(s) to pending")
+    for row_id, reason in result.refused:
+        print(f"  {row_id}: not retried: {reason}")
+    return 1 if args.ids and result.refused else 0
 
 
 def cmd_dispatch(settings: Settings, args: argparse.Namespace) -> int:

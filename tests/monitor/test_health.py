@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from apscheduler.events import EVENT_JOB_SUBMITTED  # type: ignore[import-untyped]
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
@@ -242,12 +243,20 @@ def test_a_scheduler_whose_loop_stops_starting_jobs_is_reported_stalled(tmp_path
     engine = make_engine(url)
     upgrade(engine)
     now = [1000.0]
-    # No dispatch job: the shortest interval is the evaluation's 15 minutes, so nothing but the
-    # start-up runs wakes the loop during this test and the fake monotonic clock decides.
-    settings = _settings(url, dispatch={"enabled": False})
+    # No dispatch job and no digest: the shortest interval is the evaluation's 15 minutes, so
+    # once the start-up runs are over nothing wakes the loop and the fake monotonic clock decides.
+    settings = _settings(url, dispatch={"enabled": False}, scheduler={"digest_enabled": False})
     jobs = JobScheduler(engine, settings, monotonic=lambda: now[0])
+    submitted: list[str] = []
+    # Called after the JobScheduler's own listener: once both start-up runs are seen here,
+    # their wake-ups are recorded and no other is due for 15 minutes.
+    jobs.scheduler.add_listener(lambda event: submitted.append(event.job_id), EVENT_JOB_SUBMITTED)
     try:
         jobs.start()
+        deadline = time.monotonic() + 20
+        while not {"evaluate", "purge"} <= set(submitted):
+            assert time.monotonic() < deadline, "the start-up runs were never submitted"
+            time.sleep(0.02)
         assert jobs.liveness().up
         now[0] += 2 * 15 * 60 + 31
         answer = jobs.liveness()
