@@ -13,6 +13,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 
 from monitor.registry.protocols import protocols_in_force
+from monitor.store.outbox import outbox_rows
 from monitor.web.accounts import Role, Session, record_audit
 from monitor.web.app import require, signed_in, web_of
 from monitor.web.data import (
@@ -77,6 +78,21 @@ def exam(request: Request, exam_id: ObjectId, session: Annotated[Session, Depend
     drop = ("patient_ids", "extra") if session.user.sees_mrn else ("mrn", "patient_ids", "extra")
     _audit(request, session, "exam", exam_id)
     return {**_row(row, drop), "trials": sorted(links.trials)}
+
+
+@router.get("/exams/{exam_id}/notifications", summary="The notifications about one research exam")
+def exam_notifications(
+    request: Request, exam_id: ObjectId, session: Annotated[Session, Depends(require(*OFFICE))]
+) -> list[Json]:
+    """Outbox rows about the exam, of the trials the account sees; no summaries or bodies."""
+    web = web_of(request)
+    with web.engine.connect() as conn:
+        if visible_exam(conn, session.user, exam_id) is None:
+            raise HTTPException(status_code=404)
+        rows = outbox_rows(conn, exam_id=exam_id, trials=session.user.trial_scope())
+    _audit(request, session, "exam_notifications", exam_id)
+    hidden = ("summary", "external_ref", "dedupe_key")
+    return [{k: v for k, v in row.as_json().items() if k not in hidden} for row in rows]
 
 
 @router.get("/findings", summary="Findings (open ones by default)")

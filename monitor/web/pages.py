@@ -17,6 +17,7 @@ from markupsafe import Markup, escape
 from sqlalchemy import select
 
 from monitor.registry.protocols import protocols_in_force
+from monitor.store.outbox import RetryResult, outbox_rows, retry_failed
 from monitor.store.web import audit_log
 from monitor.web.accounts import Role, Session, check_password, end_session, open_session, record_audit
 from monitor.web.app import require, signed_in, web_of
@@ -30,7 +31,7 @@ from monitor.web.data import (
     visible_exam,
     visible_trial,
 )
-from monitor.web.feeds import feed_health, raw_message
+from monitor.web.feeds import feed_health, outbox_health, raw_message
 from monitor.web.security import LOGIN_COOKIE, ObjectId, client_address, csrf_ok, set_session_cookie
 from monitor.web.sheets import render_exam_sheet, sheet_content
 from monitor.web.throttle import FAILED, THROTTLED, sign_in_throttle
@@ -241,6 +242,9 @@ def exam(
         row, links = found
         history = exam_history(conn, exam_id)
         problems = scoped_findings(conn, session.user, open_only=False, exam_id=exam_id)
+        # Messages about this exam of the trials the account sees (a co-enrolled patient's
+        # other trial stays hidden); their summaries and bodies are not shown.
+        notices = outbox_rows(conn, exam_id=exam_id, trials=session.user.trial_scope())
         record_audit(
             conn, web.clock(), session.user.username, "view", "exam", exam_id, client_address(request)
         )
@@ -249,6 +253,7 @@ def exam(
         "links": links,
         "history": history,
         "findings": problems,
+        "notifications": notices,
         "show_mrn": session.user.sees_mrn,
     }
     return web.page(request, session, "exam.html", context)
@@ -289,11 +294,57 @@ def sheet(request: Request, exam_id: ObjectId, session: Annotated[Session, Depen
 
 
 @router.get("/feeds")
-def feeds(request: Request, session: Annotated[Session, Depends(require(*OFFICE))]) -> Response:
+def feeds(
+    request: Request,
+    session: Annotated[Session, Depends(require(*OFFICE))],
+    retried: int = -1,
+    refused: int = 0,
+) -> Response:
     web = web_of(request)
     with web.engine.connect() as conn:
         health = feed_health(conn, web.clock())
-    return web.page(request, session, "feeds.html", {"health": health})
+        outbox = outbox_health(conn, web.clock(), session.user.trial_scope())
+    context = {"health": health, "outbox": outbox, "retried": retried, "refused": refused}
+    return web.page(request, session, "feeds.html", context)
+
+
+def _retry(request: Request, session: Session, csrf_token: str, **which: Any) -> Response:
+    """Put failed deliveries back to pending (admins; CSRF-checked; one audit row per row)."""
+    if not csrf_ok(session.csrf_token, csrf_token):
+        raise HTTPException(status_code=403, detail="missing or wrong CSRF token")
+    web = web_of(request)
+    now = web.clock()
+    with web.engine.begin() as conn:
+        result: RetryResult = retry_failed(conn, now, **which)
+        for row in result.retried:
+            record_audit(
+                conn, now, session.user.username, "notification.retry", "notification", row.id,
+                client_address(request), row.audit_detail(),
+            )  # fmt: skip
+    answer = f"/feeds?retried={len(result.retried)}&refused={len(result.refused)}#outbox"
+    return RedirectResponse(answer, status_code=303)
+
+
+@router.post("/feeds/outbox/{notification_id}/retry")
+def retry_delivery(
+    request: Request,
+    notification_id: ObjectId,
+    session: Annotated[Session, Depends(require(Role.ADMIN))],
+    csrf_token: Annotated[str, Form(max_length=100)] = "",
+) -> Response:
+    """Retry one failed delivery (never one whose exam was cancelled, moved or has passed)."""
+    return _retry(request, session, csrf_token, ids=[notification_id])
+
+
+@router.post("/feeds/outbox/retry")
+def retry_channel(
+    request: Request,
+    session: Annotated[Session, Depends(require(Role.ADMIN))],
+    channel: Annotated[str, Form(min_length=1, max_length=16)],
+    csrf_token: Annotated[str, Form(max_length=100)] = "",
+) -> Response:
+    """Retry every failed delivery of one channel (the same refusals as one row)."""
+    return _retry(request, session, csrf_token, channel=channel)
 
 
 @router.get("/feeds/messages/{message_id}")

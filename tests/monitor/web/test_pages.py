@@ -56,7 +56,8 @@ def test_metrics_count_messages_and_open_findings_without_phi(site: Site) -> Non
 
 def test_the_openapi_document_lists_the_api_routes_only(site: Site) -> None:
     paths = set(site.client().get("/openapi.json").json()["paths"])
-    assert paths == {"/api/exams", "/api/exams/{exam_id}", "/api/findings", "/api/findings/{finding_id}",
+    assert paths == {"/api/exams", "/api/exams/{exam_id}", "/api/exams/{exam_id}/notifications",
+                     "/api/findings", "/api/findings/{finding_id}",
                      "/api/trials", "/api/trials/{trial_id}", "/api/enrolments",
                      "/api/enrolments/{enrolment_id}"}  # fmt: skip
 
