@@ -70,6 +70,9 @@ findings = Table(
 )
 Index("ix_findings_enrolment_id", findings.c.enrolment_id)
 Index("ix_findings_status", findings.c.status, findings.c.trial)
+# The dashboard: an exam's findings, and the newest change (its page cache's data version).
+Index("ix_findings_exam_id", findings.c.exam_id)
+Index("ix_findings_updated_at", findings.c.updated_at)
 
 occurrences = Table(
     "occurrences",
@@ -93,6 +96,8 @@ occurrences = Table(
 )
 Index("ix_occurrences_enrolment_id", occurrences.c.enrolment_id)
 Index("ix_occurrences_trial", occurrences.c.trial, occurrences.c.subject)
+Index("ix_occurrences_exam_id", occurrences.c.exam_id)
+Index("ix_occurrences_updated_at", occurrences.c.updated_at)
 
 _FINDING_FIELDS = (
     "kind",

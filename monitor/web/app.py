@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
@@ -30,6 +30,7 @@ from monitor.registry.protocols import ProtocolCatalogue
 from monitor.render import Renderer
 from monitor.runtime import Runtime
 from monitor.web.accounts import Role, Session
+from monitor.web.cache import PageCache
 from monitor.web.security import Forbidden, Gate, NotSignedIn, SecurityHeaders, set_session_cookie
 
 __all__ = ["Web", "create_app", "require", "serve", "signed_in"]
@@ -50,6 +51,7 @@ class Web:
     clock: Callable[[], datetime]
     catalogue: ProtocolCatalogue  # parsed protocols in force, kept across requests
     runtime: Runtime | None = None  # the hosting daemon's probes and metrics; None: dashboard alone
+    cache: PageCache = field(default_factory=lambda: PageCache(0))  # parts of the busiest pages
 
     def page(
         self, request: Request, session: Session | None, name: str, context: dict[str, Any], status: int = 200
@@ -122,6 +124,7 @@ def create_app(
         clock=now,
         catalogue=ProtocolCatalogue(),
         runtime=runtime,
+        cache=PageCache(settings.web.page_cache_seconds),
     )
     app.add_middleware(SecurityHeaders)
 

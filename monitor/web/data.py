@@ -99,25 +99,19 @@ def upcoming_exams(
     ).join(findings, findings.c.exam_id == exams.c.id).where(findings.c.status == OPEN)  # fmt: skip
     rows = list(conn.execute(narrowed(booked, occurrences)))
     seen = {row.id for row in rows}
+    # One pass over the open findings about exams in the period: the problems of every
+    # listed exam, and the research exams known only by their findings.
+    open_kinds: dict[int, set[str]] = {}
     for row in conn.execute(narrowed(flagged, findings)):
+        if row.status != "in_window":
+            open_kinds.setdefault(row.id, set()).add(row.status)
         if row.id not in seen:
             seen.add(row.id)
             rows.append(row)
     rows.sort(key=lambda row: (row.start_at, row.id))
-    open_kinds: dict[int, list[str]] = {}
-    ids = [row.id for row in rows]
-    for part in range(0, len(ids), 500):
-        for exam_id, kind in conn.execute(
-            select(findings.c.exam_id, findings.c.kind).where(
-                findings.c.exam_id.in_(ids[part : part + 500]),
-                findings.c.status == OPEN,
-                findings.c.kind != "in_window",
-            )
-        ):
-            open_kinds.setdefault(exam_id, []).append(kind)
     found = []
     for row in rows:
-        kinds = tuple(sorted(set(open_kinds.get(row.id, ()))))
+        kinds = tuple(sorted(open_kinds.get(row.id, ())))
         if problems_only and not kinds:
             continue
         found.append(

@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from markupsafe import Markup, escape
-from sqlalchemy import select
+from sqlalchemy import Connection, select
 
 from monitor.registry.protocols import protocols_in_force
 from monitor.store.outbox import RetryResult, outbox_rows, retry_failed
@@ -111,9 +111,9 @@ def login(
             record_audit(conn, now, username[:120], THROTTLED, client=client)
     if not throttle.allowed:
         context = {"login_token": csrf_token, "error": "throttled"}
-        response = web.page(request, None, "login.html", context, 429)
-        response.headers["Retry-After"] = str(throttle.retry_after_seconds)
-        return response
+        refused = web.page(request, None, "login.html", context, 429)
+        refused.headers["Retry-After"] = str(throttle.retry_after_seconds)
+        return refused
     with web.engine.begin() as conn:
         user = check_password(conn, username, password)
         if user is None:
@@ -166,27 +166,34 @@ def upcoming(
     today = web.clock().astimezone(zone).date()
     start = datetime.combine(today, time(), zone)
     end = start + timedelta(days=days)
-    with web.engine.begin() as conn:
+    user = session.user
+    technologist = user.role is Role.TECHNOLOGIST
+    key = ("upcoming", user.trial_scope(), user.modality_scope(), technologist,
+           start, days, trial, modality, room, problems)  # fmt: skip
+
+    def build(conn: Connection) -> tuple[Markup, int]:
         rows = upcoming_exams(
-            conn, session.user, start, end, trial=trial or None, modality=modality or None,
+            conn, user, start, end, trial=trial or None, modality=modality or None,
             room=room or None, problems_only=problems,
         )  # fmt: skip
-        record_audit(
-            conn, web.clock(), session.user.username, "view", "upcoming", "", client_address(request)
-        )
-    by_day: dict[Any, list[Any]] = {}
-    for row in rows:
-        by_day.setdefault(row.start.astimezone(zone).date(), []).append(row)
-    trials = session.user.trial_scope()
-    with web.engine.connect() as conn:
-        known = [p.trial for p in protocols_in_force(conn) if trials is None or p.trial in trials]
+        by_day: dict[Any, list[Any]] = {}
+        for row in rows:
+            by_day.setdefault(row.start.astimezone(zone).date(), []).append(row)
+        context = {"by_day": by_day, "status_text": STATUS_TEXT, "show_exam_link": not technologist}
+        html = web.renderer.render("web/upcoming_days.html", context)
+        return Markup(html), len(rows)  # noqa: S704  (an autoescaped template's output)
+
+    with web.engine.begin() as conn:
+        days_html, count = web.cache.part(conn, key, build)
+        record_audit(conn, web.clock(), user.username, "view", "upcoming", "", client_address(request))
+        scope = user.trial_scope()
+        known = [p.trial for p in protocols_in_force(conn) if scope is None or p.trial in scope]
     context = {
-        "by_day": by_day,
+        "days_html": days_html,
         "days": days,
         "filters": {"trial": trial, "modality": modality, "room": room, "problems": problems},
         "trials": known,
-        "status_text": STATUS_TEXT,
-        "count": len(rows),
+        "count": count,
     }
     return web.page(request, session, "upcoming.html", context)
 
@@ -212,8 +219,19 @@ def trial(
         if not in_force:
             raise HTTPException(status_code=404)
         parsed = web.catalogue.trials(conn, [trial_id]).get(trial_id)
-        matrix = trial_matrix(conn, trial_id)
-        people = scoped_enrolments(conn, session.user, trial_id)
+
+        def build(conn: Connection) -> Markup:
+            matrix = trial_matrix(conn, trial_id)
+            context = {
+                "matrix": matrix,
+                "matrix_rows": matrix_rows(matrix),
+                "enrolments": scoped_enrolments(conn, session.user, trial_id),
+            }
+            html = web.renderer.render("web/trial_tables.html", context)
+            return Markup(html)  # noqa: S704  (an autoescaped template's output)
+
+        # The same for every office account that may open the trial (technologists may not).
+        tables_html = web.cache.part(conn, ("trial", trial_id), build)
         record_audit(
             conn, web.clock(), session.user.username, "view", "trial", trial_id, client_address(request)
         )
@@ -222,9 +240,7 @@ def trial(
         "protocol": in_force[0],
         "title": parsed.title if parsed else "",
         "amendments": [v.name for v in parsed.versions] if parsed else [],
-        "matrix": matrix,
-        "matrix_rows": matrix_rows(matrix),
-        "enrolments": people,
+        "tables_html": tables_html,
         "status_text": STATUS_TEXT,
     }
     return web.page(request, session, "trial.html", context)

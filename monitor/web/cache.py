@@ -1,0 +1,120 @@
+"""Rendered parts of the busiest pages, kept while the data under them has not changed.
+
+The Upcoming list and a trial's matrix are what the office keeps open all day, and
+twenty people reloading them would otherwise rebuild the same 6,000-cell table over and
+over. A part is kept under a key (the page, the account's scope and filters) together with
+the store's *data version* read when it was built, and reused while:
+
+- the data version is unchanged: :func:`data_version` reads, in a few index lookups, the
+  newest exam event, the latest finding, occurrence and enrolment change and the newest
+  protocol version, so a booking, an evaluation, an acknowledgement or an enrolment change
+  makes the next request rebuild; and
+- it is younger than ``[web] page_cache_seconds`` (default 30): the bound for the one
+  change the version cannot see (a timepoint the engine stopped planning is deleted, not
+  updated). ``0`` turns the cache off.
+
+Only rendered markup of pages the account was allowed to open is kept, in this process's
+memory, never on disk; the key carries the account's scope, so a coordinator never gets a
+part built for another scope. Every view is still audited: the cache sits below the audit.
+Concurrent requests for a missing part wait for one build instead of building it twenty times.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from sqlalchemy import Connection, func, select
+
+from monitor.store.findings import findings, occurrences
+from monitor.store.registry import enrolments, trial_versions
+from monitor.store.schema import exam_events
+
+DataVersion = tuple[Any, ...]
+T = TypeVar("T")
+
+
+def data_version(conn: Connection) -> DataVersion:
+    """What changes whenever an exam, finding, occurrence, enrolment or protocol changes."""
+    probes = [
+        select(func.max(exam_events.c.id)).scalar_subquery(),
+        select(func.max(findings.c.updated_at)).scalar_subquery(),
+        select(func.max(occurrences.c.updated_at)).scalar_subquery(),
+        select(func.max(enrolments.c.updated_at)).scalar_subquery(),
+        select(func.max(trial_versions.c.id)).scalar_subquery(),
+    ]
+    return tuple(conn.execute(select(*probes)).one())
+
+
+@dataclass(slots=True)
+class _Entry:
+    version: DataVersion
+    built_at: float
+    value: Any
+
+
+class PageCache:
+    """Parts of pages by key, each valid for one data version and at most ``max_age`` seconds."""
+
+    def __init__(self, max_age: float, size: int = 256, clock: Callable[[], float] = time.monotonic) -> None:
+        self.max_age = max_age
+        self.size = size
+        self.clock = clock
+        self._entries: OrderedDict[Hashable, _Entry] = OrderedDict()
+        self._guard = threading.Lock()
+        self._building: dict[Hashable, threading.Lock] = {}
+        self.hits = 0
+        self.builds = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.max_age > 0
+
+    def _fresh(self, key: Hashable, version: DataVersion) -> _Entry | None:
+        entry = self._entries.get(key)
+        if entry is None or entry.version != version or self.clock() - entry.built_at > self.max_age:
+            return None
+        self._entries.move_to_end(key)
+        return entry
+
+    def get(self, key: Hashable, version: DataVersion, build: Callable[[], Any]) -> Any:
+        """The part under ``key`` built at ``version``, building it (once) if missing or stale."""
+        if not self.enabled:
+            return build()
+        with self._guard:
+            entry = self._fresh(key, version)
+            if entry is not None:
+                self.hits += 1
+                return entry.value
+            building = self._building.setdefault(key, threading.Lock())
+        with building:  # one build per key; the others wait for it and take its result
+            with self._guard:
+                entry = self._fresh(key, version)
+                if entry is not None:
+                    self.hits += 1
+                    return entry.value
+            value = build()
+            with self._guard:
+                self.builds += 1
+                self._entries[key] = _Entry(version, self.clock(), value)
+                self._entries.move_to_end(key)
+                while len(self._entries) > self.size:
+                    self._entries.popitem(last=False)
+                self._building.pop(key, None)
+        return value
+
+    def part(self, conn: Connection, key: Hashable, build: Callable[[Connection], T]) -> T:
+        """``build(conn)``, or what it returned for ``key`` at the store's current data version."""
+        if not self.enabled:
+            return build(conn)
+        result: T = self.get(key, data_version(conn), lambda: build(conn))
+        return result
+
+    def clear(self) -> None:
+        """Forget every part (after this process changed what they show)."""
+        with self._guard:
+            self._entries.clear()
