@@ -32,13 +32,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import httpx  # after the path set-up, so the script runs from a checkout
 import uvicorn
-from sqlalchemy import Engine, func, insert, select, text
+from sqlalchemy import Engine, func, insert, select, text, update
 
 from monitor.config import Settings
 from monitor.store.database import make_engine, upgrade
 from monitor.store.findings import findings, occurrences
 from monitor.store.registry import enrolments, trial_versions
-from monitor.store.schema import exams
+from monitor.store.schema import exam_events, exams
 from monitor.web import create_app
 from monitor.web.accounts import Role, add_user
 
@@ -173,6 +173,31 @@ def fill(engine: Engine, n_exams: int, n_findings: int, n_subjects: int) -> None
     )
 
 
+def feed_changes(engine: Engine, rate: float, stop: threading.Event) -> list[int]:
+    """While ``stop`` is clear, record ``rate`` exam changes per second (an exam moved to
+    another room and its event), as the feed does: each one changes the pages' data version."""
+    done = [0]
+
+    def run() -> None:
+        number = 0
+        while not stop.wait(1 / rate):
+            number += 1
+            exam_id = 1 + number % 300  # the upcoming research exams
+            with engine.begin() as conn:
+                room = f"CT{number % 4}"
+                conn.execute(update(exams).where(exams.c.id == exam_id).values(location=room))
+                conn.execute(
+                    insert(exam_events).values(
+                        exam_id=exam_id, kind="updated", location=room, recorded_at=NOW
+                    )
+                )
+            done[0] += 1
+
+    if rate > 0:
+        threading.Thread(target=run, daemon=True).start()
+    return done
+
+
 class Served:
     """A running server: its address and how to stop it."""
 
@@ -181,8 +206,9 @@ class Served:
         self.close = close
 
 
-def serve_in_thread(engine: Engine, url: str) -> Served:
-    settings = Settings.model_validate({"database": {"url": url}, "web": {"cookie_secure": False}})
+def serve_in_thread(engine: Engine, url: str, cache_seconds: float) -> Served:
+    web = {"cookie_secure": False, "page_cache_seconds": cache_seconds}
+    settings = Settings.model_validate({"database": {"url": url}, "web": web})
     app = create_app(settings, engine, clock=lambda: NOW)
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
@@ -197,13 +223,15 @@ def serve_in_thread(engine: Engine, url: str) -> Served:
     return Served(f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}", close)
 
 
-def serve_workers(url: str, workers: int, folder: str) -> Served:
+def serve_workers(url: str, workers: int, folder: str, cache_seconds: float) -> Served:
     """``hiro-monitor web --workers N`` in a subprocess (real clock: the bench's NOW is today's noon)."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     config = Path(folder) / "bench.toml"
-    config.write_text("[web]\ncookie_secure = false\n", encoding="utf-8")
+    config.write_text(
+        f"[web]\ncookie_secure = false\npage_cache_seconds = {cache_seconds}\n", encoding="utf-8"
+    )
     command = [
         str(Path(sys.executable).with_name("hiro-monitor")),
         "--config",
@@ -246,6 +274,15 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=10)
     parser.add_argument("--database")
     parser.add_argument(
+        "--page-cache-seconds", type=float, default=30, help="[web] page_cache_seconds; 0: off"
+    )
+    parser.add_argument(
+        "--changes",
+        type=float,
+        default=0,
+        help="exam changes per second during the run (each rebuilds the pages)",
+    )
+    parser.add_argument(
         "--reuse", action="store_true", help="keep the last run's PostgreSQL data if it has --exams exams"
     )
     parser.add_argument(
@@ -270,7 +307,11 @@ def main() -> None:
             f"{engine.dialect.name}: {args.exams} exams, {args.findings} findings, "
             f"{args.subjects} subjects x 12 visits stored in {time.perf_counter() - started:.1f} s"
         )
-    stop = serve_in_thread(engine, url) if args.workers == 1 else serve_workers(url, args.workers, folder)
+    cache = args.page_cache_seconds
+    if args.workers == 1:
+        stop = serve_in_thread(engine, url, cache)
+    else:
+        stop = serve_workers(url, args.workers, folder, cache)
     base = stop.base
 
     def client() -> httpx.Client:
@@ -281,6 +322,9 @@ def main() -> None:
         return http
 
     clients = [client() for _ in range(args.users)]
+    stop_feed = threading.Event()
+    changes = feed_changes(engine, args.changes, stop_feed)
+    began = time.perf_counter()
     for path, label in (
         ("/upcoming", "upcoming (14 days)"),
         (f"/trials/{TRIAL}", f"trial matrix ({args.subjects} subjects)"),
@@ -303,6 +347,10 @@ def main() -> None:
             f"{label:<32} {len(samples)} requests at {args.users} users: "
             f"p50 {statistics.median(samples):.0f} ms, p95 {p95:.0f} ms, max {samples[-1]:.0f} ms"
         )
+    stop_feed.set()
+    if args.changes:
+        elapsed = time.perf_counter() - began
+        print(f"exam changes during the run: {changes[0]} ({changes[0] / elapsed:.1f}/s)")
     stop.close()
     engine.dispose()
 
