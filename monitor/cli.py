@@ -85,6 +85,18 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--duration", type=float, help="seconds to keep listening afterwards (default: until Ctrl-C)"
     )
+    demo.add_argument(
+        "--speed",
+        type=_speed,
+        default=1.0,
+        help="simulated seconds per real second (default 1; 2016: a week in 5 minutes)",
+    )
+    demo.add_argument(
+        "--config",
+        dest="demo_config",
+        metavar="FILE",
+        help="channel sections ([slack], [email], [webhooks], [notifications]) from FILE: enabled ones send",
+    )
 
     exams = commands.add_parser("exams", help="list exams in the store")
     exams.set_defaults(handler=cmd_exams)
@@ -185,9 +197,27 @@ def cmd_purge(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _speed(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 0 < value <= 1_000_000:
+        raise argparse.ArgumentTypeError(f"{text}: a speed above 0 (1: real time; 2016: a week in 5 min)")
+    return value
+
+
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     from monitor.commands.findings import cmd_findings
     from monitor.demo import run_demo
+
+    # Channels only from a file named on the command line (never from $HIRO_CONFIG: a demo
+    # must not start posting to a site's Slack because the variable happens to be set).
+    try:
+        channels = load_settings(args.demo_config) if args.demo_config else settings if args.config else None
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
 
     def show(url: str) -> None:
         demo = settings.model_copy(update={"database": settings.database.model_copy(update={"url": url})})
@@ -195,7 +225,9 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
         cmd_findings(demo, argparse.Namespace(json=False, trial=None, subject=None, open=True))
 
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(run_demo(args.messages, args.rate, args.duration, show))
+        asyncio.run(
+            run_demo(args.messages, args.rate, args.duration, show, speed=args.speed, channels=channels)
+        )
     return 0
 
 

@@ -13,7 +13,13 @@ Options, all off by default so that a seed keeps giving the stream it always gav
 - ``research``: enrolled subjects' due visits (:class:`ResearchSubject`), each booked once
   (a share ``research_rate`` of the bookings until all are booked); ``problem_rate`` of those carry a
   deliberate problem: a wrong orderable (a code of the right modality that the trial does
-  not accept) or a booking outside the window.
+  not accept) or a booking outside the window. With ``research_soon``, the first research
+  booking (a visit whose window allows it) and that share of the others are booked for the
+  next few hours, without a problem (the demo: the technologists' sheets, sent a day ahead,
+  show at once).
+- ``clock``: the feed follows that clock (the demo's, which may run faster than real time)
+  instead of advancing a minute or so per message: MSH-7 is the clock's time, bookings are
+  made for the days after it, and only appointments whose time has passed are no-shows.
 
 Built from string templates rather than hl7apy: the ingest benchmark needs 100,000
 messages in seconds, and hl7apy takes milliseconds per message (building an ORM with
@@ -24,7 +30,7 @@ storing it, so a load tool built on it would measure itself).
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
@@ -66,6 +72,7 @@ class _Appointment:
     procedure: tuple[str, str, str, str]
     start: datetime
     problem: str = ""  # "wrong_orderable" / "out_of_window" for a deliberate problem
+    kept: bool = False  # booked "soon" for the demo: never rescheduled, cancelled or no-showed
 
 
 def _ts(moment: datetime) -> str:
@@ -87,10 +94,15 @@ class SimulatedFeed:
         research: Sequence[ResearchSubject] = (),
         research_rate: float = 0.2,
         problem_rate: float = 0.25,
+        research_soon: float = 0.0,
+        clock: Callable[[], datetime] | None = None,
     ) -> None:
         self.random = random.Random(seed)
         self.zone = zone or ZoneInfo("America/New_York")
-        self.now = start or datetime(2026, 12, 1, 7, 0, tzinfo=self.zone)
+        self.clock = clock
+        if start is None:
+            start = clock().astimezone(self.zone) if clock else datetime(2026, 12, 1, 7, 0, tzinfo=self.zone)
+        self.now = start
         self.mrns = mrns or tuple(f"E1{n:04d}" for n in range(patients))
         self.counter = 0
         self.bookings = 0
@@ -99,17 +111,34 @@ class SimulatedFeed:
         self.research = tuple(research)
         self.research_rate = research_rate
         self.problem_rate = problem_rate
+        self.research_soon = research_soon
         self.orders = 0
         self.ordered: list[_Appointment] = []
         self.problems: dict[str, int] = {}
         # Used only when research or orders are asked for, so the default stream is unchanged.
         self._extra = random.Random(seed * 7919 + 17)
         self._due = list(self.research)  # each due visit is booked once, in a shuffled order
+        self._booked_research = 0
         self._extra.shuffle(self._due)
+
+    def add_research(self, subjects: Sequence[ResearchSubject]) -> int:
+        """Queue the due visits among ``subjects`` not queued before (the same subject and
+        window); returns how many were new. Each is booked once, like those given at start."""
+        known = {(subject.mrn, subject.window[1]) for subject in self.research}
+        fresh = [subject for subject in subjects if (subject.mrn, subject.window[1]) not in known]
+        self.research += tuple(fresh)
+        self._due.extend(fresh)
+        return len(fresh)
+
+    def _tick(self) -> None:
+        """Advance ``now``: to the clock's time, else by a minute or so per message."""
+        step = timedelta(seconds=self.random.randint(1, 90))
+        self.now = max(self.now, self.clock().astimezone(self.zone)) if self.clock else self.now + step
 
     def _header(self, trigger: str, kind: str = "SIU") -> str:
         self.counter += 1
-        self.now += timedelta(seconds=self.random.randint(1, 90))
+        if self.clock is None:
+            self._tick()
         structure = "ORM_O01" if kind == "ORM" else f"SIU_{trigger}"
         return (
             f"MSH|^~\\&|EPIC|HOSP|HIRO|RIO|{_ts(self.now)}||{kind}^{trigger}^{structure}|"
@@ -170,7 +199,20 @@ class SimulatedFeed:
             del self.ordered[:1_000]
         return self._order("NW", appt)
 
+    def _soon(self) -> datetime:
+        return (self.now + timedelta(hours=self._extra.randint(3, 20))).replace(minute=30, second=0)
+
     def _research_booking(self) -> _Appointment:
+        soon: datetime | None = None
+        if self.research_soon and (not self._booked_research or self._extra.random() < self.research_soon):
+            soon = self._soon()
+            fits = [s for s in self._due if s.window[0] <= soon.date() <= s.window[1]]
+            if fits:
+                self._due.remove(fits[-1])
+                self._due.append(fits[-1])
+            else:
+                soon = None
+        self._booked_research += 1
         subject = self._due.pop()
         first, last = subject.window
         day = first + timedelta(days=self._extra.randint(0, max((last - first).days, 0)))
@@ -178,7 +220,7 @@ class SimulatedFeed:
         text = next((p[1] for p in PROCEDURES if p[0] == code), f"{subject.modality} RESEARCH EXAM")
         room = subject.room or next((p[3] for p in PROCEDURES if p[2] == subject.modality), "IMG1")
         problem = ""
-        if self._extra.random() < self.problem_rate:
+        if soon is None and self._extra.random() < self.problem_rate:
             if sum(self.problems.values()) % 2 == 0:  # alternate: both kinds show in a short run
                 problem = "wrong_orderable"
                 wrong = [p for p in PROCEDURES if p[0] not in subject.orderables and p[2] == subject.modality]
@@ -187,8 +229,9 @@ class SimulatedFeed:
                 problem = "out_of_window"
                 day = last + timedelta(days=self._extra.randint(3, 14))
             self.problems[problem] = self.problems.get(problem, 0) + 1
-        start = datetime.combine(day, time(self._extra.randint(7, 17), 30), tzinfo=self.zone)
+        start = soon or datetime.combine(day, time(self._extra.randint(7, 17), 30), tzinfo=self.zone)
         return _Appointment(
+            kept=soon is not None,
             csn="",
             mrn=subject.mrn,
             family=self._extra.choice(FAKE_FAMILY),
@@ -230,14 +273,24 @@ class SimulatedFeed:
 
     def next_message(self) -> bytes:
         """The next message: mostly bookings, then reschedules, cancellations and no-shows."""
+        if self.clock is not None:
+            self._tick()
         if self.order_rate and self._extra.random() < self.order_rate:
             return self.order()
         roll = self.random.random()
-        if not self.booked or roll < 0.55:
+        changeable = [a for a in self.booked if not a.kept] if self.research_soon else self.booked
+        if not changeable or roll < 0.55:
             return self.book()
-        appt = self.random.choice(self.booked)
+        appt = self.random.choice(changeable)
+        if self.clock is not None and roll >= 0.95:  # a no-show is of an appointment already past
+            past = [booked for booked in changeable if booked.start <= self.now]
+            if not past:
+                return self.book()
+            appt = self.random.choice(past)
         if roll < 0.75:
             appt.start += timedelta(days=self.random.randint(-3, 7), hours=self.random.randint(-2, 2))
+            if self.clock is not None and appt.start <= self.now:  # moved, but not into the past
+                appt.start = self.now + timedelta(days=1, hours=self.random.randint(0, 8))
             return self._message("S13", appt, "Booked")
         if roll < 0.85:
             return self._message("S14", appt, "Booked")

@@ -1,12 +1,33 @@
-"""The README's first command: the demo runs end to end with no configuration and no network."""
+"""The README's first command: the demo runs end to end with no configuration and no network,
+and its console shows coordinator alerts and technologist sheets without PHI."""
 
 from __future__ import annotations
 
+import asyncio
+import io
 import re
+import time
+from datetime import timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
+from sqlalchemy import Engine, select
 
 from monitor.cli import main
+from monitor.clock import ScaledClock
+from monitor.config import Settings
+from monitor.daemon import Daemon
+from monitor.demo import demo_dispatcher, demo_settings, load_examples
+from monitor.simulator import FAKE_FAMILY, FAKE_GIVEN
+from monitor.store.database import make_engine, upgrade
+from monitor.store.outbox import notifications
+from tests.monitor.dispatch.office import enrol_due_in
+from tests.monitor.hl7_messages import BIRTH_DATE, PATIENT_NAME, siu
+
+# The simulated feed's patients: MRNs E10000-E10099 and names drawn from these lists.
+SIMULATED_MRN = re.compile(r"\bE1\d{4}\b")
+SIMULATED_NAME = re.compile(rf"\b({'|'.join(FAKE_FAMILY + FAKE_GIVEN)})\b")  # upper case, as sent
 
 
 def test_demo_feeds_the_example_trials_and_prints_exams_findings_and_a_dashboard_login(
@@ -14,7 +35,7 @@ def test_demo_feeds_the_example_trials_and_prints_exams_findings_and_a_dashboard
 ) -> None:
     monkeypatch.setenv("COLUMNS", "200")
     assert (
-        main(["--log-level", "WARNING", "demo", "--duration", "0", "--messages", "40", "--rate", "500"]) == 0
+        main(["--log-level", "WARNING", "demo", "--duration", "3", "--messages", "40", "--rate", "500"]) == 0
     )
     out = capsys.readouterr().out
     assert "3 example trials loaded" in out
@@ -22,3 +43,120 @@ def test_demo_feeds_the_example_trials_and_prints_exams_findings_and_a_dashboard
     assert "ACKs received: {'AA': 40}" in out
     assert re.search(r"Exams \(\d+", out) and re.search(r"Findings \(\d+\)", out)
     assert "E10001" not in out.split("Findings (")[1]  # findings name subjects, never MRNs
+    # The console: one block per message, saying what it is, for whom and where it would go.
+    alerts = re.findall(r"===== COORDINATOR ALERT for coordinators -> (\S+),", out)
+    sheets = re.findall(r"===== TECHNOLOGIST SHEET for technologists -> (\S+),", out)
+    assert alerts and sheets
+    technologists = {"slack:#ct-techs", "slack:#ct3-console", "slack:#mr-techs", "slack:#pet-techs"}
+    assert set(sheets) <= technologists | {
+        "slack:#pet1-console",
+        "slack:#pet2-console",
+        "email:nucmed-leads@example.org",
+    }
+    sheet = out.split("===== TECHNOLOGIST SHEET")[1].split("=====")[1]
+    assert re.search(r"\[[A-Z]+-\d+\] Scan instructions · .+ · \w{3} \d+ \w{3} \d{4} \d\d:\d\d E[SD]T", sheet)
+    assert "Subject " in sheet and "Do: " in sheet
+    # Tens of blocks, not hundreds: a fresh store and a 40-message backlog.
+    assert len(re.findall(r"^===== ", out, re.MULTILINE)) < 60
+    # No PHI under the console's policy "none": no MRN, no name of the simulated patients.
+    assert not SIMULATED_MRN.findall(out), SIMULATED_MRN.findall(out)[:3]
+    assert not SIMULATED_NAME.findall(out), SIMULATED_NAME.findall(out)[:3]
+
+
+def test_demo_refuses_a_speed_that_is_not_positive(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["demo", "--speed", "0"])
+    assert "a speed above 0" in capsys.readouterr().err
+
+
+async def _send(port: int, message: bytes) -> bytes:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"\x0b" + message + b"\x1c\r")
+    await writer.drain()
+    ack = await reader.readuntil(b"\x1c\r")
+    writer.close()
+    return ack
+
+
+def _reminders(engine: Engine, lead: str) -> list[str]:
+    query = select(notifications.c.status, notifications.c.dedupe_key).where(
+        notifications.c.kind == "reminder"
+    )
+    with engine.connect() as conn:
+        return [row.status for row in conn.execute(query) if f"|{lead}|" in row.dedupe_key]
+
+
+def test_with_a_scaled_clock_a_reminder_due_hours_ahead_is_sent_while_the_daemon_runs(tmp_path: Path) -> None:
+    """Speed 7200: the 24 h reminder of an exam booked 30 simulated hours ahead falls due
+    six simulated hours later (three real seconds) and goes out on the console."""
+    clock = ScaledClock(7200)
+    url = f"sqlite:///{tmp_path / 'fast.db'}"
+    engine = make_engine(url)
+    upgrade(engine)
+    load_examples(engine, clock())
+    zone = ZoneInfo("America/New_York")
+    start = (clock() + timedelta(hours=30)).astimezone(zone)
+    enrol_due_in(engine, "E55501", "2101-901", (start.date() - clock().astimezone(zone).date()).days, clock())
+    settings = demo_settings(url, clock.speed)
+    settings = settings.model_copy(
+        update={
+            "web": settings.web.model_copy(update={"enabled": False}),
+            "mllp": settings.mllp.model_copy(update={"port": 0}),
+        }
+    )
+    console = io.StringIO()
+    dispatcher, printed = demo_dispatcher(engine, settings, clock, console)
+    assert "slack" in printed and "email" in printed
+
+    async def scenario() -> tuple[list[str], list[str]]:
+        daemon = Daemon(settings, engine, clock=clock, dispatcher=dispatcher)
+        await daemon.start()
+        try:
+            ack = await _send(daemon.server.port, siu(mrn="E55501", start=f"{start:%Y%m%d%H%M00}"))
+            assert b"MSA|AA" in ack
+            await asyncio.sleep(daemon.writer.observe_every + 0.2)
+            booked = _reminders(engine, "24h")
+            deadline = time.monotonic() + 30  # a bound on a hang, not a speed claim
+            while _reminders(engine, "24h") != ["sent", "sent"] and time.monotonic() < deadline:
+                await asyncio.sleep(0.1)
+            return booked, _reminders(engine, "24h")
+        finally:
+            await daemon.stop()
+            engine.dispose()
+
+    booked, later = asyncio.run(scenario())
+    assert booked == ["pending", "pending"]  # due six simulated hours after the booking
+    assert later == ["sent", "sent"]  # the coordinators' email and Slack channel
+    out = console.getvalue()
+    reminders = re.findall(r"===== COORDINATOR REMINDER for coordinators -> (\S+), due (.+) =====", out)
+    assert len(reminders) == 2  # the 72 h one at once (already passed), the 24 h one later
+    assert "[ONC-2101] Upcoming research scan · subject 2101-901" in out
+    for value in ("E55501", "99887766", PATIENT_NAME, BIRTH_DATE, "TESTPATIENT"):
+        assert value not in out
+
+
+def test_demo_takes_only_the_channel_sections_of_a_site_config(tmp_path: Path) -> None:
+    site = Settings.model_validate(
+        {
+            "database": {"url": "postgresql+psycopg://site/db"},
+            "email": {"enabled": True, "host": "smtp.example.org", "from_address": "hiro@example.org"},
+            "notifications": {"dashboard_base_url": "https://hiro.example.org"},
+            "mllp": {"port": 2575},
+        }
+    )
+    url = f"sqlite:///{tmp_path / 'demo.db'}"
+    settings = demo_settings(url, 1.0, site)
+    assert settings.email == site.email and settings.notifications == site.notifications
+    assert settings.database.url == url and settings.mllp.port == 0 and settings.dispatch.enabled
+    engine = make_engine(url)
+    dispatcher, printed = demo_dispatcher(engine, settings, ScaledClock(1))
+    dispatcher.close()
+    engine.dispose()
+    assert "email" not in printed and {"slack", "console"} <= set(printed)
+
+
+def test_demo_with_a_missing_config_file_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["demo", "--config", str(tmp_path / "absent.toml"), "--duration", "0"]) == 2
+    assert "configuration file not found" in capsys.readouterr().err
