@@ -124,6 +124,7 @@ Index(
 Index("ix_notifications_thread_key", notifications.c.thread_key, notifications.c.address)
 Index("ix_notifications_enrolment_id", notifications.c.enrolment_id, notifications.c.status)
 Index("ix_notifications_exam_id", notifications.c.exam_id)
+Index("ix_notifications_updated_at", notifications.c.updated_at)  # the dashboard cache's data version
 
 
 @dataclass(frozen=True, slots=True)

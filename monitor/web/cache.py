@@ -7,8 +7,8 @@ the store's *data version* read when it was built, and reused while:
 
 - the data version is unchanged: :func:`data_version` reads, in a few index lookups, the
   newest exam event, the latest finding, occurrence and enrolment change and the newest
-  protocol version, so a booking, an evaluation, an acknowledgement or an enrolment change
-  makes the next request rebuild; and
+  protocol version and the latest outbox change, so a booking, an evaluation, an
+  acknowledgement, an enrolment change or an alert sent makes the next request rebuild; and
 - it is younger than ``[web] page_cache_seconds`` (default 30): the bound for the one
   change the version cannot see (a timepoint the engine stopped planning is deleted, not
   updated). ``0`` turns the cache off.
@@ -31,6 +31,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Connection, func, select
 
 from monitor.store.findings import findings, occurrences
+from monitor.store.outbox import notifications
 from monitor.store.registry import enrolments, trial_versions
 from monitor.store.schema import exam_events
 
@@ -39,13 +40,14 @@ T = TypeVar("T")
 
 
 def data_version(conn: Connection) -> DataVersion:
-    """What changes whenever an exam, finding, occurrence, enrolment or protocol changes."""
+    """What changes whenever an exam, finding, occurrence, enrolment, protocol or alert changes."""
     probes = [
         select(func.max(exam_events.c.id)).scalar_subquery(),
         select(func.max(findings.c.updated_at)).scalar_subquery(),
         select(func.max(occurrences.c.updated_at)).scalar_subquery(),
         select(func.max(enrolments.c.updated_at)).scalar_subquery(),
         select(func.max(trial_versions.c.id)).scalar_subquery(),
+        select(func.max(notifications.c.updated_at)).scalar_subquery(),
     ]
     return tuple(conn.execute(select(*probes)).one())
 

@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import Connection, Select, func, select
 
 from monitor.store.findings import OPEN, findings, occurrences
+from monitor.store.outbox import notifications
 from monitor.store.registry import enrolment_mrns, enrolments
 from monitor.store.schema import exam_events, exams
 from monitor.web.accounts import User
@@ -57,6 +58,7 @@ class UpcomingExam:
     procedure: str
     order_ok: bool
     problems: tuple[str, ...]  # kinds of open findings about this exam
+    alerts: tuple[tuple[str, int], ...] = ()  # (outbox status, how many) of its notifications
 
 
 def upcoming_exams(
@@ -109,6 +111,7 @@ def upcoming_exams(
             seen.add(row.id)
             rows.append(row)
     rows.sort(key=lambda row: (row.start_at, row.id))
+    alerts = _alert_counts(conn, [row.id for row in rows], trials)
     found = []
     for row in rows:
         kinds = tuple(sorted(open_kinds.get(row.id, ())))
@@ -129,9 +132,27 @@ def upcoming_exams(
                 procedure=row.procedure_text or row.procedure_code or "",
                 order_ok="wrong_orderable" not in kinds,
                 problems=kinds,
+                alerts=tuple(sorted(alerts.get(row.id, {}).items())),
             )
         )
     return found
+
+
+def _alert_counts(
+    conn: Connection, exam_ids: Sequence[int], trials: Collection[str] | None
+) -> dict[int, dict[str, int]]:
+    """For each exam, how many of its notifications (of the trials in scope) are in each status."""
+    counts: dict[int, dict[str, int]] = {}
+    for part in range(0, len(exam_ids), 500):
+        query = (
+            select(notifications.c.exam_id, notifications.c.status, func.count())
+            .where(notifications.c.exam_id.in_(exam_ids[part : part + 500]))
+            .where(_in_scope(notifications.c.trial, trials))
+            .group_by(notifications.c.exam_id, notifications.c.status)
+        )
+        for exam_id, status, count in conn.execute(query):
+            counts.setdefault(exam_id, {})[status] = count
+    return counts
 
 
 @dataclass(frozen=True, slots=True)

@@ -111,3 +111,30 @@ def test_concurrent_requests_for_a_missing_part_build_it_once() -> None:
         thread.join(10)
     assert results == ["table"] * 8
     assert cache.builds == 1 and cache.hits == 7
+
+
+def test_upcoming_shows_each_exams_alert_status_and_follows_the_outbox(site: Site) -> None:
+    from sqlalchemy import select, update
+
+    from monitor.store.outbox import notifications
+
+    app = create_app(site.settings, site.engine, clock=site.clock)
+    admin = _signed_in(app, "admin")
+    with site.engine.begin() as conn:
+        row = conn.execute(
+            select(notifications.c.id, notifications.c.exam_id).where(notifications.c.exam_id.is_not(None))
+        ).first()
+        assert row is not None, "the evaluation planned no notification about an exam"
+        planned = (
+            conn.execute(select(notifications.c.status).where(notifications.c.exam_id == row.exam_id))
+            .scalars()
+            .all()
+        )
+    page = admin.get("/upcoming").text
+    assert f'<span class="badge a-pending">{planned.count("pending")} pending</span>' in page
+    with site.engine.begin() as conn:
+        conn.execute(
+            update(notifications).where(notifications.c.id == row.id)
+            .values(status="sent", sent_at=NOW, updated_at=NOW.replace(year=2027))
+        )  # fmt: skip
+    assert '<span class="badge a-sent">1 sent</span>' in admin.get("/upcoming").text

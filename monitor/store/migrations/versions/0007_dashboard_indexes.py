@@ -1,7 +1,8 @@
-"""indexes for the dashboard: findings and occurrences by exam and by last change
+"""indexes for the dashboard: findings and occurrences by exam, and the last changes
 
 An exam's page looks up the findings and occurrences about it (it scanned both tables),
-and the dashboard's page cache reads the newest ``updated_at`` of each on every request.
+and the dashboard's page cache reads the newest ``updated_at`` of findings, occurrences
+and notifications on every request.
 
 Revision ID: 0007
 Revises: 0006
@@ -20,6 +21,7 @@ _INDEXES = (
     ("ix_findings_updated_at", "findings", "updated_at"),
     ("ix_occurrences_exam_id", "occurrences", "exam_id"),
     ("ix_occurrences_updated_at", "occurrences", "updated_at"),
+    ("ix_notifications_updated_at", "notifications", "updated_at"),
 )
 
 
