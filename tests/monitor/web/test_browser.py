@@ -115,6 +115,38 @@ def test_acknowledging_a_finding_records_who_and_the_comment(page: object, site:
     assert site.audit_rows(action="finding.acknowledge", username="coord")
 
 
+def test_an_admin_retries_a_failed_delivery_from_feed_health(page: object, site: Site) -> None:
+    from sqlalchemy import select, update
+
+    from monitor.store.outbox import notifications
+
+    with site.engine.begin() as conn:
+        row_id = (
+            conn.execute(
+                select(notifications.c.id).where(
+                    notifications.c.exam_id == 1, notifications.c.kind == "reminder"
+                )
+            )
+            .scalars()
+            .first()
+        )
+        conn.execute(
+            update(notifications)
+            .where(notifications.c.id == row_id)
+            .values(status="failed", attempts=10, last_error="channel_not_found")
+        )
+    _sign_in(page, "admin")
+    page.goto("/feeds")  # type: ignore[attr-defined]
+    page.get_by_role("button", name=f"Retry delivery {row_id}").click()  # type: ignore[attr-defined]
+    page.wait_for_url("**/feeds?retried=1*")  # type: ignore[attr-defined]
+    assert "Put back to pending: 1." in page.get_by_role("status").inner_text()  # type: ignore[attr-defined]
+    _shot(page, "feed-health-retried")
+    with site.engine.connect() as conn:
+        status = conn.execute(select(notifications.c.status).where(notifications.c.id == row_id)).scalar_one()
+    assert status == "pending"
+    assert site.audit_rows(action="notification.retry", username="admin", object_id=str(row_id))
+
+
 def test_the_instruction_sheet_prints(page: object) -> None:
     _sign_in(page, "tech")
     page.goto("/exams/1/sheet")  # type: ignore[attr-defined]
