@@ -101,7 +101,9 @@ class ConsoleNotifier(Notifier):
             f"{body}\n"
         )
         headline = body.partition("\n")[0]
-        copy = f"      (also to {notification.address}: {headline})\n"
+        # Copies are sent by other lanes and print later, under whatever came last: say
+        # which message they repeat instead of sitting under a block they may not belong to.
+        copy = f"  ----- copy of a message printed earlier, to {notification.address}: {headline}\n"
         stream = self.stream or sys.stdout
         with self._lock:
             first = digest not in self._printed

@@ -82,7 +82,10 @@ def test_the_brief_console_shows_what_to_do_and_prints_a_copy_for_another_addres
     notifier.send(sheet)
     printed = stream.getvalue()
     assert printed.count("===== COORDINATOR ALERT for coordinators") == 1
-    assert "      (also to slack:#onc-2101-imaging: [ONC-2101] Wrong orderable · subject 014" in printed
+    assert (
+        "  ----- copy of a message printed earlier, to slack:#onc-2101-imaging: "
+        "[ONC-2101] Wrong orderable · subject 014" in printed
+    )
     assert "Next step: " in printed
     assert "===== TECHNOLOGIST SHEET for technologists -> slack:#ct3-console" in printed
     assert "Subject 014 · CT chest/abdomen/pelvis with IV contrast" in printed
