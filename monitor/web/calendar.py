@@ -312,7 +312,8 @@ def _not_found() -> Response:
     return Response(status_code=404)
 
 
-@router.get("/calendar/{token}.ics")
+# HEAD too: some calendar clients check the address before subscribing.
+@router.api_route("/calendar/{token}.ics", methods=["GET", "HEAD"])
 def read_feed(token: str, request: Request) -> Response:
     """The feed of ``token``; 404 with an empty body when the token is unknown or revoked."""
     if not _TOKEN.fullmatch(token):

@@ -216,6 +216,8 @@ def test_the_feed_is_text_calendar_never_cached_and_needs_no_sign_in(
     assert answer.headers["content-type"].startswith("text/calendar")
     assert answer.headers["cache-control"] == "no-store"
     assert "set-cookie" not in answer.headers
+    checked = client(store).head(path)  # a client checking the address before subscribing
+    assert checked.status_code == 200 and checked.headers["content-type"].startswith("text/calendar")
 
 
 def test_unknown_and_revoked_addresses_are_404_without_detail_or_redirect(
