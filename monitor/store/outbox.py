@@ -190,9 +190,11 @@ def outbox_rows(
         query = query.where(notifications.c.exam_id == exam_id)
     if trials is not None:
         query = query.where(notifications.c.trial.in_(sorted(trials)))
+    if limit:  # the newest ``limit`` read newest first from the store, returned oldest first
+        query = query.order_by(notifications.c.due_at.desc(), notifications.c.id.desc()).limit(limit)
+        return [OutboxRow(**row._mapping) for row in reversed(conn.execute(query).all())]
     query = query.order_by(notifications.c.due_at, notifications.c.id)
-    rows = [OutboxRow(**row._mapping) for row in conn.execute(query)]
-    return rows[-limit:] if limit else rows
+    return [OutboxRow(**row._mapping) for row in conn.execute(query)]
 
 
 def list_outbox(

@@ -7,13 +7,14 @@ the MRN only for admins and coordinators; findings and enrolments never carry on
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 
 from monitor.registry.protocols import protocols_in_force
-from monitor.store.outbox import outbox_rows
+from monitor.store.outbox import OutboxStatus, outbox_rows
 from monitor.web.accounts import Role, Session, record_audit
 from monitor.web.app import require, signed_in, web_of
 from monitor.web.data import (
@@ -93,6 +94,29 @@ def exam_notifications(
     _audit(request, session, "exam_notifications", exam_id)
     hidden = ("summary", "external_ref", "dedupe_key")
     return [{k: v for k, v in row.as_json().items() if k not in hidden} for row in rows]
+
+
+@router.get("/notifications", summary="Outbox notifications (the newest first by due time)")
+def notifications(
+    request: Request,
+    session: Annotated[Session, Depends(require(*OFFICE))],
+    status: Annotated[OutboxStatus | None, Query()] = None,
+    trial: Annotated[str | None, Query(max_length=64)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+) -> list[Json]:
+    """Alerts, reminders, sheets and digests of the trials the account sees, with their
+    delivery status; no summaries or bodies (the exam page's rule)."""
+    scope: Collection[str] | None = session.user.trial_scope()
+    if trial is not None:
+        if not visible_trial(session.user, trial):
+            return []
+        scope = (trial,)
+    web = web_of(request)
+    with web.engine.connect() as conn:
+        rows = outbox_rows(conn, status=status.value if status else None, trials=scope, limit=limit)
+    _audit(request, session, "notifications", trial or "")
+    hidden = ("summary", "external_ref", "dedupe_key")
+    return [{k: v for k, v in row.as_json().items() if k not in hidden} for row in reversed(rows)]
 
 
 @router.get("/findings", summary="Findings (open ones by default)")

@@ -16,7 +16,8 @@ def test_every_page_but_health_and_metrics_needs_a_sign_in(site: Site) -> None:
         answer = client.get(path)
         assert answer.status_code == 303 and answer.headers["location"] == "/login", path
     for path in ("/api/exams", "/api/exams/1", "/api/findings", "/api/findings/1", "/api/trials",
-                 "/api/trials/ONC-2101", "/api/enrolments", "/api/enrolments/1"):  # fmt: skip
+                 "/api/trials/ONC-2101", "/api/enrolments", "/api/enrolments/1",
+                 "/api/notifications"):  # fmt: skip
         assert client.get(path).status_code == 401, path
     health = client.get("/healthz").json()
     assert health["status"] == "ok" and health["components"]["database"] == {"status": "ok"}

@@ -57,9 +57,25 @@ def test_metrics_count_messages_and_open_findings_without_phi(site: Site) -> Non
 def test_the_openapi_document_lists_the_api_routes_only(site: Site) -> None:
     paths = set(site.client().get("/openapi.json").json()["paths"])
     assert paths == {"/api/exams", "/api/exams/{exam_id}", "/api/exams/{exam_id}/notifications",
-                     "/api/findings", "/api/findings/{finding_id}",
+                     "/api/notifications", "/api/findings", "/api/findings/{finding_id}",
                      "/api/trials", "/api/trials/{trial_id}", "/api/enrolments",
                      "/api/enrolments/{enrolment_id}"}  # fmt: skip
+
+
+def test_the_notifications_api_lists_the_accounts_trials_with_status_and_no_text(
+    site: Site, login: Login
+) -> None:
+    every = login("admin").get("/api/notifications", params={"limit": 1000}).json()
+    assert {row["trial"] for row in every} >= {"ONC-2101", "NEU-4405"}
+    assert all("summary" not in row and "body" not in row and "status" in row for row in every)
+    mine = login("coord").get("/api/notifications", params={"limit": 1000}).json()
+    assert mine and {row["trial"] for row in mine} == {"ONC-2101"}
+    assert len(mine) == sum(row["trial"] == "ONC-2101" for row in every)
+    assert login("coord").get("/api/notifications", params={"trial": "NEU-4405"}).json() == []
+    pending = login("admin").get("/api/notifications", params={"status": "pending", "limit": 2}).json()
+    assert len(pending) == 2 and {row["status"] for row in pending} == {"pending"}
+    assert pending[0]["due_at"] >= pending[1]["due_at"]  # the newest first
+    assert login("admin").get("/api/notifications", params={"status": "lost"}).status_code == 422
 
 
 def test_an_id_too_large_for_the_database_is_a_client_error(site: Site, login: Login) -> None:
