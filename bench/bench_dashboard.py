@@ -274,7 +274,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=10)
     parser.add_argument("--database")
     parser.add_argument(
-        "--page-cache-seconds", type=float, default=30, help="[web] page_cache_seconds; 0: off"
+        "--page-cache-seconds", type=float, default=10, help="[web] page_cache_seconds; 0: off"
     )
     parser.add_argument(
         "--changes",

@@ -166,7 +166,7 @@ class WebSettings(_Section):
     login_attempts: int = Field(default=5, ge=1, le=1000)
     login_lockout_minutes: int = Field(default=15, ge=1, le=1440)
     # Upcoming and trial tables are rebuilt when the data changes, and at least this often.
-    page_cache_seconds: float = Field(default=30, ge=0, le=3600)
+    page_cache_seconds: float = Field(default=10, ge=0, le=3600)
 
 
 class SchedulerSettings(_Section):

@@ -6,12 +6,14 @@ over. A part is kept under a key (the page, the account's scope and filters) tog
 the store's *data version* read when it was built, and reused while:
 
 - the data version is unchanged: :func:`data_version` reads, in a few index lookups, the
-  newest exam event, the latest finding, occurrence and enrolment change and the newest
-  protocol version and the latest outbox change, so a booking, an evaluation, an
-  acknowledgement, an enrolment change or an alert sent makes the next request rebuild; and
-- it is younger than ``[web] page_cache_seconds`` (default 30): the bound for the one
-  change the version cannot see (a timepoint the engine stopped planning is deleted, not
-  updated). ``0`` turns the cache off.
+  latest finding, occurrence and enrolment change, the newest protocol version and, for
+  pages that show exams' times, rooms and alerts, the newest exam event and outbox change;
+  so an evaluation, an acknowledgement, an enrolment change and (for those pages) a
+  booking or an alert sent make the next request rebuild; and
+- it is younger than ``[web] page_cache_seconds`` (default 10): the bound for what the
+  version cannot see: a timepoint the engine stopped planning is deleted, not updated, and
+  a change stamped earlier than the newest one already stored (another host's clock
+  behind this one's) does not move the maximum. ``0`` turns the cache off.
 
 Only rendered markup of pages the account was allowed to open is kept, in this process's
 memory, never on disk; the key carries the account's scope, so a coordinator never gets a
@@ -39,16 +41,20 @@ DataVersion = tuple[Any, ...]
 T = TypeVar("T")
 
 
-def data_version(conn: Connection) -> DataVersion:
-    """What changes whenever an exam, finding, occurrence, enrolment, protocol or alert changes."""
+def data_version(conn: Connection, *, feed: bool = True) -> DataVersion:
+    """What changes whenever a finding, occurrence, enrolment or protocol changes, and with
+    ``feed`` also whenever an exam or an outbox row changes (pages that show exam times,
+    rooms or alert status; a trial's matrix does not, so the feed's churn of other exams
+    leaves it alone)."""
     probes = [
-        select(func.max(exam_events.c.id)).scalar_subquery(),
         select(func.max(findings.c.updated_at)).scalar_subquery(),
         select(func.max(occurrences.c.updated_at)).scalar_subquery(),
         select(func.max(enrolments.c.updated_at)).scalar_subquery(),
         select(func.max(trial_versions.c.id)).scalar_subquery(),
-        select(func.max(notifications.c.updated_at)).scalar_subquery(),
     ]
+    if feed:
+        probes.append(select(func.max(exam_events.c.id)).scalar_subquery())
+        probes.append(select(func.max(notifications.c.updated_at)).scalar_subquery())
     return tuple(conn.execute(select(*probes)).one())
 
 
@@ -109,11 +115,14 @@ class PageCache:
                 self._building.pop(key, None)
         return value
 
-    def part(self, conn: Connection, key: Hashable, build: Callable[[Connection], T]) -> T:
-        """``build(conn)``, or what it returned for ``key`` at the store's current data version."""
+    def part(
+        self, conn: Connection, key: Hashable, build: Callable[[Connection], T], *, feed: bool = True
+    ) -> T:
+        """``build(conn)``, or what it returned for ``key`` at the store's current data version
+        (``feed``: see :func:`data_version`)."""
         if not self.enabled:
             return build(conn)
-        result: T = self.get(key, data_version(conn), lambda: build(conn))
+        result: T = self.get(key, data_version(conn, feed=feed), lambda: build(conn))
         return result
 
     def clear(self) -> None:

@@ -99,12 +99,12 @@ def upcoming_exams(
         *exam_columns, findings.c.trial, findings.c.subject, findings.c.occurrence_label.label("label"),
         findings.c.window_start, findings.c.window_end, findings.c.kind.label("status"),
     ).join(findings, findings.c.exam_id == exams.c.id).where(findings.c.status == OPEN)  # fmt: skip
-    rows = list(conn.execute(narrowed(booked, occurrences)))
+    rows = list(conn.execute(narrowed(booked, occurrences)).all())
     seen = {row.id for row in rows}
     # One pass over the open findings about exams in the period: the problems of every
     # listed exam, and the research exams known only by their findings.
     open_kinds: dict[int, set[str]] = {}
-    for row in conn.execute(narrowed(flagged, findings)):
+    for row in conn.execute(narrowed(flagged, findings)).all():
         if row.status != "in_window":
             open_kinds.setdefault(row.id, set()).add(row.status)
         if row.id not in seen:
@@ -200,7 +200,7 @@ def trial_matrix(conn: Connection, trial: str) -> TrialMatrix:
         occurrences.c.exam_id,
     ).where(occurrences.c.trial == trial)
     cells = matrix.cells
-    for subject, timepoint, number, label, due, start, end, status, exam_id in conn.execute(query):
+    for subject, timepoint, number, label, due, start, end, status, exam_id in conn.execute(query).all():
         subjects.add(subject)
         key = (timepoint, number)
         first = firsts.get(key)

@@ -53,6 +53,7 @@ STATUS_TEXT = {
 def matrix_rows(matrix: TrialMatrix) -> list[tuple[str, Markup]]:
     """Each subject's row of cells as escaped HTML: built here, not in Jinja, because a
     500-subject matrix has 6,000 cells and the template loop dominated the page's time."""
+    badges: dict[str, tuple[str, str]] = {}  # status -> (class attribute, escaped text)
     rows = []
     for subject in matrix.subjects:
         parts = []
@@ -61,13 +62,15 @@ def matrix_rows(matrix: TrialMatrix) -> list[tuple[str, Markup]]:
             if cell is None:
                 parts.append("<td></td>")
                 continue
-            title = f"due {cell.due}; window {cell.window_start} to {cell.window_end}"
-            text = escape(STATUS_TEXT.get(cell.status, cell.status))
-            attributes = f'class="badge s-{escape(cell.status)}" title="{title}"'
+            badge = badges.get(cell.status)
+            if badge is None:
+                text = escape(STATUS_TEXT.get(cell.status, cell.status))
+                badge = badges[cell.status] = (f'class="badge s-{escape(cell.status)}"', str(text))
+            title = f'title="due {cell.due}; window {cell.window_start} to {cell.window_end}"'
             if cell.exam_id is not None:
-                parts.append(f'<td><a href="/exams/{cell.exam_id}" {attributes}>{text}</a></td>')
+                parts.append(f'<td><a href="/exams/{cell.exam_id}" {badge[0]} {title}>{badge[1]}</a></td>')
             else:
-                parts.append(f"<td><span {attributes}>{text}</span></td>")
+                parts.append(f"<td><span {badge[0]} {title}>{badge[1]}</span></td>")
         rows.append((subject, Markup("".join(parts))))  # noqa: S704  (every value above is escaped or a date/int)
     return rows
 
@@ -231,7 +234,8 @@ def trial(
             return Markup(html)  # noqa: S704  (an autoescaped template's output)
 
         # The same for every office account that may open the trial (technologists may not).
-        tables_html = web.cache.part(conn, ("trial", trial_id), build)
+        # The matrix shows occurrences (set by the evaluation), not exam times: feed=False.
+        tables_html = web.cache.part(conn, ("trial", trial_id), build, feed=False)
         record_audit(
             conn, web.clock(), session.user.username, "view", "trial", trial_id, client_address(request)
         )

@@ -3,7 +3,9 @@ booking or an evaluation, never shared across scopes."""
 
 from __future__ import annotations
 
+import itertools
 import threading
+from datetime import timedelta
 from pathlib import Path
 
 from fastapi.testclient import TestClient
@@ -27,11 +29,17 @@ def _signed_in(app: object, username: str) -> TestClient:
     return client
 
 
+_minutes = itertools.count(1)
+
+
 def _feed(site: Site, folder: Path, *messages: bytes) -> None:
+    """Store ``messages`` and evaluate, a minute later each time (time moves, as in the daemon:
+    the data version reads the newest change time)."""
+    at = NOW + timedelta(minutes=next(_minutes))
     path = folder / "more.hl7"
     path.write_bytes(b"\n".join(messages))
-    ingest_files(site.engine, site.settings, [path], progress=False, clock=lambda: NOW)
-    evaluate_all(site.engine, site.settings, NOW)
+    ingest_files(site.engine, site.settings, [path], progress=False, clock=lambda: at)
+    evaluate_all(site.engine, site.settings, at)
 
 
 def test_accounts_of_different_scopes_never_share_a_part(site: Site) -> None:
