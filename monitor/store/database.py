@@ -39,6 +39,10 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         return engine
     if parsed.get_backend_name() == "postgresql" and parsed.get_driver_name() in ("", "psycopg2"):
         url = parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+    # A server that does not answer fails a connection in 10 s instead of hanging the
+    # writer (which then answers AR) or a page; a URL's own connect_timeout wins.
+    if "connect_timeout" not in parsed.query:
+        kwargs["connect_args"] = {"connect_timeout": 10, **kwargs.get("connect_args", {})}
     return create_engine(url, pool_pre_ping=True, **kwargs)
 
 

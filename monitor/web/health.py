@@ -35,6 +35,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from datetime import datetime
 
 from fastapi import APIRouter, Request
@@ -55,6 +57,10 @@ from notifiers import CHANNELS
 
 router = APIRouter(include_in_schema=False)
 log = logging.getLogger("monitor.web.health")
+
+STORE_PROBE_SECONDS = 3.0
+# Store probes run here so /healthz can stop waiting; a few threads, for probes still hung.
+_PROBES = ThreadPoolExecutor(max_workers=4, thread_name_prefix="healthz-store")
 
 # The outbox states an operator watches; ``sent`` and ``cancelled`` only grow and are
 # answered by hiro-monitor notifications.
@@ -159,15 +165,28 @@ class _DaemonMetrics(Collector):
         yield from self.registry.collect()
 
 
+def _select_one(engine: Engine) -> None:
+    with engine.connect() as conn:
+        conn.execute(text("SELECT 1"))
+
+
+def _store_status(engine: Engine) -> dict[str, str]:
+    """``SELECT 1`` within :data:`STORE_PROBE_SECONDS`: a server that hangs instead of
+    refusing (a stuck failover, a full pool) must not hang the check the load balancer and
+    the monitoring wait on. The probe's thread is left to finish on its own."""
+    future = _PROBES.submit(_select_one, engine)
+    try:
+        future.result(timeout=STORE_PROBE_SECONDS)
+    except FutureTimeout:
+        return {"status": "down", "detail": f"no answer within {STORE_PROBE_SECONDS:g} s"}
+    except SQLAlchemyError as exc:
+        return {"status": "down", "detail": f"unreachable ({type(exc).__name__})"}
+    return {"status": "ok"}
+
+
 def component_status(engine: Engine, runtime: Runtime | None) -> dict[str, dict[str, str]]:
     """Each component's ``status`` (and ``detail``); a probe that raises counts as down."""
-    found: dict[str, dict[str, str]] = {}
-    try:
-        with engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
-        found["database"] = {"status": "ok"}
-    except SQLAlchemyError as exc:
-        found["database"] = {"status": "down", "detail": f"unreachable ({type(exc).__name__})"}
+    found: dict[str, dict[str, str]] = {"database": _store_status(engine)}
     watched = runtime.watched if runtime is not None else {}
     for component in COMPONENTS:
         if component not in watched:

@@ -4,6 +4,9 @@ port 0, a real store), and of the dashboard running alone."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
+import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -25,6 +28,7 @@ from monitor.runtime import ack_code
 from monitor.store.database import make_engine, upgrade
 from monitor.store.outbox import notifications
 from monitor.web import create_app
+from monitor.web.health import STORE_PROBE_SECONDS
 from tests.monitor.hl7_messages import BIRTH_DATE, PATIENT_NAME, siu
 
 END = b"\x1c\r"
@@ -393,3 +397,33 @@ def test_a_store_that_does_not_answer_fails_healthz_and_metrics_still_answer() -
     metrics = client.get("/metrics")
     assert metrics.status_code == 200 and _value(metrics.text, "hiro_store_up") == 0
     engine.dispose()
+
+
+def test_a_store_that_hangs_fails_healthz_within_the_probe_time() -> None:
+    """A PostgreSQL address that accepts connections and never answers (a stuck server)."""
+    silent = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        silent.settimeout(0.2)
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                held.append(silent.accept()[0])
+
+    threading.Thread(target=accept, daemon=True).start()
+    url = f"postgresql+psycopg://postgres@127.0.0.1:{silent.getsockname()[1]}/stuck"
+    engine = make_engine(url)
+    try:
+        answer = TestClient(create_app(_settings(url), engine)).get("/healthz")
+        assert answer.status_code == 503
+        assert answer.json()["components"]["database"] == {
+            "status": "down",
+            "detail": f"no answer within {STORE_PROBE_SECONDS:g} s",
+        }
+    finally:
+        stop.set()
+        for connection in held:
+            connection.close()
+        silent.close()
+        engine.dispose()
