@@ -127,15 +127,14 @@ class OutboxHealth:
     failed_total: int = 0
 
 
-def outbox_health(conn: Connection, now: datetime, trials: Collection[str] | None = None) -> OutboxHealth:
-    """The backlog per channel and the latest failed deliveries, of ``trials`` (None: all).
-
-    Counts ``pending`` rows (and, of those, the ones claimable now and the overdue ones),
-    ``sending`` and ``failed`` rows; the failed list holds the newest :data:`FAILED_SHOWN`
-    failures, by when they failed (``updated_at``).
-    """
-    health = OutboxHealth()
-    in_scope = true() if trials is None else notifications.c.trial.in_(sorted(trials))
+def outbox_backlog(
+    conn: Connection, now: datetime, trials: Collection[str] | None = None
+) -> list[ChannelBacklog]:
+    """What waits on each channel, of ``trials`` (None: all): ``pending`` rows (and, of those,
+    the ones claimable now and the overdue ones), ``sending`` and ``failed`` rows. Feed
+    health shows it; ``/metrics`` exports it."""
+    backlog = []
+    in_scope = _in_scope(trials)
     pending = notifications.c.status == OutboxStatus.PENDING.value
     claimable = pending & (notifications.c.next_attempt_at <= now)
     counts = (
@@ -158,7 +157,7 @@ def outbox_health(conn: Connection, now: datetime, trials: Collection[str] | Non
         .order_by(notifications.c.channel)
     )
     for channel, waiting, due, overdue, oldest, sending, failed in conn.execute(counts):
-        health.backlog.append(
+        backlog.append(
             ChannelBacklog(
                 channel,
                 int(waiting or 0),
@@ -169,7 +168,20 @@ def outbox_health(conn: Connection, now: datetime, trials: Collection[str] | Non
                 int(failed or 0),
             )
         )
+    return backlog
+
+
+def _in_scope(trials: Collection[str] | None) -> Any:
+    return true() if trials is None else notifications.c.trial.in_(sorted(trials))
+
+
+def outbox_health(conn: Connection, now: datetime, trials: Collection[str] | None = None) -> OutboxHealth:
+    """The backlog per channel (:func:`outbox_backlog`) and the latest failed deliveries, of
+    ``trials`` (None: all): the newest :data:`FAILED_SHOWN` failures, by when they failed
+    (``updated_at``)."""
+    health = OutboxHealth(backlog=outbox_backlog(conn, now, trials))
     health.failed_total = sum(row.failed for row in health.backlog)
+    in_scope = _in_scope(trials)
     health.failed = list(
         conn.execute(
             select(

@@ -50,9 +50,9 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from monitor.runtime import COMPONENTS, Runtime
 from monitor.store.findings import OPEN, findings
-from monitor.store.outbox import OutboxStatus, notifications
+from monitor.store.outbox import OutboxStatus
 from monitor.store.schema import messages
-from monitor.web.feeds import _aware
+from monitor.web.feeds import ChannelBacklog, _aware, outbox_backlog
 from notifiers import CHANNELS
 
 router = APIRouter(include_in_schema=False)
@@ -61,10 +61,6 @@ log = logging.getLogger("monitor.web.health")
 STORE_PROBE_SECONDS = 3.0
 # Store probes run here so /healthz can stop waiting; a few threads, for probes still hung.
 _PROBES = ThreadPoolExecutor(max_workers=4, thread_name_prefix="healthz-store")
-
-# The outbox states an operator watches; ``sent`` and ``cancelled`` only grow and are
-# answered by hiro-monitor notifications.
-_WATCHED = (OutboxStatus.PENDING, OutboxStatus.SENDING, OutboxStatus.FAILED)
 
 
 class StoreCollector(Collector):
@@ -127,31 +123,19 @@ class StoreCollector(Collector):
             "How long the longest-waiting sendable pending row has been due, by channel (0: none)",
             labels=["channel"],
         )
-        counts: dict[tuple[str, str], int] = {}
-        for channel, status, count in conn.execute(
-            select(notifications.c.channel, notifications.c.status, func.count())
-            .where(notifications.c.status.in_([status.value for status in _WATCHED]))
-            .group_by(notifications.c.channel, notifications.c.status)
-        ):
-            counts[(channel, status)] = int(count)
-        waiting: dict[str, float] = {}
-        for channel, due in conn.execute(
-            select(notifications.c.channel, func.min(notifications.c.next_attempt_at))
-            .where(
-                notifications.c.status == OutboxStatus.PENDING.value,
-                notifications.c.next_attempt_at <= now,
-            )
-            .group_by(notifications.c.channel)
-        ):
-            if due is not None:
-                waiting[channel] = max(0.0, (now - _aware(due)).total_seconds())
+        backlog = {found.channel: found for found in outbox_backlog(conn, now)}
         # Every known channel gets every series, zeros included: an alert on "failed > 0"
         # must see the value go back to 0, not the series vanish.
-        channels = sorted(set(CHANNELS) | {channel for channel, _ in counts} | set(waiting))
-        for channel in channels:
-            for status in _WATCHED:
-                rows.add_metric([channel, status.value], float(counts.get((channel, status.value), 0)))
-            oldest.add_metric([channel], waiting.get(channel, 0.0))
+        for channel in sorted(set(CHANNELS) | set(backlog)):
+            found = backlog.get(channel, ChannelBacklog(channel))
+            for status, count in (
+                (OutboxStatus.PENDING, found.pending),
+                (OutboxStatus.SENDING, found.sending),
+                (OutboxStatus.FAILED, found.failed),
+            ):
+                rows.add_metric([channel, status.value], float(count))
+            waited = (now - found.oldest_due).total_seconds() if found.oldest_due is not None else 0.0
+            oldest.add_metric([channel], max(0.0, waited))
         return [rows, oldest]
 
 
