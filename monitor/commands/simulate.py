@@ -28,6 +28,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Engine, select
 
 from monitor.config import Settings
+from monitor.runtime import ack_code
 from monitor.simulator import ResearchSubject, SimulatedFeed
 
 __all__ = ["SendResult", "register", "research_subjects", "send_feed"]
@@ -82,10 +83,6 @@ class SendResult:
         return self.sent / self.seconds if self.seconds else 0.0
 
 
-def _ack_code(ack: bytes) -> str:
-    return ack.split(b"MSA|", 1)[1][:2].decode("ascii", "replace") if b"MSA|" in ack else "??"
-
-
 async def send_feed(
     host: str, port: int, feed: SimulatedFeed, count: int, rate: float, timeout: float = 30.0
 ) -> SendResult:
@@ -111,7 +108,7 @@ async def send_feed(
             except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
                 result.acks["none"] += 1
                 break
-            result.acks[_ack_code(ack)] += 1
+            result.acks[ack_code(ack)] += 1
     finally:
         result.seconds = time.perf_counter() - started
         writer.close()

@@ -44,6 +44,7 @@ from monitor.store.findings import OPEN, findings, occurrences
 from monitor.store.schema import exams
 from monitor.web.accounts import Role, find_user, record_audit
 from monitor.web.app import web_of
+from monitor.web.data import STATUS_TEXT
 from monitor.web.security import client_address
 from rules import OccurrenceStatus
 
@@ -58,8 +59,9 @@ LOOK_AHEAD = timedelta(days=90)
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{20,128}")
 _UID_DOMAIN = "hiro-monitor"
 _CANCELLED = frozenset({"cancelled", "deleted"})
-# The words a coordinator reads for the engine's finding kinds and occurrence statuses.
+# The words a coordinator reads for the engine's occurrence statuses and finding kinds.
 _STATUS_WORDS = {
+    **STATUS_TEXT,
     "in_window": "in window",
     "early": "early",
     "late": "late",
@@ -69,9 +71,6 @@ _STATUS_WORDS = {
     "after_off_study": "after off-study date",
     "cancelled": "cancelled",
     "no_show": "no-show",
-    "booked": "booked",
-    "done_in_window": "done in window",
-    "done_out_of_window": "done out of window",
 }
 
 

@@ -25,6 +25,7 @@ from monitor.store.schema import exam_events, exams
 from monitor.web.accounts import User
 
 __all__ = [
+    "STATUS_TEXT",
     "ExamLinks",
     "MatrixCell",
     "TrialMatrix",
@@ -37,6 +38,17 @@ __all__ = [
     "visible_finding",
     "visible_trial",
 ]
+
+
+# The words the office reads for the engine's occurrence statuses (matrix, badges, calendar).
+STATUS_TEXT = {
+    "planned": "not yet due",
+    "due": "due",
+    "booked": "booked",
+    "done_in_window": "done in window",
+    "done_out_of_window": "done out of window",
+    "missed": "missed",
+}
 
 
 def _in_scope(column: Any, scope: Collection[str] | None) -> Any:

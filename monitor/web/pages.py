@@ -22,6 +22,7 @@ from monitor.store.web import audit_log
 from monitor.web.accounts import Role, Session, check_password, end_session, open_session, record_audit
 from monitor.web.app import require, signed_in, web_of
 from monitor.web.data import (
+    STATUS_TEXT,
     TrialMatrix,
     exam_history,
     scoped_enrolments,
@@ -40,14 +41,6 @@ from notifiers.base import NotifierError
 router = APIRouter(include_in_schema=False)
 
 OFFICE = (Role.ADMIN, Role.COORDINATOR, Role.VIEWER)
-STATUS_TEXT = {
-    "planned": "not yet due",
-    "due": "due",
-    "booked": "booked",
-    "done_in_window": "done in window",
-    "done_out_of_window": "done out of window",
-    "missed": "missed",
-}
 
 
 def matrix_rows(matrix: TrialMatrix) -> list[tuple[str, Markup]]:
