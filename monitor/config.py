@@ -10,6 +10,7 @@ Every setting is documented in ``config.example.toml``; a test keeps the two in 
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import tomllib
@@ -167,6 +168,17 @@ class WebSettings(_Section):
     login_lockout_minutes: int = Field(default=15, ge=1, le=1440)
     # Upcoming and trial tables are rebuilt when the data changes, and at least this often.
     page_cache_seconds: float = Field(default=10, ge=0, le=3600)
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxy_addresses(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        # A typo must not silently trust nothing (or, worse, something else): name it.
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry.strip(), strict=False)
+            except ValueError:
+                raise ValueError(f"{entry!r} is not an IP address or network (e.g. 10.0.0.0/24)") from None
+        return value
 
 
 class SchedulerSettings(_Section):

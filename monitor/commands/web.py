@@ -111,5 +111,6 @@ def _serve_workers(settings: Settings, args: argparse.Namespace, host: str, port
     uvicorn.run(
         "monitor.web.asgi:app", factory=True, host=host, port=port, workers=args.workers,
         log_level="warning", access_log=False, lifespan="off",
+        proxy_headers=False,  # the peer is decided by monitor.web.peer (see uvicorn_config)
     )  # fmt: skip
     return 0

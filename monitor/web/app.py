@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_plus
 
 from fastapi import Depends, FastAPI, Request
@@ -33,7 +33,10 @@ from monitor.web.accounts import Role, Session
 from monitor.web.cache import PageCache
 from monitor.web.security import Forbidden, Gate, NotSignedIn, SecurityHeaders, set_session_cookie
 
-__all__ = ["Web", "create_app", "require", "serve", "signed_in"]
+if TYPE_CHECKING:
+    import uvicorn
+
+__all__ = ["Web", "create_app", "require", "serve", "signed_in", "uvicorn_config"]
 
 
 def _utc_now() -> datetime:
@@ -167,11 +170,24 @@ async def serve(app: FastAPI, settings: WebSettings) -> None:
     """Serve ``app`` with uvicorn on the running loop until cancelled (``hiro-monitor run`` embeds this)."""
     import uvicorn
 
-    config = uvicorn.Config(
-        app, host=settings.host, port=settings.port, log_level="warning", access_log=False, lifespan="off"
-    )
-    server = uvicorn.Server(config)
+    server = uvicorn.Server(uvicorn_config(app, settings))
     await server.serve()
+
+
+def uvicorn_config(app: FastAPI, settings: WebSettings) -> uvicorn.Config:
+    """How the project runs uvicorn, in one place.
+
+    ``proxy_headers=False``: uvicorn would otherwise replace the client address with the
+    last ``X-Forwarded-For`` entry of any request from 127.0.0.1 (its default
+    ``forwarded_allow_ips``), before :mod:`monitor.web.peer` can check that the peer is a
+    trusted proxy: a forged header then signed a caller in as anyone.
+    """
+    import uvicorn
+
+    return uvicorn.Config(
+        app, host=settings.host, port=settings.port, log_level="warning", access_log=False,
+        lifespan="off", proxy_headers=False,
+    )  # fmt: skip
 
 
 class EmbeddedWeb:
@@ -190,10 +206,7 @@ class EmbeddedWeb:
             def capture_signals(self) -> Iterator[None]:
                 yield
 
-        config = uvicorn.Config(
-            app, host=settings.host, port=settings.port, log_level="warning", access_log=False, lifespan="off"
-        )
-        self.server = _Server(config)
+        self.server = _Server(uvicorn_config(app, settings))
         self._task: asyncio.Task[None] | None = None
 
     @property

@@ -1,6 +1,8 @@
 """The app factory uvicorn's worker processes import (``hiro-monitor web --workers N``).
 
-    uvicorn --factory monitor.web.asgi:app
+    uvicorn --factory --no-proxy-headers monitor.web.asgi:app
+
+``--no-proxy-headers``: who the peer is is decided by :mod:`monitor.web.peer`, never by uvicorn.
 
 Settings come from ``HIRO_CONFIG`` and the environment (``HIRO_DATABASE_URL``), as for
 every other command; the store must already be migrated (``hiro-monitor init``).

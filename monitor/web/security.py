@@ -14,10 +14,9 @@ so forms carry a CSRF token either way.
 
 from __future__ import annotations
 
-import ipaddress
 import secrets
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
@@ -28,6 +27,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from monitor.config import WebSettings
 from monitor.web.accounts import Session, SessionPolicy, find_user, open_session, record_audit, resume_session
+from monitor.web.peer import Network, Peer, parse_networks, resolve_peer
 
 # A store row id in a URL: bounded so no integer reaches the database unrepresentable (a 500).
 ObjectId = Annotated[int, Path(ge=0, le=2**63 - 1)]
@@ -87,6 +87,10 @@ class Gate:
     engine: Engine
     settings: WebSettings
     clock: Callable[[], datetime]
+    proxies: tuple[Network, ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "proxies", parse_networks(self.settings.trusted_proxies))
 
     @property
     def policy(self) -> SessionPolicy:
@@ -95,9 +99,10 @@ class Gate:
             lifetime=timedelta(hours=self.settings.session_lifetime_hours),
         )
 
-    def peer_is_trusted_proxy(self, request: Request) -> bool:
-        host = request.client.host if request.client else ""
-        return bool(host) and address_in(host, self.settings.trusted_proxies)
+    def peer(self, request: Request) -> Peer:
+        """Who sent ``request`` (:mod:`monitor.web.peer`)."""
+        connection = request.client.host if request.client else ""
+        return resolve_peer(connection, request.headers.getlist("x-forwarded-for"), self.proxies)
 
     def session_for(self, request: Request) -> tuple[Session, bool]:
         """The request's session and whether it was opened just now (the caller sets the cookie).
@@ -109,7 +114,8 @@ class Gate:
         with self.engine.begin() as conn:
             session = resume_session(conn, cookie, now, self.policy) if cookie else None
             header = self.settings.sso_header
-            if header and self.peer_is_trusted_proxy(request):
+            peer = self.peer(request)
+            if header and peer.via_trusted_proxy:
                 name = request.headers.get(header, "").strip()
                 if name:
                     if session is not None and session.user.username == name:
@@ -118,38 +124,20 @@ class Gate:
                     if user is None:
                         raise NotSignedIn
                     fresh = open_session(conn, user, now)
-                    record_audit(conn, now, user.username, "sign_in.sso", client=client_address(request))
+                    record_audit(conn, now, user.username, "sign_in.sso", client=peer.client)
                     return fresh, True
             if session is None:
                 raise NotSignedIn
             return session, False
 
 
-def address_in(host: str, networks: Iterable[str]) -> bool:
-    """Whether ``host`` (an IP address) is in one of ``networks`` (addresses or CIDR networks)."""
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    for network in networks:
-        try:
-            if address in ipaddress.ip_network(network, strict=False):
-                return True
-        except ValueError:
-            continue
-    return False
-
-
 def client_address(request: Request) -> str:
-    """Where the request came from, for the audit trail: the TCP peer, or, when the peer is a
-    trusted proxy, the address that proxy appended last to ``X-Forwarded-For``."""
-    peer = request.client.host if request.client else ""
+    """Where the request came from, for the audit trail and throttling (:mod:`monitor.web.peer`):
+    the TCP peer, or, behind trusted proxies, the client they name."""
     gate: Gate | None = getattr(getattr(request.app.state, "web", None), "gate", None)
-    if gate is not None and gate.peer_is_trusted_proxy(request):
-        forwarded = request.headers.get("x-forwarded-for", "").split(",")[-1].strip()
-        if forwarded:
-            return forwarded[:80]
-    return peer
+    if gate is None:
+        return request.client.host if request.client else ""
+    return gate.peer(request).client
 
 
 def set_session_cookie(response: Response, session: Session, settings: WebSettings) -> None:
