@@ -101,12 +101,17 @@ class ScheduleEvent:
     resources: tuple[str, ...] = ()
     comments: tuple[str, ...] = ()
     extra: dict[str, str] = field(default_factory=dict)  # e.g. CTI study id, Z-segment text
+    # When the source recorded it (EVN-2, else MSH-7; FHIR meta.lastUpdated): orders the
+    # events of one exam however they arrive. None: the time it reached us stands in.
+    event_time: datetime | None = None
 
     def __post_init__(self) -> None:
         if not self.external_id:
             raise ValueError("a ScheduleEvent needs an external id")
-        if self.start is not None and self.start.utcoffset() is None:
-            raise ValueError("ScheduleEvent.start must be timezone-aware")
+        for name in ("start", "event_time"):
+            value = getattr(self, name)
+            if value is not None and value.utcoffset() is None:
+                raise ValueError(f"ScheduleEvent.{name} must be timezone-aware")
 
 
 @dataclass(frozen=True, slots=True)

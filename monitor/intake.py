@@ -11,10 +11,14 @@ Decisions (DESIGN invariant 1 and 2):
   with the HL7 table 0357 error code (AR for an unsupported message type or trigger, as
   HL7 v2.5 section 2.9.2 asks); input that is valid but not ours (a hold with no
   patient) is stored as ``skipped`` and answered AA.
-- A message whose MSH-3/4/10 was seen before with the same body (MSH-7 aside, since some
-  engines restamp it on resend) is a duplicate: AA, nothing changes. The same key with a
-  different body is stored, processed and flagged ``key_reused``: a sender whose counter
-  restarted still gets its real updates through, and feed health shows the reuse.
+- A message whose MSH-3/4/10 *and* body (MSH-7 aside, since some engines restamp it on
+  resend) match any stored message of the feed is a duplicate: nothing changes, and it is
+  answered as the stored one was (AA, or the same AE/AR and reason). Without MSH-10 the
+  feed and the body alone decide. The same key with a different body is stored, processed
+  and flagged ``key_reused`` (linked to the first message of the key): a sender whose
+  counter restarted still gets its real updates through, and feed health lists the reuse.
+  Whatever order messages arrive in, an exam is never moved back to an older state
+  (:mod:`monitor.store.exams`).
 - When the store is unavailable the receipt says AR (the listener may send nothing), so
   the sender keeps the message and retries.
 
@@ -29,7 +33,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal
 
 from sqlalchemy import Connection, Engine, Executable, bindparam, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
@@ -79,7 +83,10 @@ class Receipt:
 
 UNAVAILABLE = Receipt("unavailable", "AR", error_code="207", reason="store unavailable, please resend")
 
-_SEEN = select(messages.c.id, messages.c.body_digest).where(messages.c.dedupe_key == bindparam("b_key"))
+_FIRST_OF_KEY = select(messages.c.id).where(messages.c.dedupe_key == bindparam("b_key"))
+_SAME_CONTENT = select(
+    messages.c.id, messages.c.outcome, messages.c.ack_code, messages.c.error_code, messages.c.error
+).where(messages.c.content_key == bindparam("b_content"))
 _COUNT_DUPLICATE = (
     update(messages).where(messages.c.id == bindparam("b_id")).values(duplicates=messages.c.duplicates + 1)
 )
@@ -88,19 +95,12 @@ _SET_OUTCOME = update(messages).where(messages.c.id == bindparam("b_id"))
 
 
 def _insert_unless_seen(dialect: str) -> Executable | None:
-    """INSERT ... ON CONFLICT (dedupe_key) DO NOTHING RETURNING id, where the dialect has it."""
+    """INSERT ... ON CONFLICT DO NOTHING RETURNING id, where the dialect has it: no row when
+    the content (``content_key``) or, for a new body, the key (``dedupe_key``) is taken."""
     if dialect == "sqlite":
-        return (
-            sqlite_insert(messages)
-            .on_conflict_do_nothing(index_elements=["dedupe_key"])
-            .returning(messages.c.id)
-        )
+        return sqlite_insert(messages).on_conflict_do_nothing().returning(messages.c.id)
     if dialect == "postgresql":
-        return (
-            postgresql_insert(messages)
-            .on_conflict_do_nothing(index_elements=["dedupe_key"])
-            .returning(messages.c.id)
-        )
+        return postgresql_insert(messages).on_conflict_do_nothing().returning(messages.c.id)
     return None
 
 
@@ -118,6 +118,14 @@ def body_digest(raw: bytes) -> str:
             fields[6] = b""
             head = head[3:4].join(fields)
     return hashlib.sha256(head + rest).hexdigest()
+
+
+def content_key(feed: str, key: tuple[str, str, str] | None, digest: str) -> str:
+    """What makes a message a resend of a stored one: feed, MSH-3, MSH-4, MSH-10 (each as
+    stored, so clipped) and the body digest. Migration 0008 computes the same for old rows."""
+    app, facility, control_id = key or ("", "", "")
+    text = "\x1f".join((feed, app[:180], facility[:180], control_id[:199], digest))
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 class Intake:
@@ -165,7 +173,8 @@ class Intake:
         raw = arrival.raw
         key = message_key(raw)
         dedupe_key = "|".join((self.feed, *key)) if key and key[2] else None
-        stored = _StoredMessage(arrival, key, body_digest(raw), dedupe_key, None)
+        digest = body_digest(raw)
+        stored = _StoredMessage(arrival, key, digest, dedupe_key, content_key(self.feed, key, digest), None)
         mapped: list[ScheduleEvent] | Rejection = []
         if self.store_raw_first:
             receipt = Receipt("pending", "AA")
@@ -175,15 +184,16 @@ class Intake:
             if isinstance(mapped, Rejection):
                 receipt = _rejection_receipt(mapped, key_reused=False)
         message_id = self._store_raw(conn, stored, receipt)
-        if message_id is None:  # the key was seen before: a resend, or a sender reusing ids
-            seen = conn.execute(_SEEN, {"b_key": dedupe_key}).one()
-            if seen.body_digest == stored.digest:
-                conn.execute(_COUNT_DUPLICATE, {"b_id": seen.id})
-                return Receipt("duplicate", "AA", message_id=seen.id)
-            stored = replace(stored, dedupe_key=None, original_id=seen.id)
+        if message_id is None:  # the content or the key was seen before
+            same = conn.execute(_SAME_CONTENT, {"b_content": stored.content_key}).first()
+            if same is not None:  # a resend: answered as the first time, nothing changes
+                conn.execute(_COUNT_DUPLICATE, {"b_id": same.id})
+                return _duplicate_receipt(same)
+            first = conn.execute(_FIRST_OF_KEY, {"b_key": dedupe_key}).scalar_one()
+            stored = replace(stored, dedupe_key=None, original_id=int(first))
             receipt = replace(receipt, key_reused=True)
             message_id = self._store_raw(conn, stored, receipt)
-            assert message_id is not None  # no dedupe key, so no conflict
+            assert message_id is not None  # a new content and no dedupe key: no conflict
         if isinstance(mapped, list) and mapped:
             now = self.clock()
             exam_ids = tuple(apply_event(conn, event, message_id, now) for event in mapped)
@@ -206,10 +216,13 @@ class Intake:
         app, facility, control_id = stored.key or ("", "", "")
         arrival = stored.arrival
         statement: Executable = _INSERT_MESSAGE
-        if stored.dedupe_key is not None:
+        if stored.content_key is not None:
             if self._insert_new is not None:
                 statement = self._insert_new
-            elif conn.execute(_SEEN, {"b_key": stored.dedupe_key}).first() is not None:
+            elif (
+                conn.execute(_SAME_CONTENT, {"b_content": stored.content_key}).first() is not None
+                or conn.execute(_FIRST_OF_KEY, {"b_key": stored.dedupe_key}).first() is not None
+            ):
                 return None
         result = conn.execute(
             statement,
@@ -228,6 +241,7 @@ class Intake:
                 "error_code": receipt.error_code,
                 "error": receipt.reason[:2000],
                 "dedupe_key": stored.dedupe_key,
+                "content_key": stored.content_key,
                 "original_id": stored.original_id,
                 "key_reused": int(stored.key_reused),
             },
@@ -249,7 +263,7 @@ class Intake:
         try:
             with self.engine.begin() as conn:
                 stored = _StoredMessage(
-                    arrival, message_key(arrival.raw), body_digest(arrival.raw), None, None
+                    arrival, message_key(arrival.raw), body_digest(arrival.raw), None, None, None
                 )
                 receipt = Receipt("rejected", "AE", error_code="207", reason=reason)
                 message_id = self._store_raw(conn, stored, receipt)
@@ -298,6 +312,7 @@ class _StoredMessage:
     key: tuple[str, str, str] | None
     digest: str
     dedupe_key: str | None
+    content_key: str | None
     original_id: int | None
 
     @property
@@ -308,6 +323,15 @@ class _StoredMessage:
 # HL7 v2.5 section 2.9.2: a message whose type, trigger, processing id or version the
 # receiver does not support is rejected (AR); content errors are application errors (AE).
 _APPLICATION_REJECT = frozenset({"200", "201", "202", "203"})
+
+
+def _duplicate_receipt(first: Any) -> Receipt:
+    """A resend's receipt: the first one's acknowledgement (a message rejected once is
+    rejected again, with the same reason), nothing applied."""
+    code: AckCode = first.ack_code if first.ack_code in ("AE", "AR") else "AA"
+    if code == "AA":
+        return Receipt("duplicate", "AA", message_id=first.id)
+    return Receipt("duplicate", code, first.id, error_code=first.error_code, reason=first.error)
 
 
 def _rejection_receipt(rejection: Rejection, key_reused: bool) -> Receipt:

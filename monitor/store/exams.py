@@ -1,16 +1,34 @@
 """Applying a ScheduleEvent to the exam table: the current state plus its history.
 
+An exam's state is its events folded in the order of their own time (``event_time``: EVN-2,
+else MSH-7, FHIR ``meta.lastUpdated``; the time it reached us when a message carries none),
+ties in arrival order. So an exam never moves backwards:
+
+- an event as new as the exam's newest (the usual case) is applied on top of the state;
+- an older one (a replay, a sender's resend queue, two feeds out of step) is kept in the
+  history and the state is folded again from the history: its fields count only where no
+  newer event set them, and its kind only if no newer event changed the status. Replaying a
+  day's feed in any order therefore ends in the state of the feed in time order.
+
 Idempotence is the caller's duty at the message level (a duplicate message never gets
 here); applying the same event twice would add a second history row but leave the exam's
 state the same.
+
+A new booking replaces (``replaces_exam_id``: Epic often rebooks under a new CSN) the
+exam of the same patient and procedure, starting within :data:`REBOOK_WINDOW`, that was
+cancelled when the booking was made, by the events' own times: the closest in start time
+that no earlier booking already replaced. The links of a patient's exams of one procedure
+are worked out again from their histories whenever an exam is created, cancelled or gets
+an older event, so they too end the same whatever order the messages came in.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, select
+from sqlalchemy import Connection, bindparam, select
 
 from monitor.events import STATUS_AFTER, EventKind, ExamStatus, ScheduleEvent
 from monitor.store.schema import exam_events, exams
@@ -20,6 +38,7 @@ from monitor.store.schema import exam_events, exams
 REBOOK_WINDOW = timedelta(days=30)
 _REBOOKING = frozenset({EventKind.BOOKED, EventKind.RESCHEDULED, EventKind.ORDERED})
 _FIRST_STATUS = {EventKind.MODIFIED: ExamStatus.SCHEDULED}
+_TIMES = ("start_at",)  # event fields stored as ISO text in exam_events.fields
 
 
 def _clip(value: str | None, length: int) -> str | None:
@@ -52,76 +71,161 @@ def _fields(event: ScheduleEvent) -> dict[str, Any]:
     return values
 
 
+def _as_json(fields: dict[str, Any]) -> dict[str, Any]:
+    return {key: value.isoformat() if key in _TIMES else value for key, value in fields.items()}
+
+
+def _from_json(fields: dict[str, Any]) -> dict[str, Any]:
+    return {key: datetime.fromisoformat(value) if key in _TIMES else value for key, value in fields.items()}
+
+
+def _next_status(kind: EventKind, current: str | None) -> str:
+    status = STATUS_AFTER[kind]
+    if status is not None:
+        return status.value
+    return current or _FIRST_STATUS.get(kind, ExamStatus.SCHEDULED).value
+
+
 # Statements built once: building Core statements per message costs more than running them.
-_successor = exams.alias("successor")
-_PREDECESSORS = (
-    select(exams.c.id, exams.c.start_at)
-    .outerjoin(_successor, _successor.c.replaces_exam_id == exams.c.id)
-    .where(
-        and_(
-            exams.c.mrn == bindparam("mrn"),
-            exams.c.procedure_code == bindparam("procedure_code"),
-            exams.c.status == ExamStatus.CANCELLED.value,
-            exams.c.start_at.between(bindparam("earliest"), bindparam("latest")),
-            _successor.c.id.is_(None),
-        )
-    )
-)
-_FIND_EXAM = select(exams.c.id, exams.c.status).where(
+_FIND_EXAM = select(exams.c.id, exams.c.status, exams.c.last_event_time).where(
     exams.c.source == bindparam("b_source"), exams.c.external_id == bindparam("b_external_id")
+)
+_HISTORY = (
+    select(
+        exam_events.c.kind,
+        exam_events.c.status_code,
+        exam_events.c.message_id,
+        exam_events.c.event_time,
+        exam_events.c.fields,
+    )
+    .where(exam_events.c.exam_id == bindparam("b_exam_id"))
+    .order_by(exam_events.c.event_time, exam_events.c.id)
+)
+_CANCELLED_IN_GROUP = (
+    select(exams.c.id)
+    .join(exam_events, exam_events.c.exam_id == exams.c.id)
+    .where(
+        exams.c.mrn == bindparam("b_mrn"),
+        exams.c.procedure_code == bindparam("b_procedure"),
+        exam_events.c.kind == EventKind.CANCELLED.value,
+    )
+    .limit(1)
+)
+_GROUP = select(exams.c.id, exams.c.external_id, exams.c.replaces_exam_id, exams.c.start_at).where(
+    exams.c.mrn == bindparam("b_mrn"), exams.c.procedure_code == bindparam("b_procedure")
+)
+_GROUP_HISTORY = (
+    select(exam_events.c.exam_id, exam_events.c.kind, exam_events.c.event_time, exam_events.c.fields)
+    .join(exams, exam_events.c.exam_id == exams.c.id)
+    .where(exams.c.mrn == bindparam("b_mrn"), exams.c.procedure_code == bindparam("b_procedure"))
+    .order_by(exam_events.c.event_time, exam_events.c.id)
 )
 _UPDATE_EXAM = exams.update().where(exams.c.id == bindparam("b_exam_id"))
 _INSERT_EXAM = exams.insert()
 _INSERT_EVENT = exam_events.insert()
 
 
-def find_predecessor(conn: Connection, event: ScheduleEvent) -> int | None:
-    """The cancelled exam this new booking replaces, if one is plainly the same exam."""
-    if event.kind not in _REBOOKING or not event.mrn or not event.procedure_code or event.start is None:
-        return None
-    start = event.start
-    rows = conn.execute(
-        _PREDECESSORS,
-        {
-            "mrn": event.mrn,
-            "procedure_code": event.procedure_code,
-            "earliest": start - REBOOK_WINDOW,
-            "latest": start + REBOOK_WINDOW,
-        },
-    ).all()
-    if not rows:
-        return None
-    best = min(rows, key=lambda row: (abs(row.start_at - start), row.id))
-    return int(best.id)
+@dataclass(slots=True)
+class _Timeline:
+    """One exam of a rebooking group: its status changes and starts, in event time order."""
+
+    exam_id: int
+    external_id: str
+    start_now: datetime | None
+    events: list[tuple[datetime, EventKind, datetime | None]] = field(default_factory=list)
+
+    def as_of(self, moment: datetime) -> tuple[str | None, datetime | None]:
+        """Status and start after the events up to ``moment`` (None, None: not yet booked)."""
+        status: str | None = None
+        start: datetime | None = None
+        for when, kind, moved_to in self.events:
+            if when > moment:
+                break
+            status = _next_status(kind, status)
+            start = moved_to or start
+        return status, start
+
+
+def _relink(conn: Connection, mrn: str, procedure: str) -> None:
+    """Work out which exam each booking of this patient and procedure replaces (module doc)."""
+    timelines: dict[int, _Timeline] = {}
+    linked_now: dict[int, int | None] = {}
+    for row in conn.execute(_GROUP, {"b_mrn": mrn, "b_procedure": procedure}):
+        timelines[row.id] = _Timeline(int(row.id), row.external_id, row.start_at)
+        linked_now[row.id] = row.replaces_exam_id
+    for row in conn.execute(_GROUP_HISTORY, {"b_mrn": mrn, "b_procedure": procedure}):
+        start = (row.fields or {}).get("start_at")
+        timelines[row.exam_id].events.append(
+            (row.event_time, EventKind(row.kind), datetime.fromisoformat(start) if start else None)
+        )
+    bookings = sorted(
+        (t for t in timelines.values() if t.events and t.events[0][1] in _REBOOKING),
+        key=lambda t: (t.events[0][0], t.external_id),
+    )
+    replaced: dict[int, int] = {}  # booking -> the exam it replaces
+    for booking in bookings:
+        booked_at, _, booked_start = booking.events[0]
+        booked_start = booked_start or booking.start_now
+        if booked_start is None:
+            continue
+        candidates = []
+        for other in timelines.values():
+            if other is booking or other.exam_id in replaced.values() or not other.events:
+                continue
+            status, start = other.as_of(booked_at)
+            start = start or other.start_now
+            if status == ExamStatus.CANCELLED.value and start is not None:
+                gap = abs(start - booked_start)
+                if gap <= REBOOK_WINDOW:
+                    candidates.append((gap, other.events[0][0], other.external_id, other.exam_id))
+        if candidates:
+            replaced[booking.exam_id] = min(candidates)[3]
+    for exam_id, before in linked_now.items():
+        after = replaced.get(exam_id)
+        if after != before:
+            conn.execute(_UPDATE_EXAM, {"b_exam_id": exam_id, "replaces_exam_id": after})
+
+
+def _maybe_relink(conn: Connection, mrn: str | None, procedure: str | None) -> None:
+    if (
+        mrn
+        and procedure
+        and conn.execute(_CANCELLED_IN_GROUP, {"b_mrn": mrn, "b_procedure": procedure}).first() is not None
+    ):
+        _relink(conn, mrn, procedure)
 
 
 def apply_event(conn: Connection, event: ScheduleEvent, message_id: int | None, now: datetime) -> int:
-    """Upsert the exam ``event`` speaks of and append the event to its history; returns the exam id."""
+    """Record ``event`` in its exam's history and bring the exam's state up to date (see the
+    module docstring for the order); returns the exam id."""
+    when = event.event_time or now
     found = conn.execute(_FIND_EXAM, {"b_source": event.source, "b_external_id": event.external_id}).first()
-    values = _fields(event)
+    fields = _fields(event)
+    values = dict(fields)
     values.update(
         last_event=event.kind.value,
         status_code=_clip(event.status_code, 80) or "",
         last_message_id=message_id,
+        last_event_time=when,
         updated_at=now,
     )
-    status = STATUS_AFTER[event.kind]
+    in_order = found is None or found.last_event_time is None or when >= found.last_event_time
     if found is None:
-        first_status = status or _FIRST_STATUS.get(event.kind, ExamStatus.SCHEDULED)
         values.update(
             source=event.source,
             external_id=_clip(event.external_id, 199),
-            status=first_status.value,
-            replaces_exam_id=find_predecessor(conn, event),
+            status=_next_status(event.kind, None),
+            first_event_time=when,
             created_at=now,
         )
         inserted = conn.execute(_INSERT_EXAM, values).inserted_primary_key
         assert inserted is not None
-        exam_id = inserted[0]
+        exam_id = int(inserted[0])
     else:
-        exam_id = found.id
-        values["status"] = status.value if status else found.status
-        conn.execute(_UPDATE_EXAM, {"b_exam_id": exam_id, **values})
+        exam_id = int(found.id)
+        if in_order:
+            values["status"] = _next_status(event.kind, found.status)
+            conn.execute(_UPDATE_EXAM, {"b_exam_id": exam_id, **values})
     conn.execute(
         _INSERT_EVENT,
         {
@@ -134,6 +238,43 @@ def apply_event(conn: Connection, event: ScheduleEvent, message_id: int | None, 
             "location": values.get("location"),
             "procedure_code": values.get("procedure_code"),
             "recorded_at": now,
+            "event_time": when,
+            "fields": _as_json(fields),
         },
     )
-    return int(exam_id)
+    if not in_order:
+        _fold_history(conn, exam_id, now)
+    if found is None or not in_order or event.kind is EventKind.CANCELLED:
+        _maybe_relink(conn, *_group_of(conn, exam_id, values))
+    return exam_id
+
+
+def _group_of(conn: Connection, exam_id: int, values: dict[str, Any]) -> tuple[str | None, str | None]:
+    if "mrn" in values and "procedure_code" in values:
+        return values["mrn"], values["procedure_code"]
+    row = conn.execute(select(exams.c.mrn, exams.c.procedure_code).where(exams.c.id == exam_id)).one()
+    return row.mrn, row.procedure_code
+
+
+def _fold_history(conn: Connection, exam_id: int, now: datetime) -> None:
+    """Set the exam's state from its whole history in time order. An exam whose history
+    holds events stored before their fields were kept (migration 0008) keeps its state."""
+    history = conn.execute(_HISTORY, {"b_exam_id": exam_id}).all()
+    if any(row.fields is None for row in history):
+        return
+    state: dict[str, Any] = {}
+    status: str | None = None
+    for row in history:
+        state.update(_from_json(row.fields))
+        status = _next_status(EventKind(row.kind), status)
+    last = history[-1]
+    state.update(
+        status=status,
+        last_event=last.kind,
+        status_code=last.status_code,
+        last_message_id=last.message_id,
+        first_event_time=history[0].event_time,
+        last_event_time=last.event_time,
+        updated_at=now,
+    )
+    conn.execute(_UPDATE_EXAM, {"b_exam_id": exam_id, **state})

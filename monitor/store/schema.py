@@ -83,14 +83,19 @@ messages = Table(
     Column("ack_code", String(2), nullable=False, default=""),
     Column("error_code", String(8), nullable=False, default=""),
     Column("error", Text, nullable=False, default=""),  # plain reason, never PHI
-    # feed|MSH-3|MSH-4|MSH-10 for the first message with that key; NULL on a reused key.
+    # feed|MSH-3|MSH-4|MSH-10 for the first message with that key; NULL on a reused key
+    # (FHIR: feed|Type/id/_history/version). Finds the original of a reused key.
     Column("dedupe_key", String(600), nullable=True, unique=True),
+    # SHA-256 of feed, MSH-3, MSH-4, MSH-10 and the body digest: what makes a message a
+    # resend of a stored one (messages without MSH-10 included). One row per content.
+    Column("content_key", String(64), nullable=True),
     Column("duplicates", Integer, nullable=False, default=0),
     Column("original_id", ForeignKey("messages.id"), nullable=True),
     Column("key_reused", Integer, nullable=False, default=0),
     Column("purged_at", UTCDateTime(), nullable=True),
 )
 Index("ix_messages_received_at", messages.c.received_at)
+Index("uq_messages_content_key", messages.c.content_key, unique=True)
 Index("ix_messages_outcome", messages.c.outcome, messages.c.received_at)
 
 exams = Table(
@@ -118,6 +123,10 @@ exams = Table(
     Column("extra", JSON, nullable=False, default=dict),
     Column("replaces_exam_id", ForeignKey("exams.id"), nullable=True),
     Column("last_message_id", ForeignKey("messages.id"), nullable=True),
+    # The source's own time (EVN-2, MSH-7, FHIR meta.lastUpdated) of the earliest event and of
+    # the newest: an event older than ``last_event_time`` does not set the state by arriving.
+    Column("first_event_time", UTCDateTime(), nullable=True),
+    Column("last_event_time", UTCDateTime(), nullable=True),
     Column("created_at", UTCDateTime(), nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),
     UniqueConstraint("source", "external_id", name="uq_exams_source_external_id"),
@@ -139,6 +148,10 @@ exam_events = Table(
     Column("location", String(250), nullable=True),
     Column("procedure_code", String(80), nullable=True),
     Column("recorded_at", UTCDateTime(), nullable=False),
+    # The source's time of the event (our receipt time when the message carries none), and
+    # every column the event set: the exam's state is these events folded in time order.
+    Column("event_time", UTCDateTime(), nullable=True),
+    Column("fields", JSON, nullable=True),
 )
 Index("ix_exam_events_exam_id", exam_events.c.exam_id)
 

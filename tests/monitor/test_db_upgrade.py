@@ -17,6 +17,7 @@ from sqlalchemy import JSON, bindparam, text
 
 from monitor.cli import main
 from monitor.commands.db import head_revision
+from monitor.intake import content_key
 from monitor.store.database import current_revision, make_engine, upgrade
 
 FIRST = "0001"
@@ -95,6 +96,13 @@ def test_db_upgrade_migrates_a_first_release_database_and_keeps_its_rows(
     with engine.connect() as conn:
         assert conn.execute(text("SELECT control_id, ack_code FROM messages")).all() == [("MSG0001", "AA")]
         assert conn.execute(text("SELECT kind FROM exam_events WHERE exam_id = 1")).scalar_one() == "booked"
+        # 0008: a resend of the old message is found by its content; the old event's time is
+        # its receipt time, the best there is.
+        assert conn.execute(text("SELECT content_key FROM messages")).scalar_one() == content_key(
+            "epic", ("EPIC", "HOSP", "MSG0001"), "0" * 64
+        )
+        times = conn.execute(text("SELECT first_event_time, last_event_time FROM exams")).one()
+        assert [str(t)[:19] for t in times] == ["2026-11-20 13:00:00"] * 2
     engine.dispose()
 
     assert main(["--database", empty_url, "db", "current"]) == 0

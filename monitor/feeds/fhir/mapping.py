@@ -156,7 +156,23 @@ def _map(
         resources=resources,
         comments=_comments(resource, service_request),
         extra=extra,
+        event_time=_last_updated(resource),
     )
+
+
+def _last_updated(resource: Mapping[str, Any]) -> datetime | None:
+    """``meta.lastUpdated``: orders the versions of one Appointment; None when absent or bad
+    (it only orders events, so a bad one must not reject the resource)."""
+    meta = resource.get("meta")
+    if not isinstance(meta, Mapping):
+        return None
+    try:
+        parsed = FHIRInstant(meta.get("lastUpdated")).datetime
+    except (TypeError, ValueError):
+        return None
+    if not isinstance(parsed, datetime) or parsed.utcoffset() is None:
+        return None
+    return parsed.astimezone(UTC)
 
 
 # --- the patient ------------------------------------------------------------------------------

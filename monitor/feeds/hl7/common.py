@@ -11,7 +11,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime, tzinfo
 
 from monitor.events import UNNEEDED_IDENTIFIER_TYPES, EventKind, PatientIdentifier
-from monitor.feeds.hl7.message import Segment, Unprocessable
+from monitor.feeds.hl7.message import Message, Segment, Unprocessable
 from monitor.feeds.hl7.timestamps import parse_ts
 
 
@@ -149,6 +149,22 @@ def timestamp(seg: Segment, field: int, component: int, zone: tzinfo) -> datetim
     except ValueError:
         where = f"{seg.name}-{field}" + (f".{component}" if component > 1 else "")
         raise Unprocessable(f"{where}: invalid timestamp", "102") from None
+
+
+def message_time(msg: Message, zone: tzinfo) -> datetime | None:
+    """When the sender recorded the event: EVN-2 (recorded date/time), else MSH-7 (date/time
+    of message), read in ``zone``; None when neither is a valid timestamp. Never raises: the
+    time only orders an exam's events, and a bad one must not cost the message."""
+    evn = msg.first("EVN")
+    for seg, field in ((evn, 2), (msg.msh, 7)):
+        if seg is not None and seg.get(field):
+            try:
+                found = parse_ts(seg.get(field, 1), zone)
+            except ValueError:
+                continue
+            if found is not None:
+                return found
+    return None
 
 
 # OBR-24 diagnostic service section (HL7 table 0074) to DICOM modality, where unambiguous.

@@ -24,10 +24,11 @@ one event; an ORM/OMI/OML with two ORC/OBR groups is two orders, so it gives two
 Parsing is python-hl7's (fast and lenient; why, and how it is kept fast, is in
 :mod:`monitor.feeds.hl7.message`).
 
-The message type comes from the body when it disagrees with MSH-9: a body with SCH is a
-SIU whatever MSH-9 says (corpus msft SIU_12 says ``ADT^A60``), and the MSH-9 text is kept
-in ``event.extra["msh9"]``. A body with ORC/OBR is read as an order only when MSH-9 says
-ORM/OMI/OML/OMG, so results (ORU) are not mistaken for orders.
+MSH-9 decides what a message is (HL7 v2.5 section 2.9.2): a SIU is read as an appointment,
+an ORM/OMI/OML/OMG as orders, and any other type is answered AR 200 and applied to nothing,
+whatever its body holds. A body with SCH under ``ADT^A60`` (corpus msft SIU_12) or
+``ZZZ^Z99`` is not an appointment the sender told us about: applying it would let any
+message type move an exam, and results (ORU) with ORC/OBR would pass for orders.
 """
 
 from __future__ import annotations
@@ -136,14 +137,11 @@ def to_event(raw: bytes | str, settings: MappingSettings) -> ScheduleEvent | Rej
 def _dispatch(msg: Message, settings: MappingSettings) -> list[ScheduleEvent]:
     msh = msg.msh
     msh_type, msh_event = msh.get(9, 1).upper(), msh.get(9, 2).upper()
-    extra: dict[str, str] = {}
-    if msg.has("SCH"):
-        if msh_type != "SIU":
-            extra["msh9"] = msh.raw(9)
-        trigger = msh_event if msh_type == "SIU" else None
-        return [map_siu(msg, settings, trigger, extra)]
     if msh_type == "SIU":
-        raise Unprocessable(f"SIU^{msh_event[:8]} without an SCH segment (required segment missing)", "100")
+        if not msg.has("SCH"):
+            missing = f"SIU^{msh_event[:8]} without an SCH segment (required segment missing)"
+            raise Unprocessable(missing, "100")
+        return [map_siu(msg, settings, msh_event, {})]
     if msh_type in ORDER_MESSAGE_TYPES:
         return map_orders(msg, settings, f"{msh_type}^{msh_event}")
     shown = f"{msh_type[:8]}^{msh_event[:8]}" if msh_type else "(empty MSH-9)"

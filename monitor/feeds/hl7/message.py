@@ -42,7 +42,7 @@ FIELDS_READ: Mapping[str, frozenset[int]] = {
     "PID": frozenset({3}),  # identifiers only: name, birth date and address are never read
     "PV1": frozenset({3, 19}),
     "TQ1": frozenset({6, 7, 8, 13}),
-    "AIS": frozenset({3, 4, 7, 8, 10}),
+    "AIS": frozenset({3, 4, 7, 8}),
     "AIG": frozenset({3, 4, 8}),
     "AIL": frozenset({3, 4, 6}),
     "AIP": frozenset({3, 6}),
@@ -51,8 +51,9 @@ FIELDS_READ: Mapping[str, frozenset[int]] = {
     "OBR": frozenset({2, 3, 4, 24, 27, 36}),
     "IPC": frozenset({1, 5, 6}),
     "CTI": frozenset({1}),
+    "EVN": frozenset({2}),  # recorded date/time: orders an exam's events
 }
-_MSH_TYPE = 9  # of MSH the mapping reads MSH-9 only (MSH-1/MSH-2 are checked as text)
+_MSH_TYPE = 9  # of MSH the mapping reads MSH-7 and MSH-9 (MSH-1/MSH-2 are checked as text)
 
 
 class Unprocessable(Exception):
@@ -257,7 +258,8 @@ def _project(line: str, name: str, sep: str) -> list[str] | None:
     if name == "MSH":  # fields[n] is MSH-n: MSH-1 is the separator itself
         parts = line.split(sep, _MSH_TYPE)
         msh9 = parts[_MSH_TYPE - 1] if len(parts) >= _MSH_TYPE else ""
-        return ["MSH", sep, parts[1] if len(parts) > 1 else "", *[""] * (_MSH_TYPE - 3), msh9]
+        msh7 = parts[6] if len(parts) > 6 else ""  # the message's time: orders an exam's events
+        return ["MSH", sep, parts[1] if len(parts) > 1 else "", "", "", "", "", msh7, "", msh9]
     wanted = FIELDS_READ.get(name)
     if wanted is None:
         return None

@@ -36,6 +36,7 @@ from monitor.feeds.hl7.common import (
     choose_mrn,
     comments,
     cti_studies,
+    message_time,
     minutes_from,
     modality,
     patient_identifiers,
@@ -81,6 +82,7 @@ def map_orders(msg: Message, settings: MappingSettings, trigger: str) -> list[Sc
         raise Unprocessable(f"{trigger} without ORC/OBR segments (required segment missing)", "100")
     patient_ids = patient_identifiers(pid)
     mrn = choose_mrn(patient_ids, settings.mrn_authorities, settings.mrn_type_codes)
+    recorded = message_time(msg, settings.zone)
     events: list[ScheduleEvent] = []
     skipped: list[str] = []
     for group in groups:
@@ -124,6 +126,7 @@ def map_orders(msg: Message, settings: MappingSettings, trigger: str) -> list[Sc
                 duration_minutes=_duration(group),
                 comments=comments(iter([*shared_notes, *group.notes])),
                 extra=extra,
+                event_time=recorded,
             )
         )
     if not events:

@@ -12,9 +12,7 @@ One SIU is one appointment, however many RGS/AIS/AIG/AIL/AIP groups it carries. 
 * Kind: from the trigger (S12 booked, S13 rescheduled, S14 and S18-S22 modified, S15/S16
   cancelled, S17 deleted, S26 no-show); the SCH-25 status, looked up in the site table,
   overrides it only where it says more: see :data:`STATUS_OVERRIDES` (an S14 whose SCH-25
-  says ARRIVED is an arrival, an S15 whose SCH-25 says NOSHOW is a no-show). When MSH-9
-  named no SIU trigger (body and MSH-9 disagree) the status decides, then AIS-10, then
-  "modified" (which leaves an exam's status as it is).
+  says ARRIVED is an arrival, an S15 whose SCH-25 says NOSHOW is a no-show).
 * Start: the first AIS-4; else TQ1-7; else SCH-11.4; else AIL-6, AIG-8, AIP-6. TQ1 comes
   before SCH-11 because SCH-11 is kept only for backward compatibility from v2.5 on, and
   the msft samples carry a stale SCH-11 next to a correct TQ1.
@@ -37,6 +35,7 @@ from monitor.feeds.hl7.common import (
     choose_mrn,
     comments,
     cti_studies,
+    message_time,
     minutes_from,
     modality,
     patient_identifiers,
@@ -74,11 +73,9 @@ _PLACEHOLDER_IDS = frozenset({"1"})
 _SHORT = 64  # resource ids/texts are kept short
 
 
-def map_siu(
-    msg: Message, settings: MappingSettings, trigger: str | None, extra: dict[str, str]
-) -> ScheduleEvent:
-    """Map a message whose body has SCH. ``trigger`` is the MSH-9 event (``S12``) or None
-    when MSH-9 is not a SIU. Raises :class:`Unprocessable` (see mapping's table)."""
+def map_siu(msg: Message, settings: MappingSettings, trigger: str, extra: dict[str, str]) -> ScheduleEvent:
+    """Map a SIU (MSH-9 says so) whose body has SCH. ``trigger`` is the MSH-9 event (``S12``).
+    Raises :class:`Unprocessable` (see mapping's table)."""
     sch = msg.first("SCH")
     if sch is None:
         raise Unprocessable("SIU without an SCH segment (required segment missing)", "100")
@@ -89,11 +86,11 @@ def map_siu(
         raise Unprocessable("SIU without PID or AIS/AIG/AIL/AIP: neither appointment nor hold", "100")
     if trigger in SLOT_NOTICES:
         raise Unprocessable(f"SIU^{trigger} is a slot notice, not an appointment", "0", skipped=True)
-    if trigger is not None and trigger not in TRIGGERS:
+    if trigger not in TRIGGERS:
         raise Unprocessable(f"SIU^{trigger[:8]}: unsupported trigger event", "201")
 
     services = list(msg.all("AIS"))
-    kind = _kind(msg, settings, sch, services, trigger)
+    kind = _kind(settings, sch, trigger)
     patient_ids = patient_identifiers(pid)
     zone = settings.zone
     start = _start(msg, sch, services, zone)
@@ -110,7 +107,7 @@ def map_siu(
         source=settings.source,
         external_id=_appointment_id(sch, msg.first("PV1")),
         kind=kind,
-        trigger=f"SIU^{trigger}" if trigger else "SIU",
+        trigger=f"SIU^{trigger}",
         status_code=sch.raw(25),
         patient_ids=patient_ids,
         mrn=choose_mrn(patient_ids, settings.mrn_authorities, settings.mrn_type_codes),
@@ -126,6 +123,7 @@ def map_siu(
         resources=_resources(msg),
         comments=comments(msg.all("NTE")),
         extra=extra,
+        event_time=message_time(msg, zone),
     )
 
 
@@ -143,14 +141,8 @@ def _appointment_id(sch: Segment, pv1: Segment | None) -> str:
     raise Unprocessable("SCH-1/SCH-2/SCH-26/SCH-27/PV1-19: no usable appointment id", "101")
 
 
-def _kind(
-    msg: Message, settings: MappingSettings, sch: Segment, services: list[Segment], trigger: str | None
-) -> EventKind:
+def _kind(settings: MappingSettings, sch: Segment, trigger: str) -> EventKind:
     status = status_kind(settings.status_codes, sch, 25)
-    if trigger is None:
-        for ais in services:
-            status = status or status_kind(settings.status_codes, ais, 10)
-        return status or EventKind.MODIFIED
     kind = TRIGGERS[trigger]
     if status is not None and status in STATUS_OVERRIDES.get(kind, frozenset()):
         return status
