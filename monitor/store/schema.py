@@ -96,6 +96,7 @@ messages = Table(
 )
 Index("ix_messages_received_at", messages.c.received_at)
 Index("uq_messages_content_key", messages.c.content_key, unique=True)
+Index("ix_messages_original_id", messages.c.original_id)  # feed health lists reused keys
 Index("ix_messages_outcome", messages.c.outcome, messages.c.received_at)
 
 exams = Table(

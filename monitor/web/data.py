@@ -21,7 +21,7 @@ from sqlalchemy import Connection, Select, func, select
 from monitor.store.findings import OPEN, findings, occurrences
 from monitor.store.outbox import notifications
 from monitor.store.registry import enrolment_mrns, enrolments
-from monitor.store.schema import exam_events, exams
+from monitor.store.schema import exam_events, exams, messages
 from monitor.web.accounts import User
 
 __all__ = [
@@ -261,10 +261,34 @@ def visible_exam(conn: Connection, user: User, exam_id: int) -> tuple[Any, ExamL
     return row, links
 
 
-def exam_history(conn: Connection, exam_id: int) -> list[Any]:
-    return list(
-        conn.execute(select(exam_events).where(exam_events.c.exam_id == exam_id).order_by(exam_events.c.id))
-    )
+@dataclass(frozen=True, slots=True)
+class HistoryEntry:
+    """One event of an exam's feed history, with what the message says about its sender."""
+
+    event: Any  # the exam_events row
+    control_id: str
+    key_reused: bool  # the message's MSH-3/4/10 had come before with another body
+    first_of_key: int | None  # that earlier message
+    late: bool  # older than an event that arrived before it: history only, the state kept
+
+
+def exam_history(conn: Connection, exam_id: int) -> list[HistoryEntry]:
+    """The exam's events in arrival order, each with its message's control id and flags."""
+    rows = conn.execute(
+        select(exam_events, messages.c.control_id, messages.c.key_reused, messages.c.original_id)
+        .outerjoin(messages, messages.c.id == exam_events.c.message_id)
+        .where(exam_events.c.exam_id == exam_id)
+        .order_by(exam_events.c.id)
+    ).all()
+    entries: list[HistoryEntry] = []
+    newest: datetime | None = None
+    for row in rows:
+        when = row.event_time
+        late = newest is not None and when is not None and when < newest
+        if when is not None and (newest is None or when > newest):
+            newest = when
+        entries.append(HistoryEntry(row, row.control_id or "", bool(row.key_reused), row.original_id, late))
+    return entries
 
 
 def _finding_scope(query: Select[Any], user: User) -> Select[Any]:

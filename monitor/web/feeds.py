@@ -36,6 +36,7 @@ class FeedSummary:
     per_hour_24h: float = 0.0
     ae: int = 0
     ar: int = 0
+    reused_keys: int = 0  # control ids (MSH-3/4/10) that came again with another body, ever
 
 
 @dataclass(slots=True)
@@ -43,6 +44,12 @@ class FeedHealth:
     feeds: list[FeedSummary] = field(default_factory=list)
     rejected: list[Any] = field(default_factory=list)  # id, feed, received_at, type, ack, error
     polls: list[Any] = field(default_factory=list)  # the last poll of each polling feed
+    # Reused keys, the latest first: feed, first (message id), control_id, sender, times
+    # (messages with that key after the first), last_seen, latest (message id).
+    reused: list[Any] = field(default_factory=list)
+
+
+REUSED_SHOWN = 50
 
 
 def _aware(value: Any) -> datetime:
@@ -76,7 +83,6 @@ def feed_health(conn: Connection, now: datetime) -> FeedHealth:
             summary.ae += count
         elif ack == "AR":
             summary.ar += count
-    health.feeds = sorted(summaries.values(), key=lambda s: s.feed)
     health.rejected = list(
         conn.execute(
             select(
@@ -92,6 +98,14 @@ def feed_health(conn: Connection, now: datetime) -> FeedHealth:
             .limit(50)
         )
     )
+    health.reused = reused_keys(conn)
+    for row in conn.execute(
+        select(messages.c.feed, func.count(func.distinct(messages.c.original_id)))
+        .where(messages.c.original_id.is_not(None))
+        .group_by(messages.c.feed)
+    ):
+        summaries.setdefault(row[0], FeedSummary(row[0])).reused_keys = int(row[1])
+    health.feeds = sorted(summaries.values(), key=lambda s: s.feed)
     latest = (
         select(feed_polls.c.feed, func.max(feed_polls.c.id).label("id"))
         .group_by(feed_polls.c.feed)
@@ -103,6 +117,40 @@ def feed_health(conn: Connection, now: datetime) -> FeedHealth:
         )
     )
     return health
+
+
+def reused_keys(conn: Connection, limit: int = REUSED_SHOWN) -> list[Any]:
+    """Control ids a sender used again for another message, the latest reuse first: the
+    first message of the key, how many came after it and the latest of them. A restarted
+    counter on the sender's side shows here before it can hide a real update."""
+    reuses = (
+        select(
+            messages.c.original_id.label("first"),
+            func.count().label("times"),
+            func.max(messages.c.received_at).label("last_seen"),
+            func.max(messages.c.id).label("latest"),
+        )
+        .where(messages.c.original_id.is_not(None))  # ix_messages_original_id
+        .group_by(messages.c.original_id)
+        .subquery()
+    )
+    return list(
+        conn.execute(
+            select(
+                messages.c.feed,
+                reuses.c.first,
+                messages.c.control_id,
+                messages.c.sender_application,
+                messages.c.sender_facility,
+                reuses.c.times,
+                reuses.c.last_seen,
+                reuses.c.latest,
+            )
+            .join(reuses, reuses.c.first == messages.c.id)
+            .order_by(reuses.c.latest.desc())
+            .limit(limit)
+        )
+    )
 
 
 @dataclass(slots=True)

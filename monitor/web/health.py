@@ -19,7 +19,11 @@ listener, writer and scheduler run in the daemon, which has its own ``/healthz``
 collector: no module globals, two apps in one process do not collide), plus the hosting
 daemon's own registry (:class:`monitor.runtime.Runtime`) when there is one:
 
-- ``hiro_messages_total{feed, type, outcome}``: messages stored, by HL7 type and outcome;
+- ``hiro_messages_total{feed, type, outcome}``: messages stored, by type and outcome; the
+  type is one of :data:`METRIC_MESSAGE_TYPES` or ``other`` (MSH-9 is the sender's text:
+  a label taken from it could carry a patient's name, and every new value is a new series);
+- ``hiro_messages_key_reused_total{feed}``: messages that reused an earlier message's
+  control id (MSH-3/4/10) with another body (feed health lists them);
 - ``hiro_findings_open{kind}``: open findings by kind;
 - ``hiro_feed_last_message_timestamp_seconds{feed}``: when each feed last delivered;
 - ``hiro_outbox_notifications{channel, status}``: outbox rows pending, sending or failed;
@@ -34,6 +38,7 @@ daemon's own registry (:class:`monitor.runtime.Runtime`) when there is one:
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -57,6 +62,21 @@ from notifiers import CHANNELS
 
 router = APIRouter(include_in_schema=False)
 log = logging.getLogger("monitor.web.health")
+
+# The values the ``type`` label may take: the SIU events of HL7 v2.5 chapter 10, the order
+# messages of chapter 4 with their usual triggers, the FHIR resources the poller stores.
+METRIC_MESSAGE_TYPES = frozenset(
+    {f"SIU^S{n}" for n in range(12, 27)}
+    | {"ORM^O01", "OMI^O23", "OML^O21", "OML^O33", "OML^O35", "OMG^O19", "ADT^A01", "ADT^A04", "ADT^A08"}
+    | {"Appointment", "Bundle"}
+)
+# Feeds are named in the settings and outcomes by the intake: closed sets already.
+
+
+def metric_type(message_type: str | None) -> str:
+    """The ``type`` label for a stored message type: itself when known, else ``other``."""
+    return message_type if message_type in METRIC_MESSAGE_TYPES else "other"
+
 
 STORE_PROBE_SECONDS = 3.0
 # Store probes run here so /healthz can stop waiting; a few threads, for probes still hung.
@@ -95,12 +115,26 @@ class StoreCollector(Collector):
             "hiro_feed_last_message_timestamp_seconds", "When each feed last delivered a message",
             labels=["feed"],
         )  # fmt: skip
+        reused = GaugeMetricFamily(
+            "hiro_messages_key_reused_total",
+            "Messages that reused an earlier message's control id with another body, by feed",
+            labels=["feed"],
+        )
+        totals: Counter[tuple[str, str, str]] = Counter()
         for feed, kind, outcome, count in conn.execute(
             select(messages.c.feed, messages.c.message_type, messages.c.outcome, func.count()).group_by(
                 messages.c.feed, messages.c.message_type, messages.c.outcome
             )
         ):
-            received.add_metric([feed, kind or "unknown", outcome], float(count))
+            totals[(feed, metric_type(kind), outcome)] += count
+        for labels, count in sorted(totals.items()):
+            received.add_metric(list(labels), float(count))
+        for feed, count in conn.execute(
+            select(messages.c.feed, func.count())
+            .where(messages.c.original_id.is_not(None))
+            .group_by(messages.c.feed)
+        ):
+            reused.add_metric([feed], float(count))
         for kind, count in conn.execute(
             select(findings.c.kind, func.count()).where(findings.c.status == OPEN).group_by(findings.c.kind)
         ):
@@ -110,7 +144,7 @@ class StoreCollector(Collector):
         ):
             if at is not None:
                 last.add_metric([feed], _aware(at).timestamp())
-        return [received, open_findings, last]
+        return [received, reused, open_findings, last]
 
     @staticmethod
     def _outbox(conn: Connection, now: datetime) -> list[Metric]:

@@ -11,6 +11,9 @@ the source's time of each event and what it set, so that an event older than the
 newest is kept in the history without moving the exam back. Existing events take their
 receipt time (the best there is) and no fields.
 
+``ix_messages_original_id``: feed health lists the reused keys (messages linked to the first
+message of their key).
+
 Revision ID: 0008
 Revises: 0007
 Create Date: 2026-12-03
@@ -64,6 +67,7 @@ def upgrade() -> None:
             conn.execute(sa.text("UPDATE messages SET content_key = :b_key WHERE id = :b_id"), updates)
         last = rows[-1][0]
     op.create_index("uq_messages_content_key", "messages", ["content_key"], unique=True)
+    op.create_index("ix_messages_original_id", "messages", ["original_id"])
     conn.execute(sa.text("UPDATE exam_events SET event_time = recorded_at"))
     conn.execute(
         sa.text(
@@ -75,6 +79,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_index("ix_messages_original_id", table_name="messages")
     op.drop_index("uq_messages_content_key", table_name="messages")
     op.drop_column("exam_events", "fields")
     op.drop_column("exam_events", "event_time")
