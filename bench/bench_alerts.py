@@ -50,7 +50,7 @@ from monitor.feeds.hl7.mapping import MappingSettings
 from monitor.intake import Arrival, Intake
 from monitor.registry import import_enrolments, store_protocol
 from monitor.store.database import make_engine, upgrade
-from monitor.store.outbox import notifications
+from monitor.store.schema import notifications
 from rules import load_protocol
 from tests.monitor.hl7_messages import siu
 from tests.notifiers.slack_server import FakeSlack, SlackServer

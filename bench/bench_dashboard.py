@@ -36,9 +36,7 @@ from sqlalchemy import Engine, func, insert, select, text, update
 
 from monitor.config import Settings
 from monitor.store.database import make_engine, upgrade
-from monitor.store.findings import findings, occurrences
-from monitor.store.registry import enrolments, trial_versions
-from monitor.store.schema import exam_events, exams
+from monitor.store.schema import enrolments, exam_events, exams, findings, occurrences, trial_versions
 from monitor.web import create_app
 from monitor.web.accounts import Role, add_user
 

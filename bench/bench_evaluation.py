@@ -34,8 +34,7 @@ from monitor.config import Settings
 from monitor.evaluation import Evaluator, evaluate_for_exams
 from monitor.registry import store_protocol
 from monitor.store.database import make_engine, upgrade
-from monitor.store.registry import enrolment_mrns, enrolments
-from monitor.store.schema import exams
+from monitor.store.schema import enrolment_mrns, enrolments, exams
 from rules import Enrolment, ExamRecord, Trial
 
 _BATCH = 5_000

@@ -47,7 +47,7 @@ from monitor.demo import load_examples  # noqa: E402
 from monitor.evaluation import evaluate_all  # noqa: E402
 from monitor.simulator import SimulatedFeed  # noqa: E402
 from monitor.store.database import make_engine, upgrade  # noqa: E402
-from monitor.store.findings import findings  # noqa: E402
+from monitor.store.schema import findings  # noqa: E402
 
 PYTHON = sys.executable
 

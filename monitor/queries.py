@@ -9,8 +9,8 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine, select
 
-from monitor.store.findings import OPEN, findings
-from monitor.store.schema import exams
+from monitor.store.findings import OPEN
+from monitor.store.schema import exams, findings
 
 
 @dataclass(frozen=True, slots=True)

@@ -119,8 +119,7 @@ def research_subjects(engine: Engine, today: date) -> list[ResearchSubject]:
     """Enrolled subjects with a visit due and nothing booked (open ``due_unscheduled`` findings
     whose window has not closed), with the orderables and modality their trial expects."""
     from monitor.registry import ProtocolCatalogue
-    from monitor.store.findings import findings
-    from monitor.store.registry import enrolment_mrns
+    from monitor.store.schema import enrolment_mrns, findings
 
     query = (
         select(

@@ -30,7 +30,8 @@ from typing import Any
 
 from sqlalchemy import Engine, select, update
 
-from monitor.store.outbox import OutboxStatus, notifications
+from monitor.store.outbox import OutboxStatus
+from monitor.store.schema import notifications
 from notifiers.base import Delivery
 
 __all__ = ["Claims", "SentBefore", "make_owner"]

@@ -26,8 +26,8 @@ from sqlalchemy import Connection, select
 from monitor.config import Settings
 from monitor.registry.protocols import ProtocolCatalogue
 from monitor.render import Renderer
-from monitor.store.findings import OPEN, findings, occurrences
-from monitor.store.schema import exams
+from monitor.store.findings import OPEN
+from monitor.store.schema import exams, findings, occurrences
 from notifiers.base import AlertContent, DigestContent, parse_address
 from rules import FindingKind, Severity, Trial
 from rules.protocol import ExamType

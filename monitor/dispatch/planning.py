@@ -42,7 +42,8 @@ from sqlalchemy import Connection, Engine, bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 
 from monitor.store.findings import chunks
-from monitor.store.outbox import OutboxStatus, notifications
+from monitor.store.outbox import OutboxStatus
+from monitor.store.schema import notifications
 from notifiers.base import parse_address
 from rules import NotificationKind, PlannedNotification, Trial
 

@@ -21,7 +21,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, and_, func, select
 
-from monitor.store.registry import enrolments, trial_versions
+from monitor.store.schema import enrolments, trial_versions
 from rules import ProtocolError, Trial, load_protocol
 
 __all__ = [

@@ -17,8 +17,7 @@ from typing import Any
 from sqlalchemy import Connection, Row, func, select
 
 from monitor.store.findings import chunks
-from monitor.store.registry import enrolment_mrns, enrolments
-from monitor.store.schema import exam_events, exams
+from monitor.store.schema import enrolment_mrns, enrolments, exam_events, exams
 from rules import Enrolment, EnrolmentStatus, ExamRecord, ExamStatus
 
 __all__ = [

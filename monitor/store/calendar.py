@@ -18,23 +18,9 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, Connection, Integer, String, Table, insert, select, update
+from sqlalchemy import Connection, insert, select, update
 
-from monitor.store.schema import UTCDateTime, metadata
-
-calendar_tokens = Table(
-    "calendar_tokens",
-    metadata,
-    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
-    Column("token_sha256", String(64), nullable=False, unique=True),
-    Column("scope_kind", String(16), nullable=False),  # trial | coordinator
-    Column("scope_value", String(120), nullable=False),
-    Column("label", String(200), nullable=False, default=""),
-    Column("created_at", UTCDateTime(), nullable=False),
-    Column("created_by", String(120), nullable=False, default=""),
-    Column("revoked_at", UTCDateTime(), nullable=True),
-    Column("last_used_at", UTCDateTime(), nullable=True),
-)
+from monitor.store.schema import calendar_tokens
 
 
 class CalendarScope(StrEnum):

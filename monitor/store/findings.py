@@ -23,81 +23,21 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
-    BigInteger,
-    Column,
     Connection,
-    Date,
-    ForeignKey,
-    Index,
-    Integer,
     Row,
-    String,
     Table,
-    Text,
     bindparam,
     delete,
     select,
     update,
 )
 
-from monitor.store.schema import UTCDateTime, metadata
+from monitor.store.schema import findings, occurrences
 from rules import Finding, Occurrence
 
 OPEN = "open"
 RESOLVED = "resolved"
 
-findings = Table(
-    "findings",
-    metadata,
-    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
-    Column("key", String(400), nullable=False, unique=True),
-    Column("kind", String(32), nullable=False),
-    Column("severity", String(16), nullable=False),
-    Column("trial", String(64), nullable=False),
-    Column("subject", String(64), nullable=False),
-    Column("enrolment_id", ForeignKey("enrolments.id"), nullable=False),
-    Column("timepoint", String(64), nullable=True),
-    Column("occurrence_key", String(300), nullable=True),
-    Column("occurrence_label", String(200), nullable=True),
-    Column("exam_id", ForeignKey("exams.id"), nullable=True),
-    Column("window_start", Date(), nullable=True),
-    Column("window_end", Date(), nullable=True),
-    Column("detail", Text, nullable=False),
-    Column("status", String(16), nullable=False),  # open | resolved
-    Column("opened_at", UTCDateTime(), nullable=False),
-    Column("updated_at", UTCDateTime(), nullable=False),
-    Column("resolved_at", UTCDateTime(), nullable=True),
-)
-Index("ix_findings_enrolment_id", findings.c.enrolment_id)
-Index("ix_findings_status", findings.c.status, findings.c.trial)
-# The dashboard: an exam's findings, and the newest change (its page cache's data version).
-Index("ix_findings_exam_id", findings.c.exam_id)
-Index("ix_findings_updated_at", findings.c.updated_at)
-
-occurrences = Table(
-    "occurrences",
-    metadata,
-    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
-    Column("key", String(300), nullable=False, unique=True),
-    Column("enrolment_id", ForeignKey("enrolments.id"), nullable=False),
-    Column("trial", String(64), nullable=False),
-    Column("subject", String(64), nullable=False),
-    Column("timepoint", String(64), nullable=False),
-    Column("number", Integer, nullable=False),  # the engine's occurrence index
-    Column("label", String(200), nullable=False),
-    Column("due", Date(), nullable=False),
-    Column("window_start", Date(), nullable=False),
-    Column("window_end", Date(), nullable=False),
-    Column("status", String(32), nullable=False),
-    Column("exam_id", ForeignKey("exams.id"), nullable=True),
-    Column("version", String(200), nullable=False),
-    Column("required_scanner", String(250), nullable=True),
-    Column("updated_at", UTCDateTime(), nullable=False),
-)
-Index("ix_occurrences_enrolment_id", occurrences.c.enrolment_id)
-Index("ix_occurrences_trial", occurrences.c.trial, occurrences.c.subject)
-Index("ix_occurrences_exam_id", occurrences.c.exam_id)
-Index("ix_occurrences_updated_at", occurrences.c.updated_at)
 
 _FINDING_FIELDS = (
     "kind",
@@ -113,6 +53,7 @@ _FINDING_FIELDS = (
     "window_end",
     "detail",
 )
+
 _OCCURRENCE_FIELDS = (
     "enrolment_id",
     "trial",

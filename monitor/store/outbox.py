@@ -42,23 +42,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
-    JSON,
-    BigInteger,
-    Boolean,
-    Column,
     Connection,
     Engine,
-    ForeignKey,
-    Index,
-    Integer,
-    String,
-    Table,
-    Text,
     select,
     update,
 )
 
-from monitor.store.schema import UTCDateTime, exams, metadata
+from monitor.store.schema import exams, notifications
 
 __all__ = [
     "OutboxRow",
@@ -79,52 +69,6 @@ class OutboxStatus(enum.StrEnum):
     FAILED = "failed"
     CANCELLED = "cancelled"
     SKIPPED = "skipped"  # planned on a quiet first run and deliberately never sent
-
-
-notifications = Table(
-    "notifications",
-    metadata,
-    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
-    Column("dedupe_key", String(700), nullable=False, unique=True),
-    Column("audience", String(16), nullable=False),
-    Column("channel", String(16), nullable=False),
-    Column("address", String(300), nullable=False),
-    Column("kind", String(16), nullable=False),
-    Column("trial", String(64), nullable=False, default=""),
-    Column("enrolment_id", ForeignKey("enrolments.id"), nullable=True),
-    Column("exam_id", ForeignKey("exams.id"), nullable=True),
-    Column("finding_key", String(400), nullable=False, default=""),
-    Column("finding_kind", String(32), nullable=False, default=""),
-    Column("thread_key", String(400), nullable=False, default=""),
-    Column("due_at", UTCDateTime(), nullable=False),
-    Column("status", String(16), nullable=False),
-    Column("attempts", Integer, nullable=False, default=0),
-    Column("next_attempt_at", UTCDateTime(), nullable=False),
-    Column("maybe_sent", Boolean(), nullable=False, default=False),
-    Column("claimed_by", String(200), nullable=True),
-    Column("claimed_at", UTCDateTime(), nullable=True),
-    Column("last_error", String(200), nullable=False, default=""),
-    Column("external_ref", JSON, nullable=True),
-    Column("exam_start", UTCDateTime(), nullable=True),
-    Column("summary", Text, nullable=False, default=""),
-    Column("body", Text, nullable=True),
-    Column("created_at", UTCDateTime(), nullable=False),
-    Column("updated_at", UTCDateTime(), nullable=False),
-    Column("sent_at", UTCDateTime(), nullable=True),
-)
-# The dispatcher's claim: pending rows by the time they may be sent, per address (lane).
-Index("ix_notifications_status", notifications.c.status, notifications.c.next_attempt_at)
-Index(
-    "ix_notifications_address",
-    notifications.c.address,
-    notifications.c.status,
-    notifications.c.next_attempt_at,
-)
-# Thread roots and the message an update edits: sent rows of one exam on one address.
-Index("ix_notifications_thread_key", notifications.c.thread_key, notifications.c.address)
-Index("ix_notifications_enrolment_id", notifications.c.enrolment_id, notifications.c.status)
-Index("ix_notifications_exam_id", notifications.c.exam_id)
-Index("ix_notifications_updated_at", notifications.c.updated_at)  # the dashboard cache's data version
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,36 +12,13 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import (
-    BigInteger,
-    Boolean,
-    Column,
     Connection,
-    Index,
-    Integer,
-    String,
-    Table,
-    Text,
     func,
     select,
     update,
 )
 
-from monitor.store.schema import UTCDateTime, metadata
-
-feed_polls = Table(
-    "feed_polls",
-    metadata,
-    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
-    Column("feed", String(64), nullable=False),
-    Column("started_at", UTCDateTime(), nullable=False),
-    Column("finished_at", UTCDateTime(), nullable=True),
-    Column("ok", Boolean(), nullable=False, default=False),
-    Column("resources", Integer, nullable=False, default=0),
-    Column("accepted", Integer, nullable=False, default=0),
-    Column("rejected", Integer, nullable=False, default=0),
-    Column("error", Text, nullable=False, default=""),
-)
-Index("ix_feed_polls_feed", feed_polls.c.feed, feed_polls.c.started_at)
+from monitor.store.schema import feed_polls
 
 
 def poll_started(conn: Connection, feed: str, started_at: datetime) -> int:

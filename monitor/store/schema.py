@@ -1,4 +1,4 @@
-"""Tables of the store (SQLAlchemy Core).
+"""Every table of the store (SQLAlchemy Core), in one place, private to :mod:`monitor.store`.
 
 Core rather than the ORM: the MLLP hot path runs a handful of statements per message and
 the ORM's unit of work would cost more than the parse. Alembic migrations in
@@ -16,13 +16,16 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Column,
+    Date,
     DateTime,
     ForeignKey,
     Index,
     Integer,
     LargeBinary,
     MetaData,
+    PrimaryKeyConstraint,
     String,
     Table,
     Text,
@@ -156,11 +159,302 @@ exam_events = Table(
 )
 Index("ix_exam_events_exam_id", exam_events.c.exam_id)
 
-# Tables declared in their own modules register on ``metadata`` here, so that everything
-# that imports the schema (Alembic's env, the migration test) sees the whole store.
-import monitor.store.calendar  # noqa: E402  (calendar_tokens)
-import monitor.store.findings  # noqa: E402  (findings, occurrences)
-import monitor.store.outbox  # noqa: E402  (notifications)
-import monitor.store.polls  # noqa: E402  (feed_polls)
-import monitor.store.registry  # noqa: E402  (trial_versions, enrolments, enrolment_mrns)
-import monitor.store.web  # noqa: E402, F401  (users, web_sessions, audit_log)
+
+# --- The trial office's registry: protocol versions and enrolments (API: monitor/store/registry)
+# - ``trial_versions``: every stored text of a trial's protocol file. Versions are numbered
+#   per trial from 1; the highest number is the protocol in force (the file's own
+#   ``[[versions]]`` amendments live inside ``content``). Loading the text already in force
+#   is a no-op; loading an older text again (a revert) stores it as a new version, so the
+#   history reads in the order things happened.
+# - ``enrolments``: one subject in one trial. ``anchors`` is ``{name: "YYYY-MM-DD"}``.
+# - ``enrolment_mrns``: the subject's MRNs (a patient may carry several), indexed by MRN so
+#   an exam event finds its enrolments with one lookup. MRNs are PHI: never log them.
+
+trial_versions = Table(
+    "trial_versions",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("trial", String(64), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("content", Text, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("source", String(500), nullable=False, default=""),
+    Column("loaded_at", UTCDateTime(), nullable=False),
+    UniqueConstraint("trial", "version", name="uq_trial_versions_trial_version"),
+)
+Index("ix_trial_versions_sha256", trial_versions.c.trial, trial_versions.c.sha256)
+
+
+enrolments = Table(
+    "enrolments",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("trial", String(64), nullable=False),
+    Column("subject", String(64), nullable=False),
+    Column("arm", String(64), nullable=True),
+    Column("status", String(16), nullable=False),
+    Column("off_study", Date(), nullable=True),
+    Column("anchors", JSON, nullable=False, default=dict),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    UniqueConstraint("trial", "subject", name="uq_enrolments_trial_subject"),
+)
+
+
+enrolment_mrns = Table(
+    "enrolment_mrns",
+    metadata,
+    Column("enrolment_id", ForeignKey("enrolments.id"), nullable=False),
+    Column("mrn", String(80), nullable=False),
+    PrimaryKeyConstraint("enrolment_id", "mrn", name="pk_enrolment_mrns"),
+)
+Index("ix_enrolment_mrns_mrn", enrolment_mrns.c.mrn)
+
+
+# --- Findings and occurrences (API: monitor/store/findings.py)
+# - ``findings``: one row per finding key the engine ever produced (``rules.model`` explains
+#   the keys). A key the engine produces again keeps its row (same id); when its content
+#   changes the row is updated; a key that no longer appears is ``resolved`` (with
+#   ``resolved_at``); a resolved key that reappears is opened again. ``detail`` names the
+#   subject by study id only: never a name or MRN.
+# - ``occurrences``: the latest schedule of each evaluated enrolment (one row per due visit,
+#   keyed like the engine's ``Occurrence.key``), for the dashboard's subject x timepoint
+#   matrix. Visits that disappear (an anchor moved, the protocol changed) are deleted: the
+#   schedule has no history, the findings do.
+#
+# :func:`record_evaluation` writes the difference between what the store holds for a set of
+# enrolments and what the engine concluded for them, with bulk statements only.
+
+findings = Table(
+    "findings",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("key", String(400), nullable=False, unique=True),
+    Column("kind", String(32), nullable=False),
+    Column("severity", String(16), nullable=False),
+    Column("trial", String(64), nullable=False),
+    Column("subject", String(64), nullable=False),
+    Column("enrolment_id", ForeignKey("enrolments.id"), nullable=False),
+    Column("timepoint", String(64), nullable=True),
+    Column("occurrence_key", String(300), nullable=True),
+    Column("occurrence_label", String(200), nullable=True),
+    Column("exam_id", ForeignKey("exams.id"), nullable=True),
+    Column("window_start", Date(), nullable=True),
+    Column("window_end", Date(), nullable=True),
+    Column("detail", Text, nullable=False),
+    Column("status", String(16), nullable=False),  # open | resolved
+    Column("opened_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    Column("resolved_at", UTCDateTime(), nullable=True),
+)
+Index("ix_findings_enrolment_id", findings.c.enrolment_id)
+Index("ix_findings_status", findings.c.status, findings.c.trial)
+# The dashboard: an exam's findings, and the newest change (its page cache's data version).
+Index("ix_findings_exam_id", findings.c.exam_id)
+Index("ix_findings_updated_at", findings.c.updated_at)
+
+
+occurrences = Table(
+    "occurrences",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("key", String(300), nullable=False, unique=True),
+    Column("enrolment_id", ForeignKey("enrolments.id"), nullable=False),
+    Column("trial", String(64), nullable=False),
+    Column("subject", String(64), nullable=False),
+    Column("timepoint", String(64), nullable=False),
+    Column("number", Integer, nullable=False),  # the engine's occurrence index
+    Column("label", String(200), nullable=False),
+    Column("due", Date(), nullable=False),
+    Column("window_start", Date(), nullable=False),
+    Column("window_end", Date(), nullable=False),
+    Column("status", String(32), nullable=False),
+    Column("exam_id", ForeignKey("exams.id"), nullable=True),
+    Column("version", String(200), nullable=False),
+    Column("required_scanner", String(250), nullable=True),
+    Column("updated_at", UTCDateTime(), nullable=False),
+)
+Index("ix_occurrences_enrolment_id", occurrences.c.enrolment_id)
+Index("ix_occurrences_trial", occurrences.c.trial, occurrences.c.subject)
+Index("ix_occurrences_exam_id", occurrences.c.exam_id)
+Index("ix_occurrences_updated_at", occurrences.c.updated_at)
+
+
+# --- The outbox (API: monitor/store/outbox.py)
+# "The database is the queue" (STYLE.md): planning (:mod:`monitor.dispatch.planning`) writes
+# rows, the dispatcher (:mod:`monitor.dispatch.dispatcher`) claims them, sends them and
+# records the outcome here. A row's life::
+#
+#     pending ──claim──> sending ──> sent
+#        ^  │                │
+#        │  │                ├──> pending   (transient error: next_attempt_at = now + backoff)
+#        │  │                └──> failed    (permanent error, or attempts exhausted)
+#        │  └── key no longer planned ──> cancelled ──key planned again──> pending
+#        └──────── retried by a person (:func:`retry_failed`) <── failed
+#
+#     (planned) ──quiet first run──> skipped   (a booking notice never to be sent)
+#
+# - ``dedupe_key`` is unique: one key, one row, one delivered message (DESIGN.md, invariant 4).
+# - ``next_attempt_at`` is when the row may next be claimed (``due_at`` at first, later the
+#   backoff); ``due_at`` stays what the plan said.
+# - ``claimed_by``/``claimed_at`` name the dispatcher holding a ``sending`` row. A row left in
+#   ``sending`` by a dispatcher that died is put back to ``pending`` with ``maybe_sent`` set,
+#   so the next attempt first asks the channel whether the message already arrived.
+# - ``external_ref`` is :meth:`notifiers.Delivery.as_dict` (Slack channel id + ts, SMTP
+#   Message-ID, webhook delivery id): the thread root and the message an update edits.
+# - ``last_error`` holds an error type or provider code only (``channel_not_found``,
+#   ``ratelimited``, ``KeyError``), never a message text that could quote PHI.
+# - ``summary`` and ``body`` are for the dashboard and ``hiro-monitor notifications``, never for
+#   sending: content is rebuilt from the store at send time (it is then current), and what was
+#   sent is recorded rendered under the ``none`` PHI policy, so the outbox holds no identifiers.
+#   ``summary`` is the finding's one-line detail until the row is sent, then the headline.
+# - ``exam_start`` is the exam time the sent message showed: a later message about the same
+#   exam compares it to say "moved from ... to ...".
+# - ``skipped`` rows are booking notices the first planning found already booked (``[dispatch]
+#   quiet_first_run``): kept so that their key is never planned, and sent, again.
+
+notifications = Table(
+    "notifications",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("dedupe_key", String(700), nullable=False, unique=True),
+    Column("audience", String(16), nullable=False),
+    Column("channel", String(16), nullable=False),
+    Column("address", String(300), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("trial", String(64), nullable=False, default=""),
+    Column("enrolment_id", ForeignKey("enrolments.id"), nullable=True),
+    Column("exam_id", ForeignKey("exams.id"), nullable=True),
+    Column("finding_key", String(400), nullable=False, default=""),
+    Column("finding_kind", String(32), nullable=False, default=""),
+    Column("thread_key", String(400), nullable=False, default=""),
+    Column("due_at", UTCDateTime(), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", UTCDateTime(), nullable=False),
+    Column("maybe_sent", Boolean(), nullable=False, default=False),
+    Column("claimed_by", String(200), nullable=True),
+    Column("claimed_at", UTCDateTime(), nullable=True),
+    Column("last_error", String(200), nullable=False, default=""),
+    Column("external_ref", JSON, nullable=True),
+    Column("exam_start", UTCDateTime(), nullable=True),
+    Column("summary", Text, nullable=False, default=""),
+    Column("body", Text, nullable=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    Column("sent_at", UTCDateTime(), nullable=True),
+)
+# The dispatcher's claim: pending rows by the time they may be sent, per address (lane).
+Index("ix_notifications_status", notifications.c.status, notifications.c.next_attempt_at)
+Index(
+    "ix_notifications_address",
+    notifications.c.address,
+    notifications.c.status,
+    notifications.c.next_attempt_at,
+)
+# Thread roots and the message an update edits: sent rows of one exam on one address.
+Index("ix_notifications_thread_key", notifications.c.thread_key, notifications.c.address)
+Index("ix_notifications_enrolment_id", notifications.c.enrolment_id, notifications.c.status)
+Index("ix_notifications_exam_id", notifications.c.exam_id)
+Index("ix_notifications_updated_at", notifications.c.updated_at)  # the dashboard cache's data version
+
+
+# --- Accounts, sessions and the audit trail (API: monitor/store/accounts.py)
+# - ``users``: one local account. ``password_hash`` is an argon2id hash (empty for accounts
+#   that only sign in through the trusted reverse proxy). ``role`` is admin, coordinator,
+#   technologist or viewer; ``trials`` (coordinators) and ``modalities`` (technologists) are
+#   JSON lists that scope what the account may see.
+# - ``web_sessions``: one signed-in browser. ``id`` is 32 random bytes (URL-safe text), the
+#   only thing the cookie carries; ``csrf_token`` is the session's token for forms.
+# - ``audit_log``: who viewed or changed what, when, from where. ``object_id`` names a store
+#   row (exam id, finding id, trial id), never an MRN; ``detail`` is free text written by the
+#   application (a finding's acknowledgement comment), never patient identifiers.
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("username", String(120), nullable=False, unique=True),
+    Column("password_hash", String(200), nullable=False, default=""),
+    Column("role", String(16), nullable=False),
+    Column("trials", JSON, nullable=False, default=list),
+    Column("modalities", JSON, nullable=False, default=list),
+    Column("active", Boolean(), nullable=False, default=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+)
+
+
+web_sessions = Table(
+    "web_sessions",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("user_id", ForeignKey("users.id"), nullable=False),
+    Column("csrf_token", String(64), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("last_seen", UTCDateTime(), nullable=False),
+)
+Index("ix_web_sessions_user_id", web_sessions.c.user_id)
+
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("at", UTCDateTime(), nullable=False),
+    Column("username", String(120), nullable=False),
+    Column("action", String(40), nullable=False),
+    Column("object_type", String(40), nullable=False, default=""),
+    Column("object_id", String(200), nullable=False, default=""),
+    Column("client", String(80), nullable=False, default=""),
+    Column("detail", Text, nullable=False, default=""),
+)
+Index("ix_audit_log_at", audit_log.c.at)
+Index("ix_audit_log_object", audit_log.c.object_type, audit_log.c.object_id)
+
+
+# --- Calendar feed tokens (API: monitor/store/calendar.py)
+# - ``calendar_tokens``: one secret feed address. The token itself (``secrets.token_urlsafe``)
+#   is shown once, when it is made; only its SHA-256 (hex) is stored, so a copy of the
+#   database does not open any feed. ``scope_kind`` is ``trial`` (``scope_value`` a trial id)
+#   or ``coordinator`` (``scope_value`` a user name: the trials assigned to that account when
+#   the feed is read). ``label`` says whose calendar it is ("Dana's phone"), for the audit
+#   trail. A revoked token (``revoked_at``) answers 404 like an unknown one; ``last_used_at``
+#   tells the office which feeds are still read.
+
+calendar_tokens = Table(
+    "calendar_tokens",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("token_sha256", String(64), nullable=False, unique=True),
+    Column("scope_kind", String(16), nullable=False),  # trial | coordinator
+    Column("scope_value", String(120), nullable=False),
+    Column("label", String(200), nullable=False, default=""),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("created_by", String(120), nullable=False, default=""),
+    Column("revoked_at", UTCDateTime(), nullable=True),
+    Column("last_used_at", UTCDateTime(), nullable=True),
+)
+
+
+# --- Feed polls (API: monitor/store/polls.py)
+# ``ok`` says whether the poll ran to its end; ``resources``, ``accepted`` and ``rejected``
+# count what it saw; ``error`` says why it failed, or what it warns about when it did not
+# (a server that answered STU3, OperationOutcome issues). Never PHI: no MRN, name or URL
+# query in ``error``. The last successful poll of a feed is where the next incremental
+# (``_lastUpdated``) search starts.
+
+feed_polls = Table(
+    "feed_polls",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("feed", String(64), nullable=False),
+    Column("started_at", UTCDateTime(), nullable=False),
+    Column("finished_at", UTCDateTime(), nullable=True),
+    Column("ok", Boolean(), nullable=False, default=False),
+    Column("resources", Integer, nullable=False, default=0),
+    Column("accepted", Integer, nullable=False, default=0),
+    Column("rejected", Integer, nullable=False, default=0),
+    Column("error", Text, nullable=False, default=""),
+)
+Index("ix_feed_polls_feed", feed_polls.c.feed, feed_polls.c.started_at)

@@ -21,7 +21,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import Connection, delete, insert, select, update
 
-from monitor.store.web import audit_log, users, web_sessions
+from monitor.store.schema import audit_log, users, web_sessions
 
 __all__ = [
     "Role",

@@ -32,10 +32,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Connection, func, select
 
-from monitor.store.findings import findings, occurrences
-from monitor.store.outbox import notifications
-from monitor.store.registry import enrolments, trial_versions
-from monitor.store.schema import exam_events
+from monitor.store.schema import enrolments, exam_events, findings, notifications, occurrences, trial_versions
 
 DataVersion = tuple[Any, ...]
 T = TypeVar("T")

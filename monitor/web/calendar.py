@@ -40,8 +40,8 @@ from icalendar import Calendar, Event
 from sqlalchemy import Connection, select
 
 from monitor.store.calendar import CalendarScope, CalendarToken, mark_used, token_in_force
-from monitor.store.findings import OPEN, findings, occurrences
-from monitor.store.schema import exams
+from monitor.store.findings import OPEN
+from monitor.store.schema import exams, findings, occurrences
 from monitor.web.accounts import Role, find_user, record_audit
 from monitor.web.app import web_of
 from monitor.web.data import STATUS_TEXT

@@ -18,10 +18,17 @@ from typing import Any
 
 from sqlalchemy import Connection, Select, func, select
 
-from monitor.store.findings import OPEN, findings, occurrences
-from monitor.store.outbox import notifications
-from monitor.store.registry import enrolment_mrns, enrolments
-from monitor.store.schema import exam_events, exams, messages
+from monitor.store.findings import OPEN
+from monitor.store.schema import (
+    enrolment_mrns,
+    enrolments,
+    exam_events,
+    exams,
+    findings,
+    messages,
+    notifications,
+    occurrences,
+)
 from monitor.web.accounts import User
 
 __all__ = [

@@ -16,9 +16,8 @@ from typing import Any
 
 from sqlalchemy import Connection, case, func, select, true
 
-from monitor.store.outbox import OutboxStatus, notifications
-from monitor.store.polls import feed_polls
-from monitor.store.schema import messages
+from monitor.store.outbox import OutboxStatus
+from monitor.store.schema import feed_polls, messages, notifications
 
 _RECENT = timedelta(hours=24)
 # The dispatcher claims due rows every few seconds (``dispatch_every_seconds``, 2 s by

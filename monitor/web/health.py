@@ -54,9 +54,9 @@ from sqlalchemy import Connection, Engine, func, select, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from monitor.runtime import COMPONENTS, Runtime
-from monitor.store.findings import OPEN, findings
+from monitor.store.findings import OPEN
 from monitor.store.outbox import OutboxStatus
-from monitor.store.schema import messages
+from monitor.store.schema import findings, messages
 from monitor.web.feeds import ChannelBacklog, _aware, outbox_backlog
 from notifiers import CHANNELS
 

@@ -18,7 +18,7 @@ from sqlalchemy import Connection, select
 
 from monitor.registry.protocols import protocols_in_force
 from monitor.store.outbox import RetryResult, outbox_rows, retry_failed
-from monitor.store.web import audit_log
+from monitor.store.schema import audit_log
 from monitor.web.accounts import Role, Session, check_password, end_session, open_session, record_audit
 from monitor.web.app import require, signed_in, web_of
 from monitor.web.data import (

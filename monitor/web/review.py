@@ -16,7 +16,7 @@ from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy import Connection, select
 
-from monitor.store.web import audit_log
+from monitor.store.schema import audit_log
 from monitor.web.accounts import Role, Session, record_audit
 from monitor.web.app import require, web_of
 from monitor.web.data import scoped_findings, visible_finding

@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Connection, func, select
 
 from monitor.config import WebSettings
-from monitor.store.web import audit_log
+from monitor.store.schema import audit_log
 
 FAILED = "sign_in.failed"
 THROTTLED = "sign_in.throttled"

@@ -21,7 +21,7 @@ from monitor.daemon import Daemon
 from monitor.demo import demo_dispatcher, demo_settings, load_examples
 from monitor.simulator import FAKE_FAMILY, FAKE_GIVEN
 from monitor.store.database import make_engine, upgrade
-from monitor.store.outbox import notifications
+from monitor.store.schema import notifications
 from tests.monitor.dispatch.office import enrol_due_in
 from tests.monitor.hl7_messages import BIRTH_DATE, PATIENT_NAME, siu
 

@@ -21,7 +21,7 @@ from monitor.feeds.writer import FeedWriter
 from monitor.ingest import ingest_files
 from monitor.intake import Arrival, Intake, Receipt
 from monitor.store.database import make_engine
-from monitor.store.findings import findings
+from monitor.store.schema import findings
 from tests.monitor.hl7_messages import siu
 from tests.monitor.trial_setup import (
     EXAMPLE_MRNS,

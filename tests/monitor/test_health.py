@@ -26,7 +26,7 @@ from monitor.dispatch.scheduler import JobScheduler
 from monitor.feeds.mllp import MllpServer, Peer, frame
 from monitor.runtime import ack_code
 from monitor.store.database import make_engine, upgrade
-from monitor.store.outbox import notifications
+from monitor.store.schema import notifications
 from monitor.web import create_app
 from monitor.web.health import STORE_PROBE_SECONDS
 from tests.monitor.hl7_messages import BIRTH_DATE, PATIENT_NAME, siu

@@ -25,9 +25,7 @@ from monitor.evaluation import Evaluator
 from monitor.feeds.hl7.mapping import MappingSettings
 from monitor.intake import Arrival, Intake, Receipt
 from monitor.store.database import make_engine, upgrade
-from monitor.store.findings import findings
-from monitor.store.outbox import notifications
-from monitor.store.schema import exam_events, exams, messages
+from monitor.store.schema import exam_events, exams, findings, messages, notifications
 from tests.monitor.hl7_messages import siu
 from tests.monitor.trial_setup import NOW, load_examples
 

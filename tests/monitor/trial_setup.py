@@ -11,8 +11,7 @@ from sqlalchemy import Engine, select
 
 from monitor.cli import main
 from monitor.registry import import_enrolments, store_protocol
-from monitor.store.findings import findings, occurrences
-from monitor.store.registry import enrolments
+from monitor.store.schema import enrolments, findings, occurrences
 from rules import load_protocol
 
 REPO = Path(__file__).resolve().parents[2]

@@ -21,7 +21,7 @@ from monitor.feeds.hl7.mapping import MappingSettings
 from monitor.intake import Arrival, Intake, Receipt
 from monitor.registry import import_enrolments
 from monitor.store.database import make_engine
-from monitor.store.outbox import notifications
+from monitor.store.schema import notifications
 from tests.monitor.hl7_messages import BIRTH_DATE, PATIENT_NAME
 from tests.monitor.trial_setup import NOW, load_examples
 from tests.notifiers.slack_server import FakeSlack, SlackServer

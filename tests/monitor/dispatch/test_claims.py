@@ -14,7 +14,7 @@ from sqlalchemy import insert, select
 from monitor.config import Settings
 from monitor.dispatch.claims import Claims
 from monitor.render import Renderer
-from monitor.store.outbox import notifications
+from monitor.store.schema import notifications
 from notifiers import Delivery, Notification, Notifier
 from tests.monitor.dispatch.office import Office
 from tests.monitor.hl7_messages import siu

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import update
 
-from monitor.store.outbox import notifications
+from monitor.store.schema import notifications
 from tests.monitor.dispatch.office import ONC, Office, assert_no_phi
 from tests.monitor.hl7_messages import siu
 from tests.monitor.trial_setup import cli

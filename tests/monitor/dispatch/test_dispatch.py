@@ -11,7 +11,7 @@ from datetime import timedelta
 
 from sqlalchemy import insert
 
-from monitor.store.outbox import notifications
+from monitor.store.schema import notifications
 from tests.monitor.dispatch.office import BOOKING, CT3, ONC, Office, assert_no_phi, posts_by_key
 from tests.monitor.hl7_messages import siu
 from tests.monitor.trial_setup import NOW, REPO

@@ -13,7 +13,8 @@ from monitor.config import Settings
 from monitor.dispatch.planning import plan_notifications
 from monitor.evaluation import Evaluator
 from monitor.intake import Arrival
-from monitor.store.outbox import OutboxStatus, notifications
+from monitor.store.outbox import OutboxStatus
+from monitor.store.schema import notifications
 from rules import Audience, FindingKind, NotificationKind, PlannedNotification
 from tests.monitor.dispatch.office import BOOKING, ONC, Office, enrol_due_in
 from tests.monitor.hl7_messages import siu

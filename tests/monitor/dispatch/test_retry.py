@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from sqlalchemy import select, update
 
-from monitor.store.outbox import RetryResult, notifications, retry_failed
-from monitor.store.web import audit_log
+from monitor.store.outbox import RetryResult, retry_failed
+from monitor.store.schema import audit_log, notifications
 from tests.monitor.dispatch.office import BOOKING, ONC, Office
 from tests.monitor.hl7_messages import siu
 from tests.monitor.trial_setup import cli

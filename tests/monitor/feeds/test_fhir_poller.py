@@ -15,8 +15,7 @@ from sqlalchemy import Engine, select
 from monitor.config import FhirSettings, Settings
 from monitor.feeds.fhir.poller import PollResult, poll_once
 from monitor.store.database import make_engine
-from monitor.store.polls import feed_polls
-from monitor.store.schema import exam_events, exams, messages
+from monitor.store.schema import exam_events, exams, feed_polls, messages
 from tests.monitor.feeds.fhir_fixtures import (
     BIRTH_DATE,
     FAMILY_NAME,

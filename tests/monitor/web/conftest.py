@@ -12,7 +12,7 @@ from sqlalchemy import Engine, select, text
 
 from monitor.config import Settings
 from monitor.store.database import make_engine, upgrade
-from monitor.store.web import audit_log
+from monitor.store.schema import audit_log
 from monitor.web import create_app
 from tests.monitor.trial_setup import NOW
 from tests.monitor.web.site import PASSWORD, fill, settings_for

@@ -118,7 +118,7 @@ def test_acknowledging_a_finding_records_who_and_the_comment(page: object, site:
 def test_an_admin_retries_a_failed_delivery_from_feed_health(page: object, site: Site) -> None:
     from sqlalchemy import select, update
 
-    from monitor.store.outbox import notifications
+    from monitor.store.schema import notifications
 
     with site.engine.begin() as conn:
         row_id = (

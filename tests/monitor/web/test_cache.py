@@ -124,7 +124,7 @@ def test_concurrent_requests_for_a_missing_part_build_it_once() -> None:
 def test_upcoming_shows_each_exams_alert_status_and_follows_the_outbox(site: Site) -> None:
     from sqlalchemy import select, update
 
-    from monitor.store.outbox import notifications
+    from monitor.store.schema import notifications
 
     app = create_app(site.settings, site.engine, clock=site.clock)
     admin = _signed_in(app, "admin")

@@ -18,8 +18,7 @@ from sqlalchemy import select
 from monitor.config import NotificationSettings
 from monitor.evaluation import evaluate_all
 from monitor.ingest import ingest_files
-from monitor.store.calendar import calendar_tokens
-from monitor.store.schema import exams
+from monitor.store.schema import calendar_tokens, exams
 from monitor.web import create_app
 from tests.monitor.hl7_messages import BIRTH_DATE, MRN, PATIENT_NAME, siu
 from tests.monitor.trial_setup import EXAMPLE_MRNS, NOW, cli

@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy import select, update
 
-from monitor.store.outbox import notifications
+from monitor.store.schema import notifications
 from tests.monitor.trial_setup import NOW
 from tests.monitor.web.conftest import Login, Site, csrf_in
 

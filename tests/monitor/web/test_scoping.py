@@ -6,8 +6,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from monitor.store.findings import findings
-from monitor.store.registry import enrolments
+from monitor.store.schema import enrolments, findings
 from tests.monitor.trial_setup import EXAMPLE_MRNS
 from tests.monitor.web.conftest import Login, Site, csrf_in
 
