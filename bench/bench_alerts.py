@@ -46,8 +46,8 @@ from sqlalchemy import Engine, insert, select  # after the path set-up, so the s
 from monitor.config import Settings
 from monitor.dispatch.dispatcher import Dispatcher
 from monitor.evaluation import Evaluator
+from monitor.feeds.hl7.intake import Arrival, Intake
 from monitor.feeds.hl7.mapping import MappingSettings
-from monitor.intake import Arrival, Intake
 from monitor.registry import import_enrolments, store_protocol
 from monitor.store.database import make_engine, upgrade
 from monitor.store.schema import notifications

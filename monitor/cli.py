@@ -187,11 +187,11 @@ def cmd_ingest(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_purge(settings: Settings, args: argparse.Namespace) -> int:
     from datetime import UTC, datetime
 
-    from monitor.store.retention import purge_raw_messages
+    from monitor.store.messages import purge_payloads
 
     engine = open_store(settings)
     days = settings.database.raw_retention_days
-    purged = purge_raw_messages(engine, datetime.now(UTC), days)
+    purged = purge_payloads(engine, datetime.now(UTC), days)
     engine.dispose()
     print(f"purged the payload of {purged} messages older than {days} days")
     return 0

@@ -24,10 +24,10 @@ from monitor.clock import SYSTEM_CLOCK, Clock
 from monitor.config import Settings
 from monitor.dispatch.scheduler import JobScheduler
 from monitor.evaluation import Evaluator
+from monitor.feeds.hl7.intake import Intake
 from monitor.feeds.hl7.mapping import MappingSettings
 from monitor.feeds.mllp import MllpServer
 from monitor.feeds.writer import FeedWriter
-from monitor.intake import Intake
 from monitor.runtime import Runtime
 
 if TYPE_CHECKING:

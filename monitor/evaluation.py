@@ -19,7 +19,7 @@ Step 3 is retried (up to ``attempts``) when the store reports a conflict: SQLite
 "database is locked" or a finding key inserted first by a concurrent run.
 
 Planned notifications go into the outbox in the same transaction as the findings
-(:func:`monitor.dispatch.planning.plan_notifications`: new keys pending, vanished pending
+(:func:`monitor.store.outbox.planning.plan_notifications`: new keys pending, vanished pending
 keys of the evaluated enrolments cancelled), so both ``hiro-monitor evaluate`` and the feed
 writer's hook plan messages; the dispatcher sends them. The summary also carries the
 engine's :class:`rules.Evaluation`, whose ``planned_notifications`` are complete for
@@ -45,7 +45,6 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from monitor.config import Settings
-from monitor.dispatch.planning import PlanChanges, plan_notifications
 from monitor.registry.protocols import ProtocolCatalogue
 from monitor.registry.records import (
     enrolment_ids_for_exams,
@@ -56,6 +55,7 @@ from monitor.registry.records import (
     same_patients,
 )
 from monitor.store.findings import FindingChanges, record_evaluation
+from monitor.store.outbox.planning import PlanChanges, plan_notifications
 from rules import Enrolment, Evaluation, Trial, evaluate_enrolments, index_exams
 
 __all__ = ["EvaluationSummary", "Evaluator", "evaluate_all", "evaluate_for_exams"]

@@ -2,7 +2,7 @@
 
 Files are streamed (memory stays flat for any size) and split into messages by
 :func:`monitor.feeds.hl7.batches.iter_messages`; batches go through
-:meth:`monitor.intake.Intake.receive_batch` exactly as MLLP traffic does, so a replay is
+:meth:`monitor.feeds.hl7.intake.Intake.receive_batch` exactly as MLLP traffic does, so a replay is
 idempotent: a message seen before is a duplicate and changes nothing. After each batch the
 enrolments of the batch's patients are re-evaluated (a failure there is logged, never fatal).
 """
@@ -22,8 +22,8 @@ from sqlalchemy import Engine
 from monitor.config import Settings
 from monitor.evaluation import Evaluator
 from monitor.feeds.hl7.batches import iter_messages
+from monitor.feeds.hl7.intake import Arrival, Intake, Receipt
 from monitor.feeds.hl7.mapping import MappingSettings
-from monitor.intake import Arrival, Intake, Receipt
 
 
 @dataclass

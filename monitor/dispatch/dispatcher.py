@@ -56,11 +56,11 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Engine
 
 from monitor.config import Settings
-from monitor.dispatch.claims import Claims
 from monitor.dispatch.content import ContentBuilder
-from monitor.dispatch.planning import digest_day
 from monitor.dispatch.threads import RATE_LIMITED, against_history, error_code
 from monitor.render import Renderer
+from monitor.store.outbox.claims import Claims
+from monitor.store.outbox.planning import digest_day
 from notifiers import Notifier, NotifierError, notifier_class, notifier_for
 from notifiers.base import AlertContent, Audience, Content, Delivery, MessageKind, Notification, parse_address
 from notifiers.compose import headline, text_body

@@ -73,12 +73,12 @@ from sqlalchemy import Connection, Engine, text
 from monitor.config import Settings
 from monitor.dispatch.content import ContentBuilder
 from monitor.dispatch.dispatcher import Dispatcher
-from monitor.dispatch.planning import plan_digests
 from monitor.evaluation import Evaluator
 from monitor.registry.protocols import ProtocolCatalogue
 from monitor.render import Renderer
 from monitor.runtime import JobMetrics, Liveness
-from monitor.store.retention import purge_raw_messages
+from monitor.store.messages import purge_payloads
+from monitor.store.outbox.planning import plan_digests
 
 __all__ = ["LEADER_LOCK_KEY", "JobScheduler", "LeaderLock"]
 
@@ -358,7 +358,7 @@ class JobScheduler:
 
         def run() -> None:
             days = self.settings.database.raw_retention_days
-            purged = purge_raw_messages(self.engine, self.clock(), days)
+            purged = purge_payloads(self.engine, self.clock(), days)
             if purged:
                 log.info("purged the payload of %d message(s) older than %d days", purged, days)
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from monitor.dispatch.claims import SentBefore
+from monitor.store.outbox.claims import SentBefore
 from notifiers.base import AlertContent, Delivery, MessageKind, NotifierError
 from rules import FindingKind, Severity
 

@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
 from monitor.feeds.hl7.ack import build_ack
-from monitor.intake import UNAVAILABLE, Arrival, Intake, Receipt
+from monitor.feeds.hl7.intake import UNAVAILABLE, Arrival, Intake, Receipt
 from monitor.logs import where
 from monitor.runtime import Liveness
 

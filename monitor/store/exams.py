@@ -278,3 +278,11 @@ def _fold_history(conn: Connection, exam_id: int, now: datetime) -> None:
         updated_at=now,
     )
     conn.execute(_UPDATE_EXAM, {"b_exam_id": exam_id, **state})
+
+
+def exam_start(conn: Connection, source: str, external_id: str) -> datetime | None:
+    """When the exam ``external_id`` of ``source`` starts now (None: unknown exam or no time)."""
+    found = conn.execute(
+        select(exams.c.start_at).where(exams.c.source == source, exams.c.external_id == external_id)
+    ).first()
+    return None if found is None else found.start_at

@@ -22,15 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import (
-    Connection,
-    Row,
-    Table,
-    bindparam,
-    delete,
-    select,
-    update,
-)
+from sqlalchemy import Connection, Row, Table, bindparam, delete, func, select, update
 
 from monitor.store.schema import findings, occurrences
 from rules import Finding, Occurrence
@@ -250,3 +242,9 @@ def _record_occurrences(
     for part in chunks([row.id for row in existing.values()]):
         conn.execute(delete(occurrences).where(occurrences.c.id.in_(part)))
     changes.occurrences_changed = len(inserts) + len(updates) + len(existing)
+
+
+def open_finding_counts(conn: Connection) -> list[tuple[str, int]]:
+    """How many findings of each kind are open (``/metrics``)."""
+    query = select(findings.c.kind, func.count()).where(findings.c.status == OPEN).group_by(findings.c.kind)
+    return [(kind, int(count)) for kind, count in conn.execute(query)]

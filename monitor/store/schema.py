@@ -281,7 +281,7 @@ Index("ix_occurrences_updated_at", occurrences.c.updated_at)
 
 
 # --- The outbox (API: monitor/store/outbox.py)
-# "The database is the queue" (STYLE.md): planning (:mod:`monitor.dispatch.planning`) writes
+# "The database is the queue" (STYLE.md): planning (:mod:`monitor.store.outbox.planning`) writes
 # rows, the dispatcher (:mod:`monitor.dispatch.dispatcher`) claims them, sends them and
 # records the outcome here. A row's life::
 #

@@ -50,14 +50,13 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
-from sqlalchemy import Connection, Engine, func, select, text
+from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from monitor.runtime import COMPONENTS, Runtime
-from monitor.store.findings import OPEN
-from monitor.store.outbox import OutboxStatus
-from monitor.store.schema import findings, messages
-from monitor.web.feeds import ChannelBacklog, _aware, outbox_backlog
+from monitor.store.findings import open_finding_counts
+from monitor.store.messages import message_counts
+from monitor.store.outbox import ChannelBacklog, OutboxStatus, outbox_backlog
 from notifiers import CHANNELS
 
 router = APIRouter(include_in_schema=False)
@@ -120,30 +119,18 @@ class StoreCollector(Collector):
             "Messages that reused an earlier message's control id with another body, by feed",
             labels=["feed"],
         )
+        counts = message_counts(conn)
         totals: Counter[tuple[str, str, str]] = Counter()
-        for feed, kind, outcome, count in conn.execute(
-            select(messages.c.feed, messages.c.message_type, messages.c.outcome, func.count()).group_by(
-                messages.c.feed, messages.c.message_type, messages.c.outcome
-            )
-        ):
+        for feed, kind, outcome, count in counts.by_type:
             totals[(feed, metric_type(kind), outcome)] += count
         for labels, count in sorted(totals.items()):
             received.add_metric(list(labels), float(count))
-        for feed, count in conn.execute(
-            select(messages.c.feed, func.count())
-            .where(messages.c.original_id.is_not(None))
-            .group_by(messages.c.feed)
-        ):
+        for feed, count in counts.key_reused:
             reused.add_metric([feed], float(count))
-        for kind, count in conn.execute(
-            select(findings.c.kind, func.count()).where(findings.c.status == OPEN).group_by(findings.c.kind)
-        ):
+        for kind, count in open_finding_counts(conn):
             open_findings.add_metric([kind], float(count))
-        for feed, at in conn.execute(
-            select(messages.c.feed, func.max(messages.c.received_at)).group_by(messages.c.feed)
-        ):
-            if at is not None:
-                last.add_metric([feed], _aware(at).timestamp())
+        for feed, at in counts.last_received:
+            last.add_metric([feed], at.timestamp())
         return [received, reused, open_findings, last]
 
     @staticmethod

@@ -17,7 +17,8 @@ from markupsafe import Markup, escape
 from sqlalchemy import Connection, select
 
 from monitor.registry.protocols import protocols_in_force
-from monitor.store.outbox import RetryResult, outbox_rows, retry_failed
+from monitor.store.messages import feed_health, raw_message
+from monitor.store.outbox import RetryResult, outbox_health, outbox_rows, retry_failed
 from monitor.store.schema import audit_log
 from monitor.web.accounts import Role, Session, check_password, end_session, open_session, record_audit
 from monitor.web.app import require, signed_in, web_of
@@ -32,7 +33,6 @@ from monitor.web.data import (
     visible_exam,
     visible_trial,
 )
-from monitor.web.feeds import feed_health, outbox_health, raw_message
 from monitor.web.security import LOGIN_COOKIE, ObjectId, client_address, csrf_ok, set_session_cookie
 from monitor.web.sheets import render_exam_sheet, sheet_content
 from monitor.web.throttle import FAILED, THROTTLED, sign_in_throttle

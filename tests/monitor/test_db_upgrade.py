@@ -17,7 +17,7 @@ from sqlalchemy import JSON, bindparam, text
 
 from monitor.cli import main
 from monitor.commands.db import head_revision
-from monitor.intake import content_key
+from monitor.feeds.hl7.intake import content_key
 from monitor.store.database import current_revision, make_engine, upgrade
 
 FIRST = "0001"

@@ -10,8 +10,8 @@ import pytest
 from sqlalchemy import Engine, create_engine, func, select
 
 from monitor.config import Hl7Settings
+from monitor.feeds.hl7.intake import Arrival, Intake
 from monitor.feeds.hl7.mapping import MappingSettings
-from monitor.intake import Arrival, Intake
 from monitor.store.database import make_engine
 from monitor.store.schema import exam_events, exams, messages
 from tests.monitor.hl7_messages import BIRTH_DATE, MRN, PATIENT_NAME, hold, siu
@@ -210,7 +210,7 @@ def test_a_mapping_bug_is_stored_answered_ae_and_logged_without_the_message_text
     def broken(raw: bytes, settings: object) -> object:
         raise ValueError(f"cannot read {MRN} {PATIENT_NAME}")  # as a careless bug might word it
 
-    monkeypatch.setattr("monitor.intake.to_events", broken)
+    monkeypatch.setattr("monitor.feeds.hl7.intake.to_events", broken)
     with caplog.at_level("DEBUG"):
         receipt = intake.receive(Arrival(siu()))
     assert (receipt.outcome, receipt.ack_code, receipt.error_code) == ("rejected", "AE", "207")

@@ -22,8 +22,8 @@ from sqlalchemy import Engine, func, select
 
 from monitor.config import Settings
 from monitor.evaluation import Evaluator
+from monitor.feeds.hl7.intake import Arrival, Intake, Receipt
 from monitor.feeds.hl7.mapping import MappingSettings
-from monitor.intake import Arrival, Intake, Receipt
 from monitor.store.database import make_engine, upgrade
 from monitor.store.schema import exam_events, exams, findings, messages, notifications
 from tests.monitor.hl7_messages import siu

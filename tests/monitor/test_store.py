@@ -10,7 +10,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import select
 
 from monitor.store.database import current_revision, make_engine
-from monitor.store.retention import purge_raw_messages
+from monitor.store.messages import purge_payloads
 from monitor.store.schema import messages, metadata
 
 
@@ -53,8 +53,8 @@ def test_retention_purges_old_payloads_and_keeps_the_rows(database_url: str) -> 
     now = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
     with engine.begin() as conn:
         conn.execute(messages.insert(), [_message(now - timedelta(days=91), "old"), _message(now, "new")])
-    assert purge_raw_messages(engine, now, retention_days=90) == 1
-    assert purge_raw_messages(engine, now, retention_days=90) == 0
+    assert purge_payloads(engine, now, retention_days=90) == 1
+    assert purge_payloads(engine, now, retention_days=90) == 0
     with engine.connect() as conn:
         rows = {r.control_id: r for r in conn.execute(select(messages))}
     engine.dispose()

@@ -1,6 +1,6 @@
 """Storing one polled resource: the raw JSON in ``messages``, its event applied to the exams.
 
-The FHIR counterpart of :mod:`monitor.intake`, for resources that are polled rather than
+The FHIR counterpart of :mod:`monitor.feeds.hl7.intake`, for resources that are polled rather than
 pushed. Decisions:
 
 * ``messages.payload`` is the Appointment's JSON (compact, keys sorted: a page's raw
@@ -31,12 +31,12 @@ from datetime import datetime
 from enum import Enum
 from typing import Any, Literal
 
-from sqlalchemy import Connection, or_, select
+from sqlalchemy import Connection
 
 from monitor.events import EventKind, Rejection, ScheduleEvent
 from monitor.feeds.fhir.bundle import Problem
-from monitor.store.exams import apply_event
-from monitor.store.schema import exams, messages
+from monitor.store.exams import apply_event, exam_start
+from monitor.store.messages import NewMessage, insert_message, latest_of_key, malformed_seen
 
 Stored = Literal["accepted", "skipped", "rejected", "unchanged"]
 
@@ -78,17 +78,12 @@ def store_resource(
     dedupe_key: str | None = f"{feed}|{kind}/{cid}"[:600] if cid else None
     original_id: int | None = None
     if dedupe_key is not None:
-        first = conn.execute(select(messages.c.id).where(messages.c.dedupe_key == dedupe_key)).first()
-        if first is not None:
-            latest = conn.execute(
-                select(messages.c.body_digest)
-                .where(or_(messages.c.id == first.id, messages.c.original_id == first.id))
-                .order_by(messages.c.id.desc())
-                .limit(1)
-            ).scalar_one()
+        chain = latest_of_key(conn, dedupe_key)
+        if chain is not None:
+            first, latest = chain
             if latest == digest:
                 return "unchanged"
-            original_id, dedupe_key = first.id, None
+            original_id, dedupe_key = first, None
     if isinstance(mapped, Rejection):
         outcome: Stored = "skipped" if mapped.skipped else "rejected"
         _insert(conn, feed, kind, cid, payload, digest, now, outcome, dedupe_key, original_id, mapped)
@@ -104,7 +99,7 @@ def store_problem(conn: Connection, feed: str, problem: Problem, raw: bytes, now
     """Store a malformed entry or body as rejected, once per distinct body; True when new."""
     digest = hashlib.sha256(raw).hexdigest()
     dedupe_key = f"{feed}|malformed|{digest}"
-    if conn.execute(select(messages.c.id).where(messages.c.dedupe_key == dedupe_key)).first() is not None:
+    if malformed_seen(conn, dedupe_key):
         return False
     rejection = Rejection(problem.reason, "100" if "entry" in problem.reason else "102")
     _insert(
@@ -136,35 +131,28 @@ def _insert(
     original_id: int | None,
     rejection: Rejection | None,
 ) -> int:
-    result = conn.execute(
-        messages.insert().values(
-            feed=feed,
-            control_id=cid[:199],
-            message_type=kind[:40],
-            received_at=now,
-            payload=payload,
-            body_digest=digest,
-            outcome=outcome,
-            error_code=rejection.error_code if rejection and not rejection.skipped else "",
-            error=rejection.reason[:2000] if rejection else "",
-            dedupe_key=dedupe_key,
-            original_id=original_id,
-            key_reused=int(original_id is not None),
-        )
+    message = NewMessage(
+        feed=feed,
+        received_at=now,
+        payload=payload,
+        body_digest=digest,
+        outcome=outcome,
+        control_id=cid,
+        message_type=kind,
+        error_code=rejection.error_code if rejection and not rejection.skipped else "",
+        error=rejection.reason if rejection else "",
+        dedupe_key=dedupe_key,
+        original_id=original_id,
     )
-    key = result.inserted_primary_key
-    assert key is not None
-    return int(key[0])
+    message_id = insert_message(conn, message)
+    assert message_id is not None  # the key was looked up first (one poller per feed)
+    return message_id
 
 
 def _as_reschedule(conn: Connection, event: ScheduleEvent) -> ScheduleEvent:
     if event.kind is not EventKind.BOOKED or event.start is None:
         return event
-    before = conn.execute(
-        select(exams.c.start_at).where(
-            exams.c.source == event.source, exams.c.external_id == event.external_id
-        )
-    ).first()
-    if before is not None and before.start_at is not None and before.start_at != event.start:
+    before = exam_start(conn, event.source, event.external_id)
+    if before is not None and before != event.start:
         return dataclasses.replace(event, kind=EventKind.RESCHEDULED)
     return event

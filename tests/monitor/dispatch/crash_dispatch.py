@@ -17,9 +17,9 @@ from datetime import datetime
 from typing import Any
 
 from monitor.config import Settings
-from monitor.dispatch.claims import Claims
 from monitor.dispatch.dispatcher import Dispatcher
 from monitor.store.database import make_engine
+from monitor.store.outbox.claims import Claims
 
 
 def _killed(*args: Any, **kwargs: Any) -> bool:

@@ -17,8 +17,8 @@ from sqlalchemy import Engine, select, update
 from monitor.config import Settings
 from monitor.dispatch.dispatcher import Dispatcher
 from monitor.evaluation import EvaluationSummary, Evaluator
+from monitor.feeds.hl7.intake import Arrival, Intake, Receipt
 from monitor.feeds.hl7.mapping import MappingSettings
-from monitor.intake import Arrival, Intake, Receipt
 from monitor.registry import import_enrolments
 from monitor.store.database import make_engine
 from monitor.store.schema import notifications

@@ -12,8 +12,8 @@ import pytest
 from sqlalchemy import insert, select
 
 from monitor.config import Settings
-from monitor.dispatch.claims import Claims
 from monitor.render import Renderer
+from monitor.store.outbox.claims import Claims
 from monitor.store.schema import notifications
 from notifiers import Delivery, Notification, Notifier
 from tests.monitor.dispatch.office import Office

@@ -10,10 +10,10 @@ from sqlalchemy import update
 
 from monitor.cli import main
 from monitor.config import Settings
-from monitor.dispatch.planning import plan_notifications
 from monitor.evaluation import Evaluator
-from monitor.intake import Arrival
+from monitor.feeds.hl7.intake import Arrival
 from monitor.store.outbox import OutboxStatus
+from monitor.store.outbox.planning import plan_notifications
 from monitor.store.schema import notifications
 from rules import Audience, FindingKind, NotificationKind, PlannedNotification
 from tests.monitor.dispatch.office import BOOKING, ONC, Office, enrol_due_in

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from monitor.feeds.hl7.intake import Arrival, Intake
 from monitor.feeds.hl7.mapping import MappingSettings
-from monitor.intake import Arrival, Intake
 from monitor.store.database import make_engine
 from monitor.store.schema import exams, messages
 from monitor.web.accounts import Role, add_user

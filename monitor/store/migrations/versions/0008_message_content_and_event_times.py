@@ -33,7 +33,7 @@ _BATCH = 5000
 
 
 def content_key(feed: str, application: str, facility: str, control_id: str, digest: str) -> str:
-    """As monitor.intake.content_key, frozen here: a migration must not change with the code."""
+    """As monitor.feeds.hl7.intake.content_key, frozen here: a migration must not change with the code."""
     text = "\x1f".join((feed, application, facility, control_id, digest))
     return hashlib.sha256(text.encode()).hexdigest()
 

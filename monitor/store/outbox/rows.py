@@ -1,6 +1,6 @@
 """The outbox: one row per message to one address, written before anything is sent.
 
-"The database is the queue" (STYLE.md): planning (:mod:`monitor.dispatch.planning`) writes
+"The database is the queue" (STYLE.md): planning (:mod:`monitor.store.outbox.planning`) writes
 rows, the dispatcher (:mod:`monitor.dispatch.dispatcher`) claims them, sends them and
 records the outcome here. A row's life::
 

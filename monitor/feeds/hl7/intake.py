@@ -33,11 +33,9 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Literal
 
-from sqlalchemy import Connection, Engine, Executable, bindparam, select, update
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError, SQLAlchemyError
 
 from monitor.events import Rejection, ScheduleEvent
@@ -45,7 +43,16 @@ from monitor.feeds.hl7.ack import build_ack, message_key, message_type
 from monitor.feeds.hl7.mapping import MappingSettings, to_events
 from monitor.logs import where
 from monitor.store.exams import apply_event
-from monitor.store.schema import messages
+from monitor.store.messages import (
+    NewMessage,
+    StoredAnswer,
+    count_resend,
+    first_of_key,
+    insert_message,
+    pending_messages,
+    set_outcome,
+    stored_answer,
+)
 
 log = logging.getLogger("monitor.intake")
 
@@ -82,27 +89,6 @@ class Receipt:
 
 
 UNAVAILABLE = Receipt("unavailable", "AR", error_code="207", reason="store unavailable, please resend")
-
-_FIRST_OF_KEY = select(messages.c.id).where(messages.c.dedupe_key == bindparam("b_key"))
-_SAME_CONTENT = select(
-    messages.c.id, messages.c.outcome, messages.c.ack_code, messages.c.error_code, messages.c.error
-).where(messages.c.content_key == bindparam("b_content"))
-_COUNT_DUPLICATE = (
-    update(messages).where(messages.c.id == bindparam("b_id")).values(duplicates=messages.c.duplicates + 1)
-)
-_INSERT_MESSAGE = messages.insert()
-_SET_OUTCOME = update(messages).where(messages.c.id == bindparam("b_id"))
-
-
-def _insert_unless_seen(dialect: str) -> Executable | None:
-    """INSERT ... ON CONFLICT DO NOTHING RETURNING id, where the dialect has it: no row when
-    the content (``content_key``) or, for a new body, the key (``dedupe_key``) is taken."""
-    if dialect == "sqlite":
-        return sqlite_insert(messages).on_conflict_do_nothing().returning(messages.c.id)
-    if dialect == "postgresql":
-        return postgresql_insert(messages).on_conflict_do_nothing().returning(messages.c.id)
-    return None
-
 
 # Errors that mean "the store cannot take anything now": answer AR and let the sender retry.
 _STORE_DOWN = (OperationalError, DisconnectionError)
@@ -144,7 +130,6 @@ class Intake:
         self.feed = mapping.source
         self.store_raw_first = store_raw_first
         self.clock = clock
-        self._insert_new = _insert_unless_seen(engine.dialect.name)
 
     # -- the batch entry point -------------------------------------------------------
 
@@ -172,9 +157,15 @@ class Intake:
     def _receive(self, conn: Connection, arrival: Arrival) -> Receipt:
         raw = arrival.raw
         key = message_key(raw)
-        dedupe_key = "|".join((self.feed, *key)) if key and key[2] else None
         digest = body_digest(raw)
-        stored = _StoredMessage(arrival, key, digest, dedupe_key, content_key(self.feed, key, digest), None)
+        stored = _StoredMessage(
+            arrival,
+            key,
+            digest,
+            "|".join((self.feed, *key)) if key and key[2] else None,
+            content_key(self.feed, key, digest),
+            None,
+        )
         mapped: list[ScheduleEvent] | Rejection = []
         if self.store_raw_first:
             receipt = Receipt("pending", "AA")
@@ -183,16 +174,16 @@ class Intake:
             receipt = Receipt("accepted", "AA")
             if isinstance(mapped, Rejection):
                 receipt = _rejection_receipt(mapped, key_reused=False)
-        message_id = self._store_raw(conn, stored, receipt)
+        message_id = insert_message(conn, self._row(stored, receipt))
         if message_id is None:  # the content or the key was seen before
-            same = conn.execute(_SAME_CONTENT, {"b_content": stored.content_key}).first()
+            same = stored_answer(conn, stored.content_key) if stored.content_key else None
             if same is not None:  # a resend: answered as the first time, nothing changes
-                conn.execute(_COUNT_DUPLICATE, {"b_id": same.id})
+                count_resend(conn, same.id)
                 return _duplicate_receipt(same)
-            first = conn.execute(_FIRST_OF_KEY, {"b_key": dedupe_key}).scalar_one()
-            stored = replace(stored, dedupe_key=None, original_id=int(first))
+            assert stored.dedupe_key is not None  # a new content, so it was the key
+            stored = replace(stored, dedupe_key=None, original_id=first_of_key(conn, stored.dedupe_key))
             receipt = replace(receipt, key_reused=True)
-            message_id = self._store_raw(conn, stored, receipt)
+            message_id = insert_message(conn, self._row(stored, receipt))
             assert message_id is not None  # a new content and no dedupe key: no conflict
         if isinstance(mapped, list) and mapped:
             now = self.clock()
@@ -207,51 +198,27 @@ class Intake:
             log.error("mapping failed: %s", where(exc))  # the message text could quote PHI
             return Rejection(f"internal mapping error ({type(exc).__name__})", "207")
 
-    def _store_raw(self, conn: Connection, stored: _StoredMessage, receipt: Receipt) -> int | None:
-        """Insert the message row; None when its dedupe key is already taken.
-
-        One statement where the database has INSERT ... ON CONFLICT DO NOTHING RETURNING
-        (SQLite 3.35+, PostgreSQL): looking the key up first cost a statement per message.
-        """
+    def _row(self, stored: _StoredMessage, receipt: Receipt) -> NewMessage:
         app, facility, control_id = stored.key or ("", "", "")
         arrival = stored.arrival
-        statement: Executable = _INSERT_MESSAGE
-        if stored.content_key is not None:
-            if self._insert_new is not None:
-                statement = self._insert_new
-            elif (
-                conn.execute(_SAME_CONTENT, {"b_content": stored.content_key}).first() is not None
-                or conn.execute(_FIRST_OF_KEY, {"b_key": stored.dedupe_key}).first() is not None
-            ):
-                return None
-        result = conn.execute(
-            statement,
-            {
-                "feed": self.feed,
-                "sender_application": app[:180],
-                "sender_facility": facility[:180],
-                "control_id": control_id[:199],
-                "message_type": message_type(arrival.raw)[:40],
-                "received_at": arrival.received_at,
-                "peer": arrival.peer[:80],
-                "payload": arrival.raw,
-                "body_digest": stored.digest,
-                "outcome": receipt.outcome,
-                "ack_code": receipt.ack_code,
-                "error_code": receipt.error_code,
-                "error": receipt.reason[:2000],
-                "dedupe_key": stored.dedupe_key,
-                "content_key": stored.content_key,
-                "original_id": stored.original_id,
-                "key_reused": int(stored.key_reused),
-            },
+        return NewMessage(
+            feed=self.feed,
+            received_at=arrival.received_at,
+            payload=arrival.raw,
+            body_digest=stored.digest,
+            outcome=receipt.outcome,
+            sender_application=app,
+            sender_facility=facility,
+            control_id=control_id,
+            message_type=message_type(arrival.raw),
+            peer=arrival.peer,
+            ack_code=receipt.ack_code,
+            error_code=receipt.error_code,
+            error=receipt.reason,
+            dedupe_key=stored.dedupe_key,
+            content_key=stored.content_key,
+            original_id=stored.original_id,
         )
-        if statement is not _INSERT_MESSAGE:
-            new_id = result.scalar_one_or_none()
-            return None if new_id is None else int(new_id)
-        inserted = result.inserted_primary_key
-        assert inserted is not None
-        return int(inserted[0])
 
     def _after_failure(self, arrival: Arrival, exc: SQLAlchemyError) -> Receipt:
         """A single message failed in the database: store down (AR) or content the store refused (AE)."""
@@ -266,7 +233,7 @@ class Intake:
                     arrival, message_key(arrival.raw), body_digest(arrival.raw), None, None, None
                 )
                 receipt = Receipt("rejected", "AE", error_code="207", reason=reason)
-                message_id = self._store_raw(conn, stored, receipt)
+                message_id = insert_message(conn, self._row(stored, receipt))
         except SQLAlchemyError:
             return UNAVAILABLE
         return replace(receipt, message_id=message_id)
@@ -277,31 +244,18 @@ class Intake:
         """Apply up to ``limit`` messages stored with outcome ``pending``, oldest first, in one
         transaction; one receipt each (empty when nothing was pending)."""
         with self.engine.begin() as conn:
-            rows = conn.execute(
-                select(messages.c.id, messages.c.payload, messages.c.key_reused)
-                .where(messages.c.feed == self.feed, messages.c.outcome == "pending")
-                .order_by(messages.c.id)
-                .limit(limit)
-            ).all()
             now = self.clock()
             receipts: list[Receipt] = []
-            for row in rows:
-                mapped = self._map(row.payload)
+            for pending in pending_messages(conn, self.feed, limit):
+                mapped = self._map(pending.payload)
                 if isinstance(mapped, Rejection):
-                    receipt = _rejection_receipt(mapped, bool(row.key_reused))
+                    receipt = _rejection_receipt(mapped, pending.key_reused)
                 else:
-                    exam_ids = tuple(apply_event(conn, event, row.id, now) for event in mapped)
-                    receipt = Receipt("accepted", "AA", row.id, exam_ids=exam_ids)
+                    exam_ids = tuple(apply_event(conn, event, pending.id, now) for event in mapped)
+                    receipt = Receipt("accepted", "AA", pending.id, exam_ids=exam_ids)
                 receipts.append(receipt)
-                conn.execute(
-                    _SET_OUTCOME,
-                    {
-                        "b_id": row.id,
-                        "outcome": receipt.outcome,
-                        "ack_code": receipt.ack_code,
-                        "error_code": receipt.error_code,
-                        "error": receipt.reason[:2000],
-                    },
+                set_outcome(
+                    conn, pending.id, receipt.outcome, receipt.ack_code, receipt.error_code, receipt.reason
                 )
         return receipts
 
@@ -325,13 +279,13 @@ class _StoredMessage:
 _APPLICATION_REJECT = frozenset({"200", "201", "202", "203"})
 
 
-def _duplicate_receipt(first: Any) -> Receipt:
+def _duplicate_receipt(first: StoredAnswer) -> Receipt:
     """A resend's receipt: the first one's acknowledgement (a message rejected once is
     rejected again, with the same reason), nothing applied."""
-    code: AckCode = first.ack_code if first.ack_code in ("AE", "AR") else "AA"
-    if code == "AA":
-        return Receipt("duplicate", "AA", message_id=first.id)
-    return Receipt("duplicate", code, first.id, error_code=first.error_code, reason=first.error)
+    if first.ack_code == "AE" or first.ack_code == "AR":
+        code: AckCode = "AE" if first.ack_code == "AE" else "AR"
+        return Receipt("duplicate", code, first.id, error_code=first.error_code, reason=first.error)
+    return Receipt("duplicate", "AA", message_id=first.id)
 
 
 def _rejection_receipt(rejection: Rejection, key_reused: bool) -> Receipt:
