@@ -48,8 +48,8 @@ from monitor.dispatch.dispatcher import Dispatcher
 from monitor.evaluation import Evaluator
 from monitor.feeds.hl7.intake import Arrival, Intake
 from monitor.feeds.hl7.mapping import MappingSettings
-from monitor.registry import import_enrolments, store_protocol
 from monitor.store.database import make_engine, upgrade
+from monitor.store.registry import import_enrolments, store_protocol
 from monitor.store.schema import notifications
 from rules import load_protocol
 from tests.monitor.hl7_messages import siu

@@ -35,10 +35,10 @@ import uvicorn
 from sqlalchemy import Engine, func, insert, select, text, update
 
 from monitor.config import Settings
+from monitor.store.accounts import Role, add_user
 from monitor.store.database import make_engine, upgrade
 from monitor.store.schema import enrolments, exam_events, exams, findings, occurrences, trial_versions
 from monitor.web import create_app
-from monitor.web.accounts import Role, add_user
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 TRIAL = "ONC-2101"

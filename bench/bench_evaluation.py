@@ -32,8 +32,8 @@ from sqlalchemy import Engine, update  # after the path set-up, so the script ru
 from bench.bench_rules import NOW, build, protocol_text
 from monitor.config import Settings
 from monitor.evaluation import Evaluator, evaluate_for_exams
-from monitor.registry import store_protocol
 from monitor.store.database import make_engine, upgrade
+from monitor.store.registry import store_protocol
 from monitor.store.schema import enrolment_mrns, enrolments, exams
 from rules import Enrolment, ExamRecord, Trial
 

@@ -232,7 +232,7 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_exams(settings: Settings, args: argparse.Namespace) -> int:
-    from monitor.queries import day_bounds, list_exams
+    from monitor.store.exams import day_bounds, list_exams
 
     zone = ZoneInfo(settings.site.timezone)
     engine = open_store(settings)

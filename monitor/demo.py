@@ -40,11 +40,11 @@ from monitor.config import Settings
 from monitor.daemon import Daemon
 from monitor.dispatch.dispatcher import Dispatcher
 from monitor.evaluation import evaluate_all
-from monitor.registry import import_enrolments, store_protocol
 from monitor.render import Renderer
 from monitor.simulator import SimulatedFeed
+from monitor.store.accounts import Role, add_user
 from monitor.store.database import make_engine, upgrade
-from monitor.web.accounts import Role, add_user
+from monitor.store.registry import import_enrolments, store_protocol
 from notifiers import CHANNELS
 from notifiers.console import ConsoleNotifier
 from rules import load_protocol

@@ -45,8 +45,10 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from monitor.config import Settings
-from monitor.registry.protocols import ProtocolCatalogue
-from monitor.registry.records import (
+from monitor.store.findings import FindingChanges, record_evaluation
+from monitor.store.outbox.planning import PlanChanges, plan_notifications
+from monitor.store.registry.protocols import ProtocolCatalogue
+from monitor.store.registry.records import (
     enrolment_ids_for_exams,
     event_mark,
     load_enrolments,
@@ -54,8 +56,6 @@ from monitor.registry.records import (
     mrns_changed_since,
     same_patients,
 )
-from monitor.store.findings import FindingChanges, record_evaluation
-from monitor.store.outbox.planning import PlanChanges, plan_notifications
 from rules import Enrolment, Evaluation, Trial, evaluate_enrolments, index_exams
 
 __all__ = ["EvaluationSummary", "Evaluator", "evaluate_all", "evaluate_for_exams"]

@@ -22,9 +22,9 @@ from sqlalchemy import Connection, select
 
 from monitor.commands import open_engine, print_json, utc_now
 from monitor.config import Settings
+from monitor.store.accounts import Role, find_user
 from monitor.store.calendar import CalendarScope, issue_token, list_tokens, revoke_token
 from monitor.store.schema import trial_versions
-from monitor.web.accounts import Role, find_user
 
 __all__ = ["feed_base_url", "register"]
 

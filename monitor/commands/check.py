@@ -96,7 +96,7 @@ def _check_store(settings: Settings, engine: Engine, report: Report) -> list[Tri
 
 
 def _check_protocols(engine: Engine, report: Report) -> list[Trial]:
-    from monitor.registry.protocols import protocols_in_force
+    from monitor.store.registry.protocols import protocols_in_force
     from monitor.store.schema import trial_versions
 
     trials: list[Trial] = []

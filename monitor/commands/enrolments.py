@@ -2,7 +2,7 @@
 
     enroll add --trial ID --subject S --mrn M [--mrn M2] [--arm A] [--status S]
                [--off-study DATE] --anchor consent=2026-01-05 ...
-    enroll import FILE.csv            all rows or none (see monitor.registry.importing)
+    enroll import FILE.csv            all rows or none (see monitor.store.registry.importing)
     enroll list [--json] [--trial ID]
     enroll update --trial ID --subject S [--anchor k=v ...] [--arm A] [--status S]
                   [--off-study DATE] [--mrn M ...]
@@ -23,7 +23,7 @@ from pathlib import Path
 from monitor.commands import anchor_setting, iso_date, open_engine, print_json, report_evaluation, utc_now
 from monitor.config import Settings
 from monitor.evaluation import Evaluator
-from monitor.registry import (
+from monitor.store.registry import (
     EnrolmentEntry,
     ImportRejected,
     ProtocolCatalogue,

@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 from monitor.commands import open_engine, print_json, report_evaluation, utc_now
 from monitor.config import Settings
 from monitor.evaluation import Evaluator
-from monitor.queries import list_findings
+from monitor.store.findings import list_findings
 
 __all__ = ["register"]
 

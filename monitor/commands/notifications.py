@@ -115,7 +115,7 @@ def cmd_retry(settings: Settings, args: argparse.Namespace) -> int:
         args.usage_error("name the rows (ID ...) or give --failed, not both")
     if args.channel and not args.failed:
         args.usage_error("--channel goes with --failed")
-    from monitor.web.accounts import record_audit
+    from monitor.store.accounts import record_audit
 
     engine = open_engine(settings)
     now = utc_now()

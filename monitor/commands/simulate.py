@@ -118,7 +118,7 @@ async def send_feed(
 def research_subjects(engine: Engine, today: date) -> list[ResearchSubject]:
     """Enrolled subjects with a visit due and nothing booked (open ``due_unscheduled`` findings
     whose window has not closed), with the orderables and modality their trial expects."""
-    from monitor.registry import ProtocolCatalogue
+    from monitor.store.registry import ProtocolCatalogue
     from monitor.store.schema import enrolment_mrns, findings
 
     query = (

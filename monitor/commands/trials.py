@@ -17,7 +17,7 @@ from sqlalchemy import Engine, select
 from monitor.commands import open_engine, print_json, report_evaluation, utc_now
 from monitor.config import Settings
 from monitor.evaluation import Evaluator
-from monitor.registry import check_entry, list_enrolments, list_trials, store_protocol
+from monitor.store.registry import check_entry, list_enrolments, list_trials, store_protocol
 from monitor.store.schema import enrolments
 from rules import ProtocolError, Trial, load_protocol
 

@@ -20,7 +20,7 @@ from sqlalchemy import Engine
 
 from monitor.commands import open_engine, utc_now
 from monitor.config import Settings
-from monitor.web.accounts import Role, add_user
+from monitor.store.accounts import Role, add_user
 
 __all__ = ["register"]
 

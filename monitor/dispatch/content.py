@@ -21,13 +21,18 @@ from dataclasses import replace
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection
 
 from monitor.config import Settings
-from monitor.registry.protocols import ProtocolCatalogue
 from monitor.render import Renderer
-from monitor.store.findings import OPEN
-from monitor.store.schema import exams, findings, occurrences
+from monitor.store.exams import exam_row
+from monitor.store.findings import (
+    finding_by_key,
+    occurrence_by_key,
+    occurrence_of_exam,
+    open_findings_with_exams,
+)
+from monitor.store.registry.protocols import ProtocolCatalogue
 from notifiers.base import AlertContent, DigestContent, parse_address
 from rules import FindingKind, Severity, Trial
 from rules.protocol import ExamType
@@ -121,19 +126,17 @@ class ContentBuilder:
         change: str = "",
     ) -> AlertContent:
         """The content of a message about the finding ``finding_key`` (LookupError if it is gone)."""
-        finding = conn.execute(select(findings).where(findings.c.key == finding_key)).first()
+        finding = finding_by_key(conn, finding_key)
         if finding is None:
             raise LookupError("finding not in the store")
         exam = None
         if finding.exam_id is not None:
-            exam = conn.execute(select(exams).where(exams.c.id == finding.exam_id)).first()
+            exam = exam_row(conn, finding.exam_id)
             if exam is None:
                 raise LookupError("exam not in the store")
         occurrence = None
         if finding.occurrence_key:
-            occurrence = conn.execute(
-                select(occurrences).where(occurrences.c.key == finding.occurrence_key)
-            ).first()
+            occurrence = occurrence_by_key(conn, finding.occurrence_key)
         show_mrn = _may_show_mrn(self.settings, address)
         content = self._content(conn, finding.trial, finding.subject, exam, occurrence, show_mrn)
         kind = FindingKind(finding.kind)
@@ -174,12 +177,10 @@ class ContentBuilder:
 
         ``with_mrn`` adds the MRN (for a sheet printed inside the hospital, ``--phi full``).
         """
-        exam = conn.execute(select(exams).where(exams.c.id == exam_id)).first()
+        exam = exam_row(conn, exam_id)
         if exam is None:
             return None
-        occurrence = conn.execute(
-            select(occurrences).where(occurrences.c.exam_id == exam_id).order_by(occurrences.c.id)
-        ).first()
+        occurrence = occurrence_of_exam(conn, exam_id)
         if occurrence is None:
             return None
         show_mrn = with_mrn or _may_show_mrn(self.settings, address)
@@ -269,20 +270,9 @@ class ContentBuilder:
         """Keys of the findings a digest of ``trial_id`` lists: open problems (warning and
         critical), then research exams booked in the next ``digest_look_ahead_days``."""
         ahead = now + timedelta(days=self.settings.scheduler.digest_look_ahead_days)
-        query = (
-            select(
-                findings.c.key,
-                findings.c.kind,
-                findings.c.severity,
-                exams.c.start_at,
-                findings.c.window_start,
-            )
-            .select_from(findings.outerjoin(exams, exams.c.id == findings.c.exam_id))
-            .where(findings.c.trial == trial_id, findings.c.status == OPEN)
-        )
         problems: list[tuple[int, str, str]] = []
         upcoming: list[tuple[datetime, str]] = []
-        for row in conn.execute(query):
+        for row in open_findings_with_exams(conn, trial_id):
             severity = Severity(row.severity)
             if severity is not Severity.INFO:
                 order = str(row.start_at or row.window_start or "")

@@ -13,14 +13,18 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from dataclasses import dataclass
-from datetime import datetime
+from collections.abc import Collection
+from dataclasses import dataclass, replace
+from datetime import date, datetime
 from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import Connection, insert, select, update
 
-from monitor.store.schema import calendar_tokens
+from monitor.store.accounts import Role, find_user
+from monitor.store.findings import OPEN
+from monitor.store.schema import calendar_tokens, exams, findings, occurrences
+from rules import OccurrenceStatus
 
 
 class CalendarScope(StrEnum):
@@ -110,3 +114,171 @@ def revoke_token(conn: Connection, token_id: int, now: datetime) -> bool:
         .values(revoked_at=now)
     )
     return result.rowcount == 1
+
+
+# -- what a feed lists ------------------------------------------------------------------------
+
+_CANCELLED = frozenset({"cancelled", "deleted"})
+
+
+@dataclass(frozen=True, slots=True)
+class FeedExam:
+    """One research exam as a feed shows it: no patient identifiers."""
+
+    exam_id: int
+    trial: str
+    subject: str
+    timepoint: str
+    start: datetime
+    duration_minutes: int | None
+    exam_status: str
+    modality: str
+    room: str
+    window_start: date | None
+    window_end: date | None
+    link_status: str  # the occurrence's status, or "" when only findings link the exam
+    open_kinds: tuple[str, ...]  # kinds of open findings about it in that trial, sorted
+    updated_at: datetime
+
+    @property
+    def cancelled(self) -> bool:
+        return self.exam_status in _CANCELLED
+
+
+@dataclass(frozen=True, slots=True)
+class DueWindow:
+    """A timepoint that is due with nothing booked; dates are the site's local dates."""
+
+    key: str  # the occurrence key: trial, subject study id, timepoint and index
+    trial: str
+    subject: str
+    timepoint: str
+    due: date
+    window_start: date
+    window_end: date
+
+
+def feed_trials(conn: Connection, token: CalendarToken) -> tuple[str, ...] | None:
+    """The trials ``token``'s feed lists; None when its coordinator account is gone or inactive."""
+    if token.scope_kind is CalendarScope.TRIAL:
+        return (token.scope_value,)
+    user = find_user(conn, token.scope_value)
+    if user is None or user.role is not Role.COORDINATOR:
+        return None
+    return user.trials
+
+
+def feed_exams(conn: Connection, trials: Collection[str], start: datetime, end: datetime) -> list[FeedExam]:
+    """Research exams of ``trials`` starting in [start, end), cancelled ones included, by start.
+
+    An exam is linked to a trial by the occurrence it serves or by a finding about it (a
+    cancelled exam serves nothing any more; its ``cancelled`` finding keeps it in the feed).
+    An exam of a subject enrolled in two of the trials appears once per trial.
+    """
+    if not trials:
+        return []
+    wanted = sorted(trials)
+    exam_columns = (
+        exams.c.id,
+        exams.c.start_at,
+        exams.c.duration_minutes,
+        exams.c.status,
+        exams.c.modality,
+        exams.c.location,
+        exams.c.updated_at,
+    )
+    in_range = (exams.c.start_at >= start, exams.c.start_at < end)
+    served = (
+        select(
+            *exam_columns,
+            occurrences.c.trial,
+            occurrences.c.subject,
+            occurrences.c.label,
+            occurrences.c.window_start,
+            occurrences.c.window_end,
+            occurrences.c.status.label("link_status"),
+        )
+        .join(occurrences, occurrences.c.exam_id == exams.c.id)
+        .where(occurrences.c.trial.in_(wanted), *in_range)
+    )
+    about = (
+        select(
+            *exam_columns,
+            findings.c.trial,
+            findings.c.subject,
+            findings.c.occurrence_label.label("label"),
+            findings.c.window_start,
+            findings.c.window_end,
+            findings.c.kind.label("link_status"),
+            findings.c.status.label("finding_status"),
+        )
+        .join(findings, findings.c.exam_id == exams.c.id)
+        .where(findings.c.trial.in_(wanted), *in_range)
+        .order_by(findings.c.id)
+    )
+    linked: dict[tuple[int, str], FeedExam] = {}
+    for row in conn.execute(served):
+        linked[(row.id, row.trial)] = _feed_exam(row, row.link_status)
+    kinds: dict[tuple[int, str], set[str]] = {}
+    for row in conn.execute(about):
+        key = (row.id, row.trial)
+        if row.finding_status == OPEN:
+            kinds.setdefault(key, set()).add(row.link_status)
+        if key not in linked:
+            linked[key] = _feed_exam(row, "")
+    feed = []
+    for key, exam in linked.items():
+        found = kinds.get(key)
+        if found:
+            exam = replace(exam, open_kinds=tuple(sorted(found)))
+        feed.append(exam)
+    feed.sort(key=lambda exam: (exam.start, exam.exam_id, exam.trial))
+    return feed
+
+
+def _feed_exam(row: Any, link_status: str) -> FeedExam:
+    return FeedExam(
+        exam_id=int(row.id),
+        trial=row.trial,
+        subject=row.subject,
+        timepoint=row.label or "",
+        start=row.start_at,
+        duration_minutes=row.duration_minutes,
+        exam_status=row.status,
+        modality=row.modality or "",
+        room=row.location or "",
+        window_start=row.window_start,
+        window_end=row.window_end,
+        link_status=link_status,
+        open_kinds=(),
+        updated_at=row.updated_at,
+    )
+
+
+def due_windows(conn: Connection, trials: Collection[str], first: date, last: date) -> list[DueWindow]:
+    """Windows of ``trials`` that are due with nothing booked and overlap the days ``first``..``last``."""
+    if not trials:
+        return []
+    query = (
+        select(
+            occurrences.c.key,
+            occurrences.c.trial,
+            occurrences.c.subject,
+            occurrences.c.label,
+            occurrences.c.due,
+            occurrences.c.window_start,
+            occurrences.c.window_end,
+        )
+        .where(
+            occurrences.c.trial.in_(sorted(trials)),
+            occurrences.c.status == OccurrenceStatus.DUE.value,
+            occurrences.c.exam_id.is_(None),
+            occurrences.c.window_end >= first,
+            occurrences.c.window_start <= last,
+        )
+        .order_by(occurrences.c.window_start, occurrences.c.trial, occurrences.c.subject, occurrences.c.key)
+    )
+    return [
+        DueWindow(row.key, row.trial, row.subject, row.label, row.due, row.window_start, row.window_end)
+        for row in conn.execute(query)
+    ]

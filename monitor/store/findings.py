@@ -19,12 +19,12 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, Table, bindparam, delete, func, select, update
+from sqlalchemy import Connection, Engine, Row, Table, bindparam, delete, func, select, update
 
-from monitor.store.schema import findings, occurrences
+from monitor.store.schema import exams, findings, occurrences
 from rules import Finding, Occurrence
 
 OPEN = "open"
@@ -248,3 +248,126 @@ def open_finding_counts(conn: Connection) -> list[tuple[str, int]]:
     """How many findings of each kind are open (``/metrics``)."""
     query = select(findings.c.kind, func.count()).where(findings.c.status == OPEN).group_by(findings.c.kind)
     return [(kind, int(count)) for kind, count in conn.execute(query)]
+
+
+@dataclass(frozen=True, slots=True)
+class FindingView:
+    """A stored finding. Carries the subject's study id, never an MRN or name."""
+
+    id: int
+    key: str
+    trial: str
+    subject: str
+    enrolment_id: int
+    timepoint: str | None
+    occurrence_key: str | None
+    occurrence: str | None  # the occurrence's label, e.g. "Week 12 restaging"
+    kind: str
+    severity: str
+    exam_id: int | None
+    window_start: date | None
+    window_end: date | None
+    detail: str
+    status: str
+    opened_at: datetime
+    updated_at: datetime
+    resolved_at: datetime | None
+
+    def as_json(self) -> dict[str, Any]:
+        """JSON-ready dict; window dates are the site's local dates, instants UTC ISO 8601."""
+        return {
+            "id": self.id,
+            "key": self.key,
+            "trial": self.trial,
+            "subject": self.subject,
+            "enrolment_id": self.enrolment_id,
+            "timepoint": self.timepoint,
+            "occurrence": self.occurrence,
+            "occurrence_key": self.occurrence_key,
+            "kind": self.kind,
+            "severity": self.severity,
+            "exam_id": self.exam_id,
+            "window_start": self.window_start.isoformat() if self.window_start else None,
+            "window_end": self.window_end.isoformat() if self.window_end else None,
+            "detail": self.detail,
+            "status": self.status,
+            "opened_at": self.opened_at.isoformat(),
+            "updated_at": self.updated_at.isoformat(),
+            "resolved_at": self.resolved_at.isoformat() if self.resolved_at else None,
+        }
+
+
+def list_findings(
+    engine: Engine,
+    *,
+    trial: str | None = None,
+    subject: str | None = None,
+    open_only: bool = False,
+) -> list[FindingView]:
+    """Findings ordered by trial, subject, window and id; optionally one trial/subject, open ones only."""
+    query = select(
+        findings.c.id,
+        findings.c.key,
+        findings.c.trial,
+        findings.c.subject,
+        findings.c.enrolment_id,
+        findings.c.timepoint,
+        findings.c.occurrence_key,
+        findings.c.occurrence_label.label("occurrence"),
+        findings.c.kind,
+        findings.c.severity,
+        findings.c.exam_id,
+        findings.c.window_start,
+        findings.c.window_end,
+        findings.c.detail,
+        findings.c.status,
+        findings.c.opened_at,
+        findings.c.updated_at,
+        findings.c.resolved_at,
+    )
+    if trial is not None:
+        query = query.where(findings.c.trial == trial)
+    if subject is not None:
+        query = query.where(findings.c.subject == subject)
+    if open_only:
+        query = query.where(findings.c.status == OPEN)
+    query = query.order_by(
+        findings.c.trial,
+        findings.c.subject,
+        findings.c.window_start.is_(None),
+        findings.c.window_start,
+        findings.c.id,
+    )
+    with engine.connect() as conn:
+        return [FindingView(**row._mapping) for row in conn.execute(query)]
+
+
+# -- what a message about a finding or an exam is built from -------------------------------
+
+
+def finding_by_key(conn: Connection, key: str) -> Any | None:
+    """The finding row with this key (all columns), or None."""
+    return conn.execute(select(findings).where(findings.c.key == key)).first()
+
+
+def occurrence_by_key(conn: Connection, key: str) -> Any | None:
+    """The occurrence row with this key (all columns), or None."""
+    return conn.execute(select(occurrences).where(occurrences.c.key == key)).first()
+
+
+def occurrence_of_exam(conn: Connection, exam_id: int) -> Any | None:
+    """The first occurrence (by id) that ``exam_id`` serves, or None: not a research exam."""
+    query = select(occurrences).where(occurrences.c.exam_id == exam_id).order_by(occurrences.c.id)
+    return conn.execute(query).first()
+
+
+def open_findings_with_exams(conn: Connection, trial: str) -> list[Any]:
+    """The open findings of ``trial``: key, kind, severity, the exam's start and the window's."""
+    query = (
+        select(
+            findings.c.key, findings.c.kind, findings.c.severity, exams.c.start_at, findings.c.window_start
+        )
+        .select_from(findings.outerjoin(exams, exams.c.id == findings.c.exam_id))
+        .where(findings.c.trial == trial, findings.c.status == OPEN)
+    )
+    return list(conn.execute(query))

@@ -2,8 +2,8 @@
 
 - :mod:`monitor.web.app`: :func:`create_app` (the ASGI app) and :func:`serve` (uvicorn on a loop).
 - :mod:`monitor.web.security`: identity (session cookie, trusted proxy header), CSRF, headers.
-- :mod:`monitor.web.accounts`: accounts, sessions and audit rows in the store.
-- :mod:`monitor.web.data`: scoped reads (feed health reads :mod:`monitor.store.messages`).
+- :mod:`monitor.store.accounts`: accounts, sessions and audit rows in the store.
+- :mod:`monitor.store.dashboard`: scoped reads (feed health reads :mod:`monitor.store.messages`).
 - :mod:`monitor.web.pages`, :mod:`monitor.web.review`, :mod:`monitor.web.api`,
   :mod:`monitor.web.health`: the routes.
 """

@@ -13,11 +13,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 
-from monitor.registry.protocols import protocols_in_force
-from monitor.store.outbox import OutboxStatus, outbox_rows
-from monitor.web.accounts import Role, Session, record_audit
-from monitor.web.app import require, signed_in, web_of
-from monitor.web.data import (
+from monitor.store.accounts import Role, Session, record_audit
+from monitor.store.dashboard import (
     scoped_enrolments,
     scoped_findings,
     trial_matrix,
@@ -27,6 +24,9 @@ from monitor.web.data import (
     visible_finding,
     visible_trial,
 )
+from monitor.store.outbox import OutboxStatus, outbox_rows
+from monitor.store.registry.protocols import protocols_in_force
+from monitor.web.app import require, signed_in, web_of
 from monitor.web.security import ObjectId, client_address
 
 router = APIRouter(prefix="/api", tags=["api"])

@@ -26,10 +26,10 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Engine
 
 from monitor.config import Settings, WebSettings
-from monitor.registry.protocols import ProtocolCatalogue
 from monitor.render import Renderer
 from monitor.runtime import Runtime
-from monitor.web.accounts import Role, Session
+from monitor.store.accounts import Role, Session
+from monitor.store.registry.protocols import ProtocolCatalogue
 from monitor.web.cache import PageCache
 from monitor.web.security import Forbidden, Gate, NotSignedIn, SecurityHeaders, set_session_cookie
 

@@ -5,9 +5,10 @@ twenty people reloading them would otherwise rebuild the same 6,000-cell table o
 over. A part is kept under a key (the page, the account's scope and filters) together with
 the store's *data version* read when it was built, and reused while:
 
-- the data version is unchanged: :func:`data_version` reads, in a few index lookups, the
-  latest finding, occurrence and enrolment change, the newest protocol version and, for
-  pages that show exams' times, rooms and alerts, the newest exam event and outbox change;
+- the data version is unchanged: :func:`monitor.store.dashboard.data_version` reads, in a
+  few index lookups, the latest finding, occurrence and enrolment change, the newest
+  protocol version and, for pages that show exams' times, rooms and alerts, the newest
+  exam event and outbox change;
   so an evaluation, an acknowledgement, an enrolment change and (for those pages) a
   booking or an alert sent make the next request rebuild; and
 - it is younger than ``[web] page_cache_seconds`` (default 10): the bound for what the
@@ -30,29 +31,11 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection
 
-from monitor.store.schema import enrolments, exam_events, findings, notifications, occurrences, trial_versions
+from monitor.store.dashboard import DataVersion, data_version
 
-DataVersion = tuple[Any, ...]
 T = TypeVar("T")
-
-
-def data_version(conn: Connection, *, feed: bool = True) -> DataVersion:
-    """What changes whenever a finding, occurrence, enrolment or protocol changes, and with
-    ``feed`` also whenever an exam or an outbox row changes (pages that show exam times,
-    rooms or alert status; a trial's matrix does not, so the feed's churn of other exams
-    leaves it alone)."""
-    probes = [
-        select(func.max(findings.c.updated_at)).scalar_subquery(),
-        select(func.max(occurrences.c.updated_at)).scalar_subquery(),
-        select(func.max(enrolments.c.updated_at)).scalar_subquery(),
-        select(func.max(trial_versions.c.id)).scalar_subquery(),
-    ]
-    if feed:
-        probes.append(select(func.max(exam_events.c.id)).scalar_subquery())
-        probes.append(select(func.max(notifications.c.updated_at)).scalar_subquery())
-    return tuple(conn.execute(select(*probes)).one())
 
 
 @dataclass(slots=True)

@@ -27,28 +27,31 @@ the feed is read (a deactivated account's feed answers 404). Every read moves th
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Iterable
-from dataclasses import dataclass, replace
+from collections.abc import Iterable
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from icalendar import Calendar, Event
-from sqlalchemy import Connection, select
 
-from monitor.store.calendar import CalendarScope, CalendarToken, mark_used, token_in_force
-from monitor.store.findings import OPEN
-from monitor.store.schema import exams, findings, occurrences
-from monitor.web.accounts import Role, find_user, record_audit
+from monitor.store.accounts import record_audit
+from monitor.store.calendar import (
+    CalendarScope,
+    DueWindow,
+    FeedExam,
+    due_windows,
+    feed_exams,
+    feed_trials,
+    mark_used,
+    token_in_force,
+)
 from monitor.web.app import web_of
-from monitor.web.data import STATUS_TEXT
 from monitor.web.security import client_address
-from rules import OccurrenceStatus
+from monitor.web.wording import STATUS_TEXT
 
-__all__ = ["DueWindow", "FeedExam", "calendar_feed", "due_windows", "feed_exams", "feed_trials", "router"]
+__all__ = ["calendar_feed", "router"]
 
 router = APIRouter(include_in_schema=False)
 
@@ -58,7 +61,6 @@ LOOK_AHEAD = timedelta(days=90)
 # token and is refused before the store is asked.
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{20,128}")
 _UID_DOMAIN = "hiro-monitor"
-_CANCELLED = frozenset({"cancelled", "deleted"})
 # The words a coordinator reads for the engine's occurrence statuses and finding kinds.
 _STATUS_WORDS = {
     **STATUS_TEXT,
@@ -74,169 +76,16 @@ _STATUS_WORDS = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class FeedExam:
-    """One research exam as a feed shows it: no patient identifiers."""
-
-    exam_id: int
-    trial: str
-    subject: str
-    timepoint: str
-    start: datetime
-    duration_minutes: int | None
-    exam_status: str
-    modality: str
-    room: str
-    window_start: date | None
-    window_end: date | None
-    window_status: str
-    updated_at: datetime
-
-    @property
-    def cancelled(self) -> bool:
-        return self.exam_status in _CANCELLED
-
-
-@dataclass(frozen=True, slots=True)
-class DueWindow:
-    """A timepoint that is due with nothing booked; dates are the site's local dates."""
-
-    key: str  # the occurrence key: trial, subject study id, timepoint and index
-    trial: str
-    subject: str
-    timepoint: str
-    due: date
-    window_start: date
-    window_end: date
-
-
-def feed_trials(conn: Connection, token: CalendarToken) -> tuple[str, ...] | None:
-    """The trials ``token``'s feed lists; None when its coordinator account is gone or inactive."""
-    if token.scope_kind is CalendarScope.TRIAL:
-        return (token.scope_value,)
-    user = find_user(conn, token.scope_value)
-    if user is None or user.role is not Role.COORDINATOR:
-        return None
-    return user.trials
-
-
 def _words(status: str) -> str:
     return _STATUS_WORDS.get(status, status.replace("_", " "))
 
 
-def feed_exams(conn: Connection, trials: Collection[str], start: datetime, end: datetime) -> list[FeedExam]:
-    """Research exams of ``trials`` starting in [start, end), cancelled ones included, by start.
-
-    An exam is linked to a trial by the occurrence it serves or by a finding about it (a
-    cancelled exam serves nothing any more; its ``cancelled`` finding keeps it in the feed).
-    An exam of a subject enrolled in two of the trials appears once per trial.
-    """
-    if not trials:
-        return []
-    wanted = sorted(trials)
-    exam_columns = (
-        exams.c.id,
-        exams.c.start_at,
-        exams.c.duration_minutes,
-        exams.c.status,
-        exams.c.modality,
-        exams.c.location,
-        exams.c.updated_at,
-    )
-    in_range = (exams.c.start_at >= start, exams.c.start_at < end)
-    served = (
-        select(
-            *exam_columns,
-            occurrences.c.trial,
-            occurrences.c.subject,
-            occurrences.c.label,
-            occurrences.c.window_start,
-            occurrences.c.window_end,
-            occurrences.c.status.label("link_status"),
-        )
-        .join(occurrences, occurrences.c.exam_id == exams.c.id)
-        .where(occurrences.c.trial.in_(wanted), *in_range)
-    )
-    about = (
-        select(
-            *exam_columns,
-            findings.c.trial,
-            findings.c.subject,
-            findings.c.occurrence_label.label("label"),
-            findings.c.window_start,
-            findings.c.window_end,
-            findings.c.kind.label("link_status"),
-            findings.c.status.label("finding_status"),
-        )
-        .join(findings, findings.c.exam_id == exams.c.id)
-        .where(findings.c.trial.in_(wanted), *in_range)
-        .order_by(findings.c.id)
-    )
-    linked: dict[tuple[int, str], FeedExam] = {}
-    for row in conn.execute(served):
-        linked[(row.id, row.trial)] = _feed_exam(row, _words(row.link_status))
-    kinds: dict[tuple[int, str], set[str]] = {}
-    for row in conn.execute(about):
-        key = (row.id, row.trial)
-        if row.finding_status == OPEN:
-            kinds.setdefault(key, set()).add(row.link_status)
-        if key not in linked:
-            linked[key] = _feed_exam(row, "no open finding")
-    feed = []
-    for key, exam in linked.items():
-        found = kinds.get(key)
-        if found:  # the open findings say more than the occurrence status ("late", not "booked")
-            exam = replace(exam, window_status=", ".join(_words(kind) for kind in sorted(found)))
-        feed.append(exam)
-    feed.sort(key=lambda exam: (exam.start, exam.exam_id, exam.trial))
-    return feed
-
-
-def _feed_exam(row: Any, window_status: str) -> FeedExam:
-    return FeedExam(
-        exam_id=int(row.id),
-        trial=row.trial,
-        subject=row.subject,
-        timepoint=row.label or "",
-        start=row.start_at,
-        duration_minutes=row.duration_minutes,
-        exam_status=row.status,
-        modality=row.modality or "",
-        room=row.location or "",
-        window_start=row.window_start,
-        window_end=row.window_end,
-        window_status=window_status,
-        updated_at=row.updated_at,
-    )
-
-
-def due_windows(conn: Connection, trials: Collection[str], first: date, last: date) -> list[DueWindow]:
-    """Windows of ``trials`` that are due with nothing booked and overlap the days ``first``..``last``."""
-    if not trials:
-        return []
-    query = (
-        select(
-            occurrences.c.key,
-            occurrences.c.trial,
-            occurrences.c.subject,
-            occurrences.c.label,
-            occurrences.c.due,
-            occurrences.c.window_start,
-            occurrences.c.window_end,
-        )
-        .where(
-            occurrences.c.trial.in_(sorted(trials)),
-            occurrences.c.status == OccurrenceStatus.DUE.value,
-            occurrences.c.exam_id.is_(None),
-            occurrences.c.window_end >= first,
-            occurrences.c.window_start <= last,
-        )
-        .order_by(occurrences.c.window_start, occurrences.c.trial, occurrences.c.subject, occurrences.c.key)
-    )
-    return [
-        DueWindow(row.key, row.trial, row.subject, row.label, row.due, row.window_start, row.window_end)
-        for row in conn.execute(query)
-    ]
+def _window_status(exam: FeedExam) -> str:
+    """What the window says: the open findings about the exam when there are any (they say
+    more than the occurrence status: "late", not "booked"), else the occurrence's status."""
+    if exam.open_kinds:
+        return ", ".join(_words(kind) for kind in exam.open_kinds)
+    return _words(exam.link_status) if exam.link_status else "no open finding"
 
 
 def _window_text(start: date | None, end: date | None) -> str:
@@ -273,7 +122,7 @@ def calendar_feed(
             event.add("location", exam.room)
         lines = [
             f"{exam.trial} subject {exam.subject}" + (f", {exam.timepoint}" if exam.timepoint else ""),
-            f"{_window_text(exam.window_start, exam.window_end).capitalize()}: {exam.window_status}.",
+            f"{_window_text(exam.window_start, exam.window_end).capitalize()}: {_window_status(exam)}.",
             f"Exam {exam.exam_id}: {_words(exam.exam_status)}.",
         ]
         if base:

@@ -50,10 +50,11 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
-from sqlalchemy import Connection, Engine, text
+from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from monitor.runtime import COMPONENTS, Runtime
+from monitor.store.database import ping
 from monitor.store.findings import open_finding_counts
 from monitor.store.messages import message_counts
 from monitor.store.outbox import ChannelBacklog, OutboxStatus, outbox_backlog
@@ -170,16 +171,11 @@ class _DaemonMetrics(Collector):
         yield from self.registry.collect()
 
 
-def _select_one(engine: Engine) -> None:
-    with engine.connect() as conn:
-        conn.execute(text("SELECT 1"))
-
-
 def _store_status(engine: Engine) -> dict[str, str]:
     """``SELECT 1`` within :data:`STORE_PROBE_SECONDS`: a server that hangs instead of
     refusing (a stuck failover, a full pool) must not hang the check the load balancer and
     the monitoring wait on. The probe's thread is left to finish on its own."""
-    future = _PROBES.submit(_select_one, engine)
+    future = _PROBES.submit(ping, engine)
     try:
         future.result(timeout=STORE_PROBE_SECONDS)
     except FutureTimeout:

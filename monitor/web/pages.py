@@ -14,16 +14,18 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from markupsafe import Markup, escape
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection
 
-from monitor.registry.protocols import protocols_in_force
-from monitor.store.messages import feed_health, raw_message
-from monitor.store.outbox import RetryResult, outbox_health, outbox_rows, retry_failed
-from monitor.store.schema import audit_log
-from monitor.web.accounts import Role, Session, check_password, end_session, open_session, record_audit
-from monitor.web.app import require, signed_in, web_of
-from monitor.web.data import (
-    STATUS_TEXT,
+from monitor.store.accounts import (
+    Role,
+    Session,
+    audit_trail,
+    check_password,
+    end_session,
+    open_session,
+    record_audit,
+)
+from monitor.store.dashboard import (
     TrialMatrix,
     exam_history,
     scoped_enrolments,
@@ -33,9 +35,14 @@ from monitor.web.data import (
     visible_exam,
     visible_trial,
 )
+from monitor.store.messages import feed_health, raw_message
+from monitor.store.outbox import RetryResult, outbox_health, outbox_rows, retry_failed
+from monitor.store.registry.protocols import protocols_in_force
+from monitor.web.app import require, signed_in, web_of
 from monitor.web.security import LOGIN_COOKIE, ObjectId, client_address, csrf_ok, set_session_cookie
 from monitor.web.sheets import render_exam_sheet, sheet_content
 from monitor.web.throttle import FAILED, THROTTLED, sign_in_throttle
+from monitor.web.wording import STATUS_TEXT
 from notifiers.base import NotifierError
 
 router = APIRouter(include_in_schema=False)
@@ -385,14 +392,7 @@ def audit(
     action: str = "",
 ) -> Response:
     web = web_of(request)
-    query = select(audit_log).order_by(audit_log.c.id.desc()).limit(500)
-    if username:
-        query = query.where(audit_log.c.username == username)
-    if object_type:
-        query = query.where(audit_log.c.object_type == object_type)
-    if action:
-        query = query.where(audit_log.c.action == action)
     with web.engine.connect() as conn:
-        rows = list(conn.execute(query))
+        rows = audit_trail(conn, username=username, object_type=object_type, action=action)
     filters = {"username": username, "object_type": object_type, "action": action}
     return web.page(request, session, "audit.html", {"rows": rows, "filters": filters})

@@ -10,16 +10,14 @@ from __future__ import annotations
 
 import csv
 import io
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.responses import RedirectResponse, Response
-from sqlalchemy import Connection, select
 
-from monitor.store.schema import audit_log
-from monitor.web.accounts import Role, Session, record_audit
+from monitor.store.accounts import Role, Session, latest_reviews, record_audit
+from monitor.store.dashboard import scoped_findings, visible_finding
 from monitor.web.app import require, web_of
-from monitor.web.data import scoped_findings, visible_finding
 from monitor.web.security import ObjectId, client_address, csrf_ok
 
 router = APIRouter(include_in_schema=False)
@@ -27,21 +25,6 @@ router = APIRouter(include_in_schema=False)
 OFFICE = (Role.ADMIN, Role.COORDINATOR, Role.VIEWER)
 REVIEW_ACTIONS = {"acknowledge": "finding.acknowledge", "resolve": "finding.resolve"}
 SORTS = ("window", "trial", "severity", "kind", "opened")
-
-
-def latest_reviews(conn: Connection, finding_ids: list[int]) -> dict[int, Any]:
-    """The latest review (audit row) of each finding that has one."""
-    reviews: dict[int, Any] = {}
-    wanted = {str(i) for i in finding_ids}
-    query = (
-        select(audit_log)
-        .where(audit_log.c.object_type == "finding", audit_log.c.action.in_(sorted(REVIEW_ACTIONS.values())))
-        .order_by(audit_log.c.id)
-    )
-    for row in conn.execute(query):
-        if row.object_id in wanted:
-            reviews[int(row.object_id)] = row
-    return reviews
 
 
 @router.get("/findings")
@@ -56,7 +39,7 @@ def findings_page(
     sort = sort if sort in SORTS else "window"
     with web.engine.begin() as conn:
         rows = scoped_findings(conn, session.user, open_only=not all, trial=trial or None, sort=sort)
-        reviews = latest_reviews(conn, [row.id for row in rows])
+        reviews = latest_reviews(conn, [row.id for row in rows], list(REVIEW_ACTIONS.values()))
         record_audit(
             conn, web.clock(), session.user.username, "view", "findings", trial, client_address(request)
         )
@@ -74,7 +57,7 @@ def findings_csv(
     web = web_of(request)
     with web.engine.begin() as conn:
         rows = scoped_findings(conn, session.user, open_only=not all, trial=trial or None, sort="trial")
-        reviews = latest_reviews(conn, [row.id for row in rows])
+        reviews = latest_reviews(conn, [row.id for row in rows], list(REVIEW_ACTIONS.values()))
         record_audit(
             conn, web.clock(), session.user.username, "export", "findings", trial, client_address(request)
         )

@@ -26,7 +26,14 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from monitor.config import WebSettings
-from monitor.web.accounts import Session, SessionPolicy, find_user, open_session, record_audit, resume_session
+from monitor.store.accounts import (
+    Session,
+    SessionPolicy,
+    find_user,
+    open_session,
+    record_audit,
+    resume_session,
+)
 from monitor.web.peer import Network, Peer, parse_networks, resolve_peer
 
 # A store row id in a URL: bounded so no integer reaches the database unrepresentable (a 500).

@@ -10,9 +10,9 @@ from sqlalchemy import Connection
 
 from monitor.config import Settings
 from monitor.dispatch.content import ContentBuilder
-from monitor.registry.protocols import ProtocolCatalogue
 from monitor.render import Renderer
-from monitor.web.accounts import User
+from monitor.store.accounts import User
+from monitor.store.registry.protocols import ProtocolCatalogue
 from notifiers.base import AlertContent
 from notifiers.compose import render_sheet
 from notifiers.policy import PhiPolicy

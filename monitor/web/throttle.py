@@ -21,10 +21,10 @@ import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection
 
 from monitor.config import WebSettings
-from monitor.store.schema import audit_log
+from monitor.store.accounts import recent_failures
 
 FAILED = "sign_in.failed"
 THROTTLED = "sign_in.throttled"
@@ -44,17 +44,10 @@ def sign_in_throttle(
 ) -> Throttle:
     """Throttle for ``username`` from ``client`` at ``now``, counted from the audit trail."""
     window = timedelta(minutes=settings.login_lockout_minutes)
-    recent = select(audit_log.c.at).where(
-        audit_log.c.action == FAILED, audit_log.c.at > now - window, audit_log.c.client == client
-    )
-    limits = (
-        (recent.where(audit_log.c.username == username[:120]), settings.login_attempts),
-        (recent, settings.login_attempts * _PER_ADDRESS_FACTOR),
-    )
-    for query, limit in limits:
-        subquery = query.order_by(audit_log.c.at.desc()).limit(limit).subquery()
-        count, oldest = conn.execute(select(func.count(), func.min(subquery.c.at))).one()
-        if count >= limit:
+    limits = ((username, settings.login_attempts), (None, settings.login_attempts * _PER_ADDRESS_FACTOR))
+    for account, limit in limits:
+        count, oldest = recent_failures(conn, FAILED, client, now - window, limit, username=account)
+        if count >= limit and oldest is not None:
             # Free again when the oldest of the last ``limit`` failures leaves the window.
             wait = oldest + window - now
             return Throttle(False, max(1, math.ceil(wait.total_seconds())))

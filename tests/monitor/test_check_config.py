@@ -10,8 +10,8 @@ import pytest
 
 from monitor.cli import main
 from monitor.demo import EXAMPLES
-from monitor.registry import store_protocol
 from monitor.store.database import make_engine, upgrade
+from monitor.store.registry import store_protocol
 from monitor.store.schema import trial_versions
 from rules import load_protocol
 from tests.notifiers.slack_server import FakeSlack, SlackServer

@@ -17,9 +17,9 @@ from monitor.config import Settings
 from monitor.demo import load_examples
 from monitor.evaluation import evaluate_all
 from monitor.feeds.hl7.mapping import MappingSettings, to_events
-from monitor.queries import list_findings
 from monitor.simulator import SimulatedFeed
 from monitor.store.database import make_engine, upgrade
+from monitor.store.findings import list_findings
 from monitor.store.schema import exams, messages
 from tests.monitor.daemon_thread import running_daemon
 

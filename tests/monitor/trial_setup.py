@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import Engine, select
 
 from monitor.cli import main
-from monitor.registry import import_enrolments, store_protocol
+from monitor.store.registry import import_enrolments, store_protocol
 from monitor.store.schema import enrolments, findings, occurrences
 from rules import load_protocol
 

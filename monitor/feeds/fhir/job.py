@@ -15,7 +15,7 @@ from sqlalchemy import Engine
 from monitor.config import Settings
 from monitor.evaluation import Evaluator
 from monitor.feeds.fhir.poller import PollResult, poll_once
-from monitor.registry.records import event_mark, exams_changed_since, mrns_to_watch
+from monitor.store.registry.records import event_mark, exams_changed_since, mrns_to_watch
 
 
 def poll_and_evaluate(

@@ -19,8 +19,8 @@ from monitor.dispatch.dispatcher import Dispatcher
 from monitor.evaluation import EvaluationSummary, Evaluator
 from monitor.feeds.hl7.intake import Arrival, Intake, Receipt
 from monitor.feeds.hl7.mapping import MappingSettings
-from monitor.registry import import_enrolments
 from monitor.store.database import make_engine
+from monitor.store.registry import import_enrolments
 from monitor.store.schema import notifications
 from tests.monitor.hl7_messages import BIRTH_DATE, PATIENT_NAME
 from tests.monitor.trial_setup import NOW, load_examples

@@ -11,8 +11,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from monitor.daemon import Daemon
-from monitor.dispatch.scheduler import JobScheduler, LeaderLock
+from monitor.dispatch.scheduler import JobScheduler
 from monitor.store.database import make_engine
+from monitor.store.leader import LeaderLock
 from tests.monitor.dispatch.office import ONC, Office, assert_no_phi, enrol_due_in, posts_by_key
 from tests.monitor.hl7_messages import siu
 from tests.notifiers.slack_server import SlackServer

@@ -11,7 +11,7 @@ from sqlalchemy import Engine
 from monitor.config import Settings
 from monitor.evaluation import evaluate_all
 from monitor.ingest import ingest_files
-from monitor.web.accounts import Role, add_user
+from monitor.store.accounts import Role, add_user
 from tests.monitor.hl7_messages import siu
 from tests.monitor.trial_setup import NOW, load_examples
 

@@ -11,9 +11,9 @@ from sqlalchemy import select
 
 from monitor.feeds.hl7.intake import Arrival, Intake
 from monitor.feeds.hl7.mapping import MappingSettings
+from monitor.store.accounts import Role, add_user
 from monitor.store.database import make_engine
 from monitor.store.schema import exams, messages
-from monitor.web.accounts import Role, add_user
 from tests.monitor.hl7_messages import PATIENT_NAME, siu
 from tests.monitor.trial_setup import NOW
 from tests.monitor.web.conftest import Clock, Site

@@ -18,6 +18,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Select, func, select
 
+from monitor.store.accounts import User
 from monitor.store.findings import OPEN
 from monitor.store.schema import (
     enrolment_mrns,
@@ -28,11 +29,10 @@ from monitor.store.schema import (
     messages,
     notifications,
     occurrences,
+    trial_versions,
 )
-from monitor.web.accounts import User
 
 __all__ = [
-    "STATUS_TEXT",
     "ExamLinks",
     "MatrixCell",
     "TrialMatrix",
@@ -45,17 +45,6 @@ __all__ = [
     "visible_finding",
     "visible_trial",
 ]
-
-
-# The words the office reads for the engine's occurrence statuses (matrix, badges, calendar).
-STATUS_TEXT = {
-    "planned": "not yet due",
-    "due": "due",
-    "booked": "booked",
-    "done_in_window": "done in window",
-    "done_out_of_window": "done out of window",
-    "missed": "missed",
-}
 
 
 def _in_scope(column: Any, scope: Collection[str] | None) -> Any:
@@ -377,3 +366,23 @@ def enrolment_mrn_list(conn: Connection, enrolment_id: int) -> list[str]:
 
 def window_of(now: datetime, days: int) -> tuple[datetime, datetime]:
     return now, now + timedelta(days=days)
+
+
+DataVersion = tuple[Any, ...]
+
+
+def data_version(conn: Connection, *, feed: bool = True) -> DataVersion:
+    """What changes whenever a finding, occurrence, enrolment or protocol changes, and with
+    ``feed`` also whenever an exam or an outbox row changes (pages that show exam times,
+    rooms or alert status; a trial's matrix does not, so the feed's churn of other exams
+    leaves it alone)."""
+    probes = [
+        select(func.max(findings.c.updated_at)).scalar_subquery(),
+        select(func.max(occurrences.c.updated_at)).scalar_subquery(),
+        select(func.max(enrolments.c.updated_at)).scalar_subquery(),
+        select(func.max(trial_versions.c.id)).scalar_subquery(),
+    ]
+    if feed:
+        probes.append(select(func.max(exam_events.c.id)).scalar_subquery())
+        probes.append(select(func.max(notifications.c.updated_at)).scalar_subquery())
+    return tuple(conn.execute(select(*probes)).one())

@@ -15,8 +15,8 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, select, update
 
-from monitor.registry.records import anchors_from_json
 from monitor.store.findings import chunks
+from monitor.store.registry.records import anchors_from_json
 from monitor.store.schema import enrolment_mrns, enrolments
 from rules import EnrolmentStatus, Trial, check_enrolment
 

@@ -286,3 +286,8 @@ def exam_start(conn: Connection, source: str, external_id: str) -> datetime | No
         select(exams.c.start_at).where(exams.c.source == source, exams.c.external_id == external_id)
     ).first()
     return None if found is None else found.start_at
+
+
+def exam_row(conn: Connection, exam_id: int) -> Any | None:
+    """The exam row (all columns), or None."""
+    return conn.execute(select(exams).where(exams.c.id == exam_id)).first()

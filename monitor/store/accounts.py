@@ -19,7 +19,7 @@ from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy import Connection, delete, func, insert, select, update
 
 from monitor.store.schema import audit_log, users, web_sessions
 
@@ -231,3 +231,47 @@ def record_audit(
             detail=detail,
         )
     )
+
+
+def latest_reviews(conn: Connection, finding_ids: list[int], actions: Sequence[str]) -> dict[int, Any]:
+    """The latest review (audit row) of each finding that has one."""
+    reviews: dict[int, Any] = {}
+    wanted = {str(i) for i in finding_ids}
+    query = (
+        select(audit_log)
+        .where(audit_log.c.object_type == "finding", audit_log.c.action.in_(sorted(actions)))
+        .order_by(audit_log.c.id)
+    )
+    for row in conn.execute(query):
+        if row.object_id in wanted:
+            reviews[int(row.object_id)] = row
+    return reviews
+
+
+def audit_trail(
+    conn: Connection, *, username: str = "", object_type: str = "", action: str = "", limit: int = 500
+) -> list[Any]:
+    """The newest ``limit`` audit rows, optionally of one user, object type or action."""
+    query = select(audit_log).order_by(audit_log.c.id.desc()).limit(limit)
+    if username:
+        query = query.where(audit_log.c.username == username)
+    if object_type:
+        query = query.where(audit_log.c.object_type == object_type)
+    if action:
+        query = query.where(audit_log.c.action == action)
+    return list(conn.execute(query))
+
+
+def recent_failures(
+    conn: Connection, action: str, client: str, since: datetime, limit: int, username: str | None = None
+) -> tuple[int, datetime | None]:
+    """How many of the last ``limit`` audit rows ``action`` from ``client`` (and ``username``)
+    are newer than ``since``, and the oldest of those: what sign-in throttling counts."""
+    recent = select(audit_log.c.at).where(
+        audit_log.c.action == action, audit_log.c.at > since, audit_log.c.client == client
+    )
+    if username is not None:
+        recent = recent.where(audit_log.c.username == username[:120])
+    subquery = recent.order_by(audit_log.c.at.desc()).limit(limit).subquery()
+    count, oldest = conn.execute(select(func.count(), func.min(subquery.c.at))).one()
+    return int(count), oldest

@@ -26,14 +26,14 @@ from datetime import date, datetime
 
 from sqlalchemy import Connection
 
-from monitor.registry.enrolments import (
+from monitor.store.registry.enrolments import (
     EnrolmentEntry,
     SavedEntries,
     check_entries,
     parse_status,
     save_entries,
 )
-from monitor.registry.protocols import ProtocolCatalogue
+from monitor.store.registry.protocols import ProtocolCatalogue
 
 __all__ = ["ImportRejected", "RowProblem", "import_enrolments", "read_enrolment_csv"]
 

@@ -35,7 +35,7 @@ __all__ = [
     "store_protocol",
 ]
 
-log = logging.getLogger("monitor.registry")
+log = logging.getLogger("monitor.store.registry")
 
 
 def sha256_of(text: str) -> str:

@@ -1,15 +1,15 @@
 """The trial office's registry in the store: protocol versions and enrolments.
 
-- :mod:`monitor.registry.protocols`: store protocol files as versions, read those in force.
-- :mod:`monitor.registry.enrolments`: check, add, update and list enrolments.
-- :mod:`monitor.registry.importing`: the all-or-nothing CSV import.
-- :mod:`monitor.registry.records`: enrolments and exams as the engine's inputs.
+- :mod:`monitor.store.registry.protocols`: store protocol files as versions, read those in force.
+- :mod:`monitor.store.registry.enrolments`: check, add, update and list enrolments.
+- :mod:`monitor.store.registry.importing`: the all-or-nothing CSV import.
+- :mod:`monitor.store.registry.records`: enrolments and exams as the engine's inputs.
 
 The registry is the source of truth for who is enrolled (DESIGN, "FHIR (Epic)"); it holds
 MRNs, so nothing here logs an enrolment's identifiers.
 """
 
-from monitor.registry.enrolments import (
+from monitor.store.registry.enrolments import (
     EnrolmentEntry,
     EnrolmentView,
     SavedEntries,
@@ -20,8 +20,8 @@ from monitor.registry.enrolments import (
     parse_status,
     save_entries,
 )
-from monitor.registry.importing import ImportRejected, RowProblem, import_enrolments, read_enrolment_csv
-from monitor.registry.protocols import (
+from monitor.store.registry.importing import ImportRejected, RowProblem, import_enrolments, read_enrolment_csv
+from monitor.store.registry.protocols import (
     ProtocolCatalogue,
     StoredVersion,
     TrialSummary,

@@ -1,0 +1,11 @@
+"""Exams: the current state of every imaging exam in the feeds, and its event history.
+
+- :mod:`.history`: applying a feed's event (the state is the events in their own time order;
+  an exam never moves backwards), rebooking links;
+- :mod:`.listing`: exams as the ``exams`` command lists them.
+"""
+
+from monitor.store.exams.history import REBOOK_WINDOW, apply_event, exam_row, exam_start
+from monitor.store.exams.listing import ExamView, day_bounds, list_exams
+
+__all__ = ["REBOOK_WINDOW", "ExamView", "apply_event", "day_bounds", "exam_row", "exam_start", "list_exams"]
