@@ -128,7 +128,7 @@ class FakeSlack:
         problem = self._check_layout(params)
         if problem:
             return {"ok": False, "error": problem}
-        self._last = max(time.time(), self._last + 0.000001)  # like Slack: epoch seconds, unique per channel
+        self._last = max(time.time(), self._last + 0.000001)  # real clock: Slack's ts, unique per channel
         ts = f"{self._last:.6f}"
         message = {
             "type": "message",
