@@ -63,6 +63,9 @@ class Office:
         self.settings = Settings.model_validate(data)
         self.environ = {"HIRO_SLACK_TOKEN": slack.fake.token}
         self.clock = FixedClock(NOW)
+        # Slack stamps ts with the time it is where the daemon runs: here, the office's clock
+        # (the dispatcher looks for a message it may have posted from shortly before due_at).
+        slack.fake.clock = lambda: self.clock().timestamp()
         self.intake = Intake(self.engine, MappingSettings.from_settings(self.settings.hl7), clock=self.clock)
         self.evaluator = Evaluator(self.engine, self.settings)
         self._dispatchers: list[Dispatcher] = []
