@@ -25,6 +25,8 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine
 
+from monitor.clock import SYSTEM_CLOCK, Clock
+from monitor.commands import command_clock, utc_now
 from monitor.config import ConfigError, Settings, load_settings
 from monitor.store.database import make_engine, upgrade
 
@@ -131,10 +133,17 @@ def open_store(settings: Settings) -> Engine:
     return engine
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, *, clock: Clock = SYSTEM_CLOCK) -> int:
+    """Run the command of ``argv`` (default: the process's arguments); returns the exit code.
+
+    ``clock`` is where every ``now`` of the command comes from (handlers read it with
+    ``monitor.commands.command_clock(args)``): the system clock for the real command, a
+    fixed one for tests that run commands in-process.
+    """
     from monitor.logs import configure_logging
 
     args = _parser().parse_args(argv)
+    args.clock = clock
     try:
         settings = _settings(args)
     except ConfigError as exc:
@@ -161,7 +170,8 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
         if daemon.web is not None:
             print(f"hiro-monitor: dashboard on http://{settings.web.host}:{daemon.web.port}/", flush=True)
 
-    asyncio.run(run_until_signalled(Daemon(settings, engine), on_ready=ready))
+    daemon = Daemon(settings, engine, clock=command_clock(args))
+    asyncio.run(run_until_signalled(daemon, on_ready=ready))
     engine.dispose()
     return 0
 
@@ -170,7 +180,9 @@ def cmd_ingest(settings: Settings, args: argparse.Namespace) -> int:
     from monitor.ingest import ingest_files
 
     engine = open_store(settings)
-    summary = ingest_files(engine, settings, args.files, batch=args.batch, progress=not args.quiet)
+    summary = ingest_files(
+        engine, settings, args.files, batch=args.batch, progress=not args.quiet, clock=command_clock(args)
+    )
     engine.dispose()
     counts: Counter[str] = summary.outcomes
     print(
@@ -185,13 +197,11 @@ def cmd_ingest(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_purge(settings: Settings, args: argparse.Namespace) -> int:
-    from datetime import UTC, datetime
-
     from monitor.store.messages import purge_payloads
 
     engine = open_store(settings)
     days = settings.database.raw_retention_days
-    purged = purge_payloads(engine, datetime.now(UTC), days)
+    purged = purge_payloads(engine, utc_now(args), days)
     engine.dispose()
     print(f"purged the payload of {purged} messages older than {days} days")
     return 0
@@ -226,7 +236,15 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
 
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(
-            run_demo(args.messages, args.rate, args.duration, show, speed=args.speed, channels=channels)
+            run_demo(
+                args.messages,
+                args.rate,
+                args.duration,
+                show,
+                speed=args.speed,
+                channels=channels,
+                start=utc_now(args),
+            )
         )
     return 0
 

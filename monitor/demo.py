@@ -167,13 +167,15 @@ async def run_demo(
     speed: float = 1.0,
     channels: Settings | None = None,
     stream: TextIO | None = None,
+    start: datetime | None = None,
 ) -> Path:
     """Run the demo; ``show(database_url)`` prints the store's state once the backlog is in.
 
-    ``stream`` receives the console's messages (standard output when None). Raises
-    ``ValueError`` for a speed that is not positive.
+    ``stream`` receives the console's messages (standard output when None); the demo's
+    clock starts at ``start`` (default: the real time now). Raises ``ValueError`` for a speed
+    that is not positive.
     """
-    clock = ScaledClock(speed)
+    clock = ScaledClock(speed, start)
     workdir = folder or Path(tempfile.mkdtemp(prefix="hiro-demo-"))
     url = f"sqlite:///{workdir / 'demo.db'}"
     settings = demo_settings(url, speed, channels)

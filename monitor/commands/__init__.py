@@ -3,7 +3,8 @@
 Each module has ``register(commands)``, which adds its sub-parsers and sets ``handler`` on
 them; ``monitor.cli.COMMAND_GROUPS`` lists the modules. A handler takes the settings and
 the parsed arguments and returns the exit code: 0 success, 1 input problems reported,
-2 usage or configuration error, 3 the store is unavailable.
+2 usage or configuration error, 3 the store is unavailable. A handler's ``now`` comes from
+:func:`command_clock` (the clock given to ``monitor.cli.main``; the system clock by default).
 """
 
 from __future__ import annotations
@@ -11,16 +12,18 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import Engine
 
+from monitor.clock import SYSTEM_CLOCK, Clock
 from monitor.config import Settings
 from monitor.evaluation import EvaluationSummary
 
 __all__ = [
     "anchor_setting",
+    "command_clock",
     "iso_date",
     "open_engine",
     "print_json",
@@ -36,9 +39,15 @@ def open_engine(settings: Settings) -> Engine:
     return open_store(settings)
 
 
-def utc_now() -> datetime:
-    """The real clock: commands are where ``now`` comes from."""
-    return datetime.now(UTC)
+def command_clock(args: argparse.Namespace) -> Clock:
+    """The clock ``monitor.cli.main`` was given (``args.clock``), else the system clock."""
+    clock: Clock = getattr(args, "clock", None) or SYSTEM_CLOCK
+    return clock
+
+
+def utc_now(args: argparse.Namespace) -> datetime:
+    """The command's ``now``: read once from :func:`command_clock`."""
+    return command_clock(args)()
 
 
 def iso_date(text: str) -> date:

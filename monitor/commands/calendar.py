@@ -85,7 +85,7 @@ def cmd_calendar_add(settings: Settings, args: argparse.Namespace) -> int:
     with engine.begin() as conn:
         problem = _scope_problem(conn, scope, value)
         if problem is None:
-            token_id, token = issue_token(conn, scope, value, args.label, _operator(), utc_now())
+            token_id, token = issue_token(conn, scope, value, args.label, _operator(), utc_now(args))
     engine.dispose()
     if problem is not None:
         print(f"calendar add: {problem}", file=sys.stderr)
@@ -155,7 +155,7 @@ def cmd_calendar_list(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_calendar_revoke(settings: Settings, args: argparse.Namespace) -> int:
     engine = open_engine(settings)
     with engine.begin() as conn:
-        revoked = revoke_token(conn, args.token_id, utc_now())
+        revoked = revoke_token(conn, args.token_id, utc_now(args))
     engine.dispose()
     if not revoked:
         print(f"calendar revoke: no calendar feed {args.token_id} in force", file=sys.stderr)

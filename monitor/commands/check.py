@@ -21,7 +21,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ from sqlalchemy import Engine, inspect, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
+from monitor.commands import utc_now
 from monitor.config import Settings, secret
 from monitor.render import Renderer
 from notifiers import (
@@ -118,9 +119,9 @@ def _check_protocols(engine: Engine, report: Report) -> list[Trial]:
     return trials
 
 
-def _sample(trial: str = "TEST", **changes: Any) -> AlertContent:
-    """Synthetic content for rendering and test messages: no patient data at all."""
-    start = datetime.now(UTC).replace(microsecond=0) + timedelta(days=1)
+def _sample(now: datetime, trial: str = "TEST", **changes: Any) -> AlertContent:
+    """Synthetic content for rendering and test messages (an exam a day after ``now``): no patient data."""
+    start = now.replace(microsecond=0) + timedelta(days=1)
     values: dict[str, Any] = {
         "trial": trial,
         "subject": "000",
@@ -141,7 +142,7 @@ def _sample(trial: str = "TEST", **changes: Any) -> AlertContent:
     return AlertContent(**values)
 
 
-def _check_templates(settings: Settings, trials: Iterable[Trial], report: Report) -> None:
+def _check_templates(settings: Settings, trials: Iterable[Trial], report: Report, now: datetime) -> None:
     from notifiers.compose import html_body, render_sheet, text_body
 
     renderer = Renderer.from_settings(settings)
@@ -154,12 +155,12 @@ def _check_templates(settings: Settings, trials: Iterable[Trial], report: Report
     failed = 0
     for label, name in sorted(sheets):
         try:
-            render_sheet(renderer, _sample(instructions_template=name), PhiPolicy.NONE)
+            render_sheet(renderer, _sample(now, instructions_template=name), PhiPolicy.NONE)
         except NotifierError as exc:
             failed += 1
             report.problems.append(f"instruction sheet ({label}): {exc}")
     for kind in (MessageKind.ALERT, MessageKind.REMINDER, MessageKind.BOOKING):
-        note = _notification("console:", kind)
+        note = _notification("console:", now, kind)
         try:
             text_body(renderer, note, PhiPolicy.NONE)
             html_body(renderer, note, PhiPolicy.NONE)
@@ -177,15 +178,15 @@ def _check_templates(settings: Settings, trials: Iterable[Trial], report: Report
         )
 
 
-def _notification(address: str, kind: MessageKind = MessageKind.ALERT) -> Notification:
+def _notification(address: str, now: datetime, kind: MessageKind = MessageKind.ALERT) -> Notification:
     audience = Audience.TECHNOLOGIST if kind is MessageKind.INSTRUCTIONS else Audience.COORDINATOR
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    stamp = now.strftime("%Y%m%dT%H%M%S")
     return Notification(
         address=address,
         audience=audience,
         kind=kind,
         dedupe_key=f"check-config:{address}:{kind.value}:{stamp}",
-        content=_sample(),
+        content=_sample(now),
     )
 
 
@@ -295,8 +296,8 @@ def _check_files(settings: Settings, report: Report) -> None:
             report.problems.append(f"{key}: cannot read {name} ({exc.strerror})")
 
 
-def check(settings: Settings, engine: Engine) -> Report:
-    """Run every check (nothing is sent, nothing in the store changes)."""
+def check(settings: Settings, engine: Engine, now: datetime) -> Report:
+    """Run every check (nothing is sent, nothing in the store changes); samples are dated from ``now``."""
     report = Report(ok=["settings: valid"])
     if settings.fhir.enabled and not settings.fhir.base_url:
         report.problems.append("fhir: enabled but base_url is empty")
@@ -304,18 +305,18 @@ def check(settings: Settings, engine: Engine) -> Report:
         report.problems.append("fhir: auth = bearer but HIRO_FHIR_TOKEN is not set")
     _check_files(settings, report)
     trials = _check_store(settings, engine, report)
-    _check_templates(settings, trials, report)
+    _check_templates(settings, trials, report, now)
     _check_channels(settings, trials, report)
     _plan(settings, report)
     return report
 
 
-def send_tests(settings: Settings, addresses: Iterable[str], report: Report) -> None:
+def send_tests(settings: Settings, addresses: Iterable[str], report: Report, now: datetime) -> None:
     """Send a test message (no patient data) to each address; failures become problems."""
     for address in addresses:
         try:
             with notifier_for(address, settings) as notifier:
-                delivery = notifier.send(_notification(address))
+                delivery = notifier.send(_notification(address, now))
             report.ok.append(f"test message to {address}: sent ({delivery.destination or delivery.channel})")
         except NotifierError as exc:
             report.problems.append(f"test message to {address}: {exc}")
@@ -324,6 +325,7 @@ def send_tests(settings: Settings, addresses: Iterable[str], report: Report) -> 
 def cmd_check_config(settings: Settings, args: argparse.Namespace) -> int:
     from monitor.store.database import make_engine
 
+    now = utc_now(args)
     url = make_url(settings.database.url)
     missing_file = (
         url.get_backend_name() == "sqlite"
@@ -334,11 +336,11 @@ def cmd_check_config(settings: Settings, args: argparse.Namespace) -> int:
     # A SQLite file that does not exist yet is not created just to be looked at.
     engine = make_engine("sqlite://" if missing_file else settings.database.url)
     try:
-        report = check(settings, engine)
+        report = check(settings, engine, now)
     finally:
         engine.dispose()
     if args.send_test:
-        send_tests(settings, report.addresses or ["console:"], report)
+        send_tests(settings, report.addresses or ["console:"], report, now)
     for line in report.ok:
         print(f"ok       {line}")
     for line in report.notes:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 import sys
 from dataclasses import replace
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 
 from monitor.commands import anchor_setting, iso_date, open_engine, print_json, report_evaluation, utc_now
@@ -94,10 +94,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     change.set_defaults(handler=cmd_update)
 
 
-def _save(settings: Settings, entries: list[EnrolmentEntry], *, must_exist: bool) -> int:
-    """Check ``entries`` against the protocols and store them, then evaluate what changed."""
+def _save(settings: Settings, entries: list[EnrolmentEntry], now: datetime, *, must_exist: bool) -> int:
+    """Check ``entries`` against the protocols and store them at ``now``, then evaluate what changed."""
     engine = open_engine(settings)
-    now = utc_now()
     with engine.begin() as conn:
         trials = ProtocolCatalogue().trials(conn, {entry.trial for entry in entries})
         problems = [
@@ -143,7 +142,7 @@ def cmd_add(settings: Settings, args: argparse.Namespace) -> int:
         status=args.status,
         off_study=args.off_study,
     )
-    return _save(settings, [entry], must_exist=False)
+    return _save(settings, [entry], utc_now(args), must_exist=False)
 
 
 def cmd_update(settings: Settings, args: argparse.Namespace) -> int:
@@ -170,7 +169,7 @@ def cmd_update(settings: Settings, args: argparse.Namespace) -> int:
         entry = replace(entry, off_study=args.off_study)
     if args.mrn:
         entry = replace(entry, mrns=tuple(dict.fromkeys(mrn.strip() for mrn in args.mrn if mrn.strip())))
-    return _save(settings, [entry], must_exist=True)
+    return _save(settings, [entry], utc_now(args), must_exist=True)
 
 
 def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
@@ -181,7 +180,7 @@ def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
         print(f"{args.file}: cannot read it ({reason})", file=sys.stderr)
         return 1
     engine = open_engine(settings)
-    now = utc_now()
+    now = utc_now(args)
     try:
         with engine.begin() as conn:
             saved = import_enrolments(conn, text, now)

@@ -11,7 +11,7 @@ import argparse
 import contextlib
 import time
 
-from monitor.commands import open_engine
+from monitor.commands import command_clock, open_engine
 from monitor.config import Settings
 from monitor.evaluation import Evaluator
 from monitor.feeds.fhir.job import poll_and_evaluate
@@ -46,14 +46,15 @@ def cmd_poll(settings: Settings, args: argparse.Namespace) -> int:
     if not settings.fhir.base_url:
         print("fhir.base_url is not set: nothing to poll", flush=True)
         return 2
+    clock = command_clock(args)
     engine = open_engine(settings)
     evaluator = Evaluator(engine, settings)
-    result = poll_and_evaluate(engine, settings, evaluator)
+    result = poll_and_evaluate(engine, settings, evaluator, clock=clock)
     _report(result)
     with contextlib.suppress(KeyboardInterrupt):
         while not args.once:
             time.sleep(settings.fhir.poll_interval_seconds)
-            result = poll_and_evaluate(engine, settings, evaluator)
+            result = poll_and_evaluate(engine, settings, evaluator, clock=clock)
             _report(result)
     engine.dispose()
     return 0 if result.ok else 1

@@ -39,7 +39,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 def cmd_evaluate(settings: Settings, args: argparse.Namespace) -> int:
     engine = open_engine(settings)
-    summary = Evaluator(engine, settings).evaluate_all(utc_now())
+    summary = Evaluator(engine, settings).evaluate_all(utc_now(args))
     engine.dispose()
     report_evaluation(summary)
     return 0

@@ -26,7 +26,7 @@ from pathlib import Path
 from types import FrameType
 from zoneinfo import ZoneInfo
 
-from monitor.commands import open_engine, print_json, utc_now
+from monitor.commands import command_clock, open_engine, print_json, utc_now
 from monitor.config import Settings
 from monitor.store.outbox import OutboxStatus, list_outbox, retry_failed
 
@@ -118,7 +118,7 @@ def cmd_retry(settings: Settings, args: argparse.Namespace) -> int:
     from monitor.store.accounts import record_audit
 
     engine = open_engine(settings)
-    now = utc_now()
+    now = utc_now(args)
     who = _operator()
     try:
         with engine.begin() as conn:
@@ -139,7 +139,7 @@ def cmd_dispatch(settings: Settings, args: argparse.Namespace) -> int:
     from monitor.dispatch.dispatcher import Dispatcher
 
     engine = open_engine(settings)
-    dispatcher = Dispatcher(engine, settings)
+    dispatcher = Dispatcher(engine, settings, clock=command_clock(args))
     try:
         if args.once:
             stats = dispatcher.run_once()

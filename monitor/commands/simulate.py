@@ -22,7 +22,7 @@ import asyncio
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine, select
@@ -156,8 +156,10 @@ def research_subjects(engine: Engine, today: date) -> list[ResearchSubject]:
 
 def cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
     host, port = args.to
+    from monitor.commands import utc_now
+
     zone = ZoneInfo(settings.hl7.timezone)
-    now = datetime.now(zone)
+    now = utc_now(args).astimezone(zone)
     research: list[ResearchSubject] = []
     if args.research:
         from monitor.commands import open_engine

@@ -104,7 +104,7 @@ def cmd_load(settings: Settings, args: argparse.Namespace) -> int:
         print("nothing stored: fix the problems above and load again", file=sys.stderr)
         return 1
     engine = open_engine(settings)
-    now = utc_now()
+    now = utc_now(args)
     changed: list[Trial] = []
     with engine.begin() as conn:
         for item in checked:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine
 
-from monitor.commands import open_engine, utc_now
+from monitor.commands import command_clock, open_engine, utc_now
 from monitor.config import Settings
 from monitor.store.accounts import Role, add_user
 
@@ -68,7 +68,13 @@ def cmd_users_add(settings: Settings, args: argparse.Namespace) -> int:
         engine = open_engine(settings)
         with engine.begin() as conn:
             add_user(
-                conn, args.username, role, password, utc_now(), trials=args.trial, modalities=args.modality
+                conn,
+                args.username,
+                role,
+                password,
+                utc_now(args),
+                trials=args.trial,
+                modalities=args.modality,
             )
         engine.dispose()
     except (OSError, ValueError) as exc:
@@ -90,7 +96,7 @@ def cmd_web(settings: Settings, args: argparse.Namespace) -> int:
     print(f"dashboard on http://{web.host}:{web.port}/", file=sys.stderr)
     if args.workers > 1:
         return _serve_workers(settings, args, web.host, web.port, engine)
-    app = create_app(settings.model_copy(update={"web": web}), engine)
+    app = create_app(settings.model_copy(update={"web": web}), engine, clock=command_clock(args))
     try:
         asyncio.run(serve(app, web))
     except KeyboardInterrupt:

@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import Engine, select
 
 from monitor.cli import main
-from monitor.clock import ScaledClock
+from monitor.clock import FixedClock, ScaledClock
 from monitor.config import Settings
 from monitor.daemon import Daemon
 from monitor.demo import demo_dispatcher, demo_settings, load_examples
@@ -24,6 +24,7 @@ from monitor.store.database import make_engine, upgrade
 from monitor.store.schema import notifications
 from tests.monitor.dispatch.office import enrol_due_in
 from tests.monitor.hl7_messages import BIRTH_DATE, PATIENT_NAME, siu
+from tests.monitor.trial_setup import NOW
 
 # The simulated feed's patients: MRNs E10000-E10099 and names drawn from these lists.
 SIMULATED_MRN = re.compile(r"\bE1\d{4}\b")
@@ -35,7 +36,11 @@ def test_demo_feeds_the_example_trials_and_prints_exams_findings_and_a_dashboard
 ) -> None:
     monkeypatch.setenv("COLUMNS", "200")
     assert (
-        main(["--log-level", "WARNING", "demo", "--duration", "3", "--messages", "40", "--rate", "500"]) == 0
+        main(
+            ["--log-level", "WARNING", "demo", "--duration", "3", "--messages", "40", "--rate", "500"],
+            clock=FixedClock(NOW),
+        )
+        == 0
     )
     out = capsys.readouterr().out
     assert "3 example trials loaded" in out
@@ -89,7 +94,7 @@ def _reminders(engine: Engine, lead: str) -> list[str]:
 def test_with_a_scaled_clock_a_reminder_due_hours_ahead_is_sent_while_the_daemon_runs(tmp_path: Path) -> None:
     """Speed 7200: the 24 h reminder of an exam booked 30 simulated hours ahead falls due
     six simulated hours later (three real seconds) and goes out on the console."""
-    clock = ScaledClock(7200)
+    clock = ScaledClock(7200, start=NOW)
     url = f"sqlite:///{tmp_path / 'fast.db'}"
     engine = make_engine(url)
     upgrade(engine)
@@ -149,7 +154,7 @@ def test_demo_takes_only_the_channel_sections_of_a_site_config(tmp_path: Path) -
     assert settings.email == site.email and settings.notifications == site.notifications
     assert settings.database.url == url and settings.mllp.port == 0 and settings.dispatch.enabled
     engine = make_engine(url)
-    dispatcher, printed = demo_dispatcher(engine, settings, ScaledClock(1))
+    dispatcher, printed = demo_dispatcher(engine, settings, ScaledClock(1, start=NOW))
     dispatcher.close()
     engine.dispose()
     assert "email" not in printed and {"slack", "console"} <= set(printed)

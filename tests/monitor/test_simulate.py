@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections import Counter
-from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import func, select
 
 from monitor.cli import main
+from monitor.clock import FixedClock, ScaledClock
 from monitor.commands.simulate import research_subjects, send_feed
 from monitor.config import Settings
 from monitor.demo import load_examples
@@ -22,6 +22,7 @@ from monitor.store.database import make_engine, upgrade
 from monitor.store.findings import list_findings
 from monitor.store.schema import exams, messages
 from tests.monitor.daemon_thread import running_daemon
+from tests.monitor.trial_setup import NOW
 
 
 def _settings(url: str) -> Settings:
@@ -58,7 +59,10 @@ def test_simulate_command_counts_acks_and_the_daemon_stores_every_message(
     settings = _settings(database_url)
     with running_daemon(settings) as daemon:
         target = f"127.0.0.1:{daemon.server.port}"
-        code = main(["--database", database_url, "simulate", "--to", target, "--count", "300", "--rate", "0"])
+        code = main(
+            ["--database", database_url, "simulate", "--to", target, "--count", "300", "--rate", "0"],
+            clock=FixedClock(NOW),
+        )
     out = capsys.readouterr().out
     assert code == 0, out
     assert "sent 300 messages" in out and "ACKs AA 300" in out
@@ -86,7 +90,8 @@ def test_simulate_reports_an_unreachable_listener(
     capsys: pytest.CaptureFixture[str], tmp_path: object
 ) -> None:
     code = main(
-        ["--database", f"sqlite:///{tmp_path}/x.db", "simulate", "--to", "127.0.0.1:1", "--count", "1"]
+        ["--database", f"sqlite:///{tmp_path}/x.db", "simulate", "--to", "127.0.0.1:1", "--count", "1"],
+        clock=FixedClock(NOW),
     )
     assert code == 3 and "cannot reach" in capsys.readouterr().out
 
@@ -96,7 +101,9 @@ def test_research_bookings_with_deliberate_problems_become_findings(tmp_path: ob
     settings = _settings(url)
     engine = make_engine(url)
     upgrade(engine)
-    now = datetime.now(UTC)
+    # The example enrolments have fixed dates: on the tests' NOW they have visits due.
+    clock = ScaledClock(1.0, start=NOW)
+    now = clock()
     assert load_examples(engine, now) == 3
     evaluate_all(engine, settings, now)
     zone = ZoneInfo(settings.hl7.timezone)
@@ -105,11 +112,11 @@ def test_research_bookings_with_deliberate_problems_become_findings(tmp_path: ob
     feed = SimulatedFeed(
         seed=4, zone=zone, start=now.astimezone(zone), research=due, research_rate=1.0, problem_rate=1.0
     )
-    with running_daemon(settings) as daemon:
+    with running_daemon(settings, clock) as daemon:
         result = asyncio.run(send_feed("127.0.0.1", daemon.server.port, feed, 60, rate=0))
     assert result.acks == {"AA": 60}
     assert feed.problems.get("wrong_orderable") and feed.problems.get("out_of_window")
-    evaluate_all(engine, settings, datetime.now(UTC))
+    evaluate_all(engine, settings, clock())
     kinds = {view.kind for view in list_findings(engine, open_only=True)}
     engine.dispose()
     assert "wrong_orderable" in kinds

@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import Engine, select
 
 from monitor.cli import main
+from monitor.clock import Clock, FixedClock
 from monitor.store.registry import import_enrolments, store_protocol
 from monitor.store.schema import enrolments, findings, occurrences
 from rules import load_protocol
@@ -26,9 +27,12 @@ EXAMPLE_MRNS = ("E10001", "E10002", "E10003", "E90003", "E10004", "E10005", "E10
                 "E10009", "E10010", "E10011", "99887766")  # fmt: skip
 
 
-def cli(capsys: pytest.CaptureFixture[str], url: str, *args: str) -> tuple[int, str, str]:
-    """Run ``hiro-monitor --database url ARGS`` in-process; returns (exit code, stdout, stderr)."""
-    code = main(["--database", url, "--log-level", "WARNING", *args])
+def cli(
+    capsys: pytest.CaptureFixture[str], url: str, *args: str, clock: Clock | None = None
+) -> tuple[int, str, str]:
+    """Run ``hiro-monitor --database url ARGS`` in-process, its ``now`` from ``clock`` (default:
+    fixed at :data:`NOW`); returns (exit code, stdout, stderr)."""
+    code = main(["--database", url, "--log-level", "WARNING", *args], clock=clock or FixedClock(NOW))
     captured = capsys.readouterr()
     return code, captured.out, captured.err
 

@@ -6,6 +6,8 @@ stores posted messages with their metadata, and serves ``conversations.history``
 ``conversations.replies`` and ``conversations.list``. Failures on demand: a queued
 answer (a 429 with ``Retry-After``, ``channel_not_found``, a 503...) is served to the next
 request. Every raw request body is kept so tests can assert what never left the process.
+A message's ``ts`` is the time of ``clock`` (Unix seconds): the real clock, as Slack's, or
+the clock of the code under test when that runs on a fixed one.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -36,6 +39,7 @@ class FakeSlack:
     raw: list[bytes] = field(default_factory=list)
     queued: list[Answer] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    clock: Callable[[], float] = time.time  # real clock by default: Slack stamps ts with its own time
     _last: float = 0.0
 
     def __post_init__(self) -> None:
@@ -128,7 +132,7 @@ class FakeSlack:
         problem = self._check_layout(params)
         if problem:
             return {"ok": False, "error": problem}
-        self._last = max(time.time(), self._last + 0.000001)  # like Slack: epoch seconds, unique per channel
+        self._last = max(self.clock(), self._last + 0.000001)  # like Slack: epoch seconds, unique per channel
         ts = f"{self._last:.6f}"
         message = {
             "type": "message",

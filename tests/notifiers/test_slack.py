@@ -131,7 +131,7 @@ def test_update_of_a_message_that_is_gone_posts_a_new_one(
 def test_check_before_resend_finds_the_message_posted_before_a_crash(
     slack: SlackServer, renderer: Renderer, make_notification: MakeNotification
 ) -> None:
-    due = datetime.now(UTC)
+    due = datetime.now(UTC)  # real clock: history is searched from due_at, against the server's real ts
     notification = make_notification("slack:#onc-2101-imaging", due_at=due)
     for other in range(3):  # noise: other keys in the same channel
         SlackNotifier(token=slack.fake.token, renderer=renderer, base_url=slack.base_url).send(

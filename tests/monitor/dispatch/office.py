@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine, select, update
 
+from monitor.clock import FixedClock
 from monitor.config import Settings
 from monitor.dispatch.dispatcher import Dispatcher
 from monitor.evaluation import EvaluationSummary, Evaluator
@@ -39,18 +40,6 @@ def assert_no_phi(text: str) -> None:
         assert value.lower() not in text.lower(), f"PHI value {value!r} leaked"
 
 
-class Clock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> datetime:
-        self.now += timedelta(**delta)
-        return self.now
-
-
 class Office:
     """The example registry in a store, a feed into it, and dispatchers out of it."""
 
@@ -73,7 +62,10 @@ class Office:
             data.setdefault(section, {}).update(values)
         self.settings = Settings.model_validate(data)
         self.environ = {"HIRO_SLACK_TOKEN": slack.fake.token}
-        self.clock = Clock(NOW)
+        self.clock = FixedClock(NOW)
+        # Slack stamps ts with the time it is where the daemon runs: here, the office's clock
+        # (the dispatcher looks for a message it may have posted from shortly before due_at).
+        slack.fake.clock = lambda: self.clock().timestamp()
         self.intake = Intake(self.engine, MappingSettings.from_settings(self.settings.hl7), clock=self.clock)
         self.evaluator = Evaluator(self.engine, self.settings)
         self._dispatchers: list[Dispatcher] = []

@@ -8,13 +8,10 @@ from __future__ import annotations
 
 import json
 import os
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import update
 
-from monitor.store.schema import notifications
 from tests.monitor.dispatch.office import ONC, Office, assert_no_phi
 from tests.monitor.hl7_messages import siu
 from tests.monitor.trial_setup import cli
@@ -59,8 +56,6 @@ def test_dispatch_once_sends_what_is_due(
 ) -> None:
     office.feed(siu(mrn="E10001"))
     office.keep_only(*(row.dedupe_key for row in office.rows(kind="booking")))
-    with office.engine.begin() as conn:  # the command runs on the real clock: make the rows due for it
-        conn.execute(update(notifications).values(next_attempt_at=datetime(2000, 1, 1, tzinfo=UTC)))
     monkeypatch.setenv("HIRO_SLACK_TOKEN", slack.fake.token)
     config = tmp_path / "config.toml"
     config.write_text(f'[slack]\nenabled = true\nbase_url = "{slack.base_url}"\n', encoding="utf-8")

@@ -119,9 +119,10 @@ def test_sent_and_failed_rows_are_never_touched_by_planning(office: Office) -> N
 def test_the_evaluate_command_plans_notifications_too(office: Office) -> None:
     office.intake.receive(Arrival(siu(mrn="E10001")))
     assert office.rows() == []
-    assert main(["--database", office.settings.database.url, "--log-level", "WARNING", "evaluate"]) == 0
+    args = ["--database", office.settings.database.url, "--log-level", "WARNING", "evaluate"]
+    assert main(args, clock=office.clock) == 0
     # What an evaluation right after plans is already there: the command wrote it.
-    summary = Evaluator(office.engine, office.settings).evaluate_all(datetime.now(UTC))
+    summary = Evaluator(office.engine, office.settings).evaluate_all(office.clock())
     planned = {n.dedupe_key for n in summary.evaluation.planned_notifications}
     assert planned and summary.outbox.added == 0
     assert planned <= {row.dedupe_key for row in office.rows()}

@@ -10,12 +10,14 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from monitor.clock import ScaledClock
 from monitor.daemon import Daemon
 from monitor.dispatch.scheduler import JobScheduler
 from monitor.store.database import make_engine
 from monitor.store.leader import LeaderLock
 from tests.monitor.dispatch.office import ONC, Office, assert_no_phi, enrol_due_in, posts_by_key
 from tests.monitor.hl7_messages import siu
+from tests.monitor.trial_setup import NOW
 from tests.notifiers.slack_server import SlackServer
 
 
@@ -40,7 +42,7 @@ def test_every_job_has_a_deliberate_misfire_grace_coalesces_and_runs_alone(jobs:
 
 def test_a_missed_run_is_logged(jobs: JobScheduler, caplog: pytest.LogCaptureFixture) -> None:
     jobs.scheduler.start(paused=True)
-    past = datetime.now(UTC) - timedelta(minutes=5)
+    past = datetime.now(UTC) - timedelta(minutes=5)  # real clock: APScheduler keeps real time
     jobs.scheduler.add_job(lambda: None, "date", run_date=past, id="late", misfire_grace_time=1)
     with caplog.at_level(logging.WARNING, logger="monitor.scheduler"):
         jobs.scheduler.resume()
@@ -58,7 +60,7 @@ def test_start_up_catches_up_on_todays_digest_and_runs_evaluation_now(office: Of
     try:
         jobs.start()
         runs = jobs.next_runs()
-        soon = datetime.now(UTC) + timedelta(seconds=30)
+        soon = datetime.now(UTC) + timedelta(seconds=30)  # real clock: APScheduler's run times are real
         assert runs["digest"] is not None and runs["digest"] < soon
         assert runs["evaluate"] is not None and runs["evaluate"] < soon
     finally:
@@ -135,8 +137,10 @@ def _mllp_send(port: int, raw: bytes) -> bytes:
 def test_the_daemon_posts_a_booking_received_over_mllp_and_stops_cleanly(
     office: Office, slack: SlackServer
 ) -> None:
-    """Real clock: a subject enrolled so that an exam three days from today is in its window."""
-    start = enrol_due_in(office.engine, "E55501", "2101-901", 3, datetime.now(UTC))
+    """A subject enrolled so that an exam three days after NOW is in its window; the daemon's
+    clock starts at NOW and ticks, so the exam's reminders (72 h before it and later) are not due."""
+    clock = ScaledClock(1.0, start=NOW)
+    start = enrol_due_in(office.engine, "E55501", "2101-901", 3, clock())
     settings = office.settings.model_copy(
         update={
             "mllp": office.settings.mllp.model_copy(update={"port": 0}),
@@ -145,7 +149,7 @@ def test_the_daemon_posts_a_booking_received_over_mllp_and_stops_cleanly(
     )
 
     async def scenario() -> float:
-        daemon = Daemon(settings, office.engine)
+        daemon = Daemon(settings, office.engine, clock=clock)
         assert daemon.jobs is not None and daemon.jobs.dispatcher is not None
         daemon.jobs.dispatcher.environ = office.environ
         await daemon.start()

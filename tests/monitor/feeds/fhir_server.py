@@ -191,7 +191,7 @@ class FhirTestServer:
             return refuse(f"assertion: {type(exc).__name__}")
         if claims["iss"] != self.client_id or claims["sub"] != self.client_id:
             return refuse("iss/sub")
-        if claims["exp"] - time.time() > 300:
+        if claims["exp"] - time.time() > 300:  # real clock: a server checks exp against its own time
             return refuse("exp more than five minutes ahead")
         if claims["jti"] in self.jtis:
             return refuse("jti replayed")

@@ -103,7 +103,11 @@ def test_expired_token_is_replaced_using_a_new_assertion(
 ) -> None:
     offset = [-200.0]  # the fake clock stays behind real time, so exp stays within five minutes
     server.token_lifetime = 120  # cached for 120 - 60 s
-    client = FhirClient(_smart(server, private_key, key_file), clock=lambda: time.time() + offset[0])
+
+    def clock() -> float:
+        return time.time() + offset[0]  # real clock: the server checks exp against its own time
+
+    client = FhirClient(_smart(server, private_key, key_file), clock=clock)
     client.read(f"Patient/{PATIENT_ID}")
     offset[0] += 30
     client.read(f"Patient/{PATIENT_ID}")
@@ -136,7 +140,7 @@ def test_the_test_server_refuses_a_long_lived_or_replayed_assertion(
     server: FhirTestServer, private_key: rsa.RSAPrivateKey
 ) -> None:
     server.public_key, server.client_id = private_key.public_key(), "c"
-    now = int(time.time())
+    now = int(time.time())  # real clock: the server checks exp against its own time
     claims = {"iss": "c", "sub": "c", "aud": server.token_url, "jti": "j1", "iat": now, "exp": now + 600}
     form = {
         "grant_type": ["client_credentials"],

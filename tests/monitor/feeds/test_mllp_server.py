@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import shutil
 import socket
 import ssl
-import subprocess
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager, suppress
@@ -18,6 +16,7 @@ import pytest
 
 from monitor.config import ConfigError, MllpSettings
 from monitor.feeds.mllp import MllpServer, Peer, frame
+from tests.tls import make_certificate
 
 PHI = b"SMITH^JOHN^Q||19600101"
 MSG = b"MSH|^~\\&|EPIC|HOSP|HIRO|RIO|20240102||SIU^S12|M1|P|2.5.1\rPID|1||12345^^^MRN||" + PHI + b"\r"
@@ -353,24 +352,8 @@ def test_twenty_connections_pipelining_fifty_messages_are_all_acknowledged_in_or
     assert handler.most_in_flight == 1  # one message in flight per connection
 
 
-def _self_signed(directory: Path) -> tuple[Path, Path]:
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl is not installed")
-    cert, key = directory / "cert.pem", directory / "key.pem"
-    subprocess.run(
-        [
-            *("openssl", "req", "-x509", "-nodes", "-days", "1", "-subj", "/CN=localhost"),
-            *("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"),
-            *("-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)),
-        ],
-        check=True,
-        capture_output=True,
-    )
-    return cert, key
-
-
 def test_tls_senders_are_served_with_tls_1_2_or_newer(tmp_path: Path) -> None:
-    cert, key = _self_signed(tmp_path)
+    cert, key = make_certificate(tmp_path)
     handler = Recorder()
     client_tls = ssl.create_default_context(cafile=str(cert))
 
@@ -388,7 +371,7 @@ def test_tls_senders_are_served_with_tls_1_2_or_newer(tmp_path: Path) -> None:
 
 
 def test_a_plaintext_sender_to_a_tls_listener_is_closed_without_handling(tmp_path: Path) -> None:
-    cert, key = _self_signed(tmp_path)
+    cert, key = make_certificate(tmp_path)
     handler = Recorder()
 
     async def body() -> None:

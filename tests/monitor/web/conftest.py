@@ -3,13 +3,13 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, select, text
 
+from monitor.clock import FixedClock
 from monitor.config import Settings
 from monitor.store.database import make_engine, upgrade
 from monitor.store.schema import audit_log
@@ -20,21 +20,11 @@ from tests.monitor.web.site import PASSWORD, fill, settings_for
 Login = Callable[[str], TestClient]
 
 
-class Clock:
-    """A clock the test moves (session expiry)."""
-
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
 @dataclass
 class Site:
     engine: Engine
     settings: Settings
-    clock: Clock
+    clock: FixedClock  # the test moves it (session expiry)
     url: str
 
     def client(self, peer: str = "testclient", **settings: object) -> TestClient:
@@ -81,7 +71,7 @@ def site(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
     upgrade(engine)
     settings = settings_for(url)
     fill(engine, settings, folder)
-    yield Site(engine, settings, Clock(NOW), url)
+    yield Site(engine, settings, FixedClock(NOW), url)
     engine.dispose()
 
 

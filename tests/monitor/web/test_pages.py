@@ -91,7 +91,7 @@ def test_users_add_reads_the_password_from_a_file_and_the_account_signs_in(
     secret.write_text("a long enough password\n")
     args = ["--database", site.url, "--log-level", "WARNING", "users", "add", "dana", "--role", "coordinator",
             "--trial", "LYM-3302", "--password-file", str(secret)]  # fmt: skip
-    assert main(args) == 0
+    assert main(args, clock=site.clock) == 0
     assert "dana: coordinator" in capsys.readouterr().out
     client = site.login("dana", "a long enough password")
     assert [t["trial"] for t in client.get("/api/trials").json()] == ["LYM-3302"]
