@@ -18,13 +18,13 @@ import sys
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection
 
 from monitor.commands import open_engine, print_json, utc_now
 from monitor.config import Settings
 from monitor.store.accounts import Role, find_user
 from monitor.store.calendar import CalendarScope, issue_token, list_tokens, revoke_token
-from monitor.store.schema import trial_versions
+from monitor.store.registry.protocols import trial_known
 
 __all__ = ["feed_base_url", "register"]
 
@@ -65,8 +65,7 @@ def _operator() -> str:
 def _scope_problem(conn: Connection, scope: CalendarScope, value: str) -> str | None:
     """Why a feed for ``scope``/``value`` cannot be made, or None."""
     if scope is CalendarScope.TRIAL:
-        known = conn.execute(select(trial_versions.c.id).where(trial_versions.c.trial == value).limit(1))
-        if known.first() is None:
+        if not trial_known(conn, value):
             return f"no trial {value!r} in the store (load its protocol with `hiro-monitor trials load`)"
         return None
     user = find_user(conn, value)

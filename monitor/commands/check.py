@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, inspect, select
+from sqlalchemy import Engine, inspect
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -97,15 +97,12 @@ def _check_store(settings: Settings, engine: Engine, report: Report) -> list[Tri
 
 
 def _check_protocols(engine: Engine, report: Report) -> list[Trial]:
-    from monitor.store.registry.protocols import protocols_in_force
-    from monitor.store.schema import trial_versions
+    from monitor.store.registry.protocols import protocol_text, protocols_in_force
 
     trials: list[Trial] = []
     with engine.connect() as conn:
         for stored in protocols_in_force(conn):
-            content = conn.execute(
-                select(trial_versions.c.content).where(trial_versions.c.id == stored.id)
-            ).scalar_one()
+            content = protocol_text(conn, stored.id)
             try:
                 trials.append(load_protocol(content, stored.source or stored.trial))
             except Exception as exc:  # ProtocolError lists every problem with its key path

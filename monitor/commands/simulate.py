@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 
 from monitor.config import Settings
 from monitor.runtime import ack_code
@@ -118,27 +118,13 @@ async def send_feed(
 def research_subjects(engine: Engine, today: date) -> list[ResearchSubject]:
     """Enrolled subjects with a visit due and nothing booked (open ``due_unscheduled`` findings
     whose window has not closed), with the orderables and modality their trial expects."""
+    from monitor.store.findings import due_unscheduled
     from monitor.store.registry import ProtocolCatalogue
-    from monitor.store.schema import enrolment_mrns, findings
 
-    query = (
-        select(
-            findings.c.trial,
-            findings.c.timepoint,
-            findings.c.window_start,
-            findings.c.window_end,
-            enrolment_mrns.c.mrn,
-        )
-        .join(enrolment_mrns, enrolment_mrns.c.enrolment_id == findings.c.enrolment_id)
-        .where(
-            findings.c.kind == "due_unscheduled", findings.c.status == "open", findings.c.window_end >= today
-        )
-        .order_by(findings.c.id)
-    )
     subjects: dict[tuple[str, date], ResearchSubject] = {}
     with engine.connect() as conn:
         trials = ProtocolCatalogue().trials(conn)
-        for row in conn.execute(query):
+        for row in due_unscheduled(conn, today):
             trial = trials.get(row.trial)
             if trial is None or row.window_start is None:
                 continue

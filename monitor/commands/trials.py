@@ -12,13 +12,13 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 
 from monitor.commands import open_engine, print_json, report_evaluation, utc_now
 from monitor.config import Settings
 from monitor.evaluation import Evaluator
 from monitor.store.registry import check_entry, list_enrolments, list_trials, store_protocol
-from monitor.store.schema import enrolments
+from monitor.store.registry.enrolments import enrolment_ids_of_trials
 from rules import ProtocolError, Trial, load_protocol
 
 __all__ = ["register"]
@@ -124,12 +124,7 @@ def cmd_load(settings: Settings, args: argparse.Namespace) -> int:
     if changed:
         _warn_unfit_enrolments(engine, changed)
         with engine.connect() as conn:
-            ids = [
-                int(i)
-                for (i,) in conn.execute(
-                    select(enrolments.c.id).where(enrolments.c.trial.in_([t.id for t in changed]))
-                )
-            ]
+            ids = enrolment_ids_of_trials(conn, [t.id for t in changed])
         if ids:
             report_evaluation(Evaluator(engine, settings).evaluate_enrolments(ids, now))
     engine.dispose()

@@ -24,7 +24,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, Row, Table, bindparam, delete, func, select, update
 
-from monitor.store.schema import exams, findings, occurrences
+from monitor.store.schema import enrolment_mrns, exams, findings, occurrences
 from rules import Finding, Occurrence
 
 OPEN = "open"
@@ -370,4 +370,20 @@ def open_findings_with_exams(conn: Connection, trial: str) -> list[Any]:
         .select_from(findings.outerjoin(exams, exams.c.id == findings.c.exam_id))
         .where(findings.c.trial == trial, findings.c.status == OPEN)
     )
+    return list(conn.execute(query))
+
+
+def due_unscheduled(conn: Connection, today: date) -> list[Any]:
+    """Open ``due_unscheduled`` findings whose window has not closed by ``today``: trial,
+    timepoint, window and each MRN of the subject (the simulator books them)."""
+    query = (
+        select(
+            findings.c.trial, findings.c.timepoint, findings.c.window_start, findings.c.window_end,
+            enrolment_mrns.c.mrn,
+        )
+        .join(enrolment_mrns, enrolment_mrns.c.enrolment_id == findings.c.enrolment_id)
+        .where(findings.c.kind == "due_unscheduled", findings.c.status == OPEN)
+        .where(findings.c.window_end >= today)
+        .order_by(findings.c.id)
+    )  # fmt: skip
     return list(conn.execute(query))

@@ -8,7 +8,7 @@ Problems are plain sentences that name the trial, subject and field, never an MR
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from typing import Any
@@ -264,3 +264,9 @@ def check_entries(
         [*check_entry(trials.get(entry.trial), entry), *([conflict] if conflict else [])]
         for entry, conflict in zip(entries, mrn_conflicts(conn, entries), strict=True)
     ]
+
+
+def enrolment_ids_of_trials(conn: Connection, trials: Collection[str]) -> list[int]:
+    """The ids of every enrolment in ``trials`` (to re-evaluate them after a protocol change)."""
+    query = select(enrolments.c.id).where(enrolments.c.trial.in_(sorted(trials)))
+    return [int(i) for (i,) in conn.execute(query)]

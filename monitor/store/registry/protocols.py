@@ -274,3 +274,18 @@ def list_trials(conn: Connection, catalogue: ProtocolCatalogue | None = None) ->
             )
         )
     return summaries
+
+
+def trial_known(conn: Connection, trial: str) -> bool:
+    """Whether any version of ``trial``'s protocol was ever stored."""
+    return (
+        conn.execute(select(trial_versions.c.id).where(trial_versions.c.trial == trial).limit(1)).first()
+        is not None
+    )
+
+
+def protocol_text(conn: Connection, version_id: int) -> str:
+    """The stored TOML text of one protocol version."""
+    return str(
+        conn.execute(select(trial_versions.c.content).where(trial_versions.c.id == version_id)).scalar_one()
+    )

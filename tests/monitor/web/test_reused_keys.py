@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from monitor.clock import FixedClock
 from monitor.feeds.hl7.intake import Arrival, Intake
 from monitor.feeds.hl7.mapping import MappingSettings
 from monitor.store.accounts import Role, add_user
@@ -16,7 +17,7 @@ from monitor.store.database import make_engine
 from monitor.store.schema import exams, messages
 from tests.monitor.hl7_messages import PATIENT_NAME, siu
 from tests.monitor.trial_setup import NOW
-from tests.monitor.web.conftest import Clock, Site
+from tests.monitor.web.conftest import Site
 from tests.monitor.web.site import PASSWORD, settings_for
 
 
@@ -41,7 +42,7 @@ def office(database_url: str, tmp_path: Path) -> Iterator[Site]:
     with engine.begin() as conn:
         add_user(conn, "admin", Role.ADMIN, PASSWORD, NOW)
         add_user(conn, "viewer", Role.VIEWER, PASSWORD, NOW)
-    yield Site(engine, settings, Clock(NOW), database_url)
+    yield Site(engine, settings, FixedClock(NOW), database_url)
     engine.dispose()
 
 
