@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.mllp_client import LoadResult, run_load  # noqa: E402
-from monitor.simulator import SimulatedFeed  # noqa: E402
+from monitor.feeds.hl7.simulated import SimulatedFeed  # noqa: E402
 
 PYTHON = sys.executable
 CONNECTIONS = 4

@@ -45,7 +45,7 @@ from monitor.commands.simulate import research_subjects, send_feed  # noqa: E402
 from monitor.config import Settings  # noqa: E402
 from monitor.demo import load_examples  # noqa: E402
 from monitor.evaluation import evaluate_all  # noqa: E402
-from monitor.simulator import SimulatedFeed  # noqa: E402
+from monitor.feeds.hl7.simulated import SimulatedFeed  # noqa: E402
 from monitor.store.database import make_engine, upgrade  # noqa: E402
 from monitor.store.schema import findings  # noqa: E402
 

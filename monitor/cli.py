@@ -23,12 +23,9 @@ from datetime import date
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Engine
-
 from monitor.clock import SYSTEM_CLOCK, Clock
-from monitor.commands import command_clock, utc_now
+from monitor.commands import command_clock, open_engine, utc_now
 from monitor.config import ConfigError, Settings, load_settings
-from monitor.store.database import make_engine, upgrade
 
 log = logging.getLogger("monitor.cli")
 
@@ -126,13 +123,6 @@ def _settings(args: argparse.Namespace) -> Settings:
     return settings.model_copy(update=updates) if updates else settings
 
 
-def open_store(settings: Settings) -> Engine:
-    """The engine for the configured database, migrated to the current schema."""
-    engine = make_engine(settings.database.url)
-    upgrade(engine)
-    return engine
-
-
 def main(argv: Sequence[str] | None = None, *, clock: Clock = SYSTEM_CLOCK) -> int:
     """Run the command of ``argv`` (default: the process's arguments); returns the exit code.
 
@@ -155,7 +145,7 @@ def main(argv: Sequence[str] | None = None, *, clock: Clock = SYSTEM_CLOCK) -> i
 
 
 def cmd_init(settings: Settings, args: argparse.Namespace) -> int:
-    open_store(settings).dispose()
+    open_engine(settings).dispose()
     print(f"database ready: {settings.database.url}")
     return 0
 
@@ -163,7 +153,7 @@ def cmd_init(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
     from monitor.daemon import Daemon, run_until_signalled
 
-    engine = open_store(settings)
+    engine = open_engine(settings)
 
     def ready(daemon: Daemon) -> None:
         print(f"hiro-monitor: MLLP listening on {settings.mllp.host}:{daemon.server.port}", flush=True)
@@ -177,9 +167,9 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_ingest(settings: Settings, args: argparse.Namespace) -> int:
-    from monitor.ingest import ingest_files
+    from monitor.commands.ingest import ingest_files
 
-    engine = open_store(settings)
+    engine = open_engine(settings)
     summary = ingest_files(
         engine, settings, args.files, batch=args.batch, progress=not args.quiet, clock=command_clock(args)
     )
@@ -199,7 +189,7 @@ def cmd_ingest(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_purge(settings: Settings, args: argparse.Namespace) -> int:
     from monitor.store.messages import purge_payloads
 
-    engine = open_store(settings)
+    engine = open_engine(settings)
     days = settings.database.raw_retention_days
     purged = purge_payloads(engine, utc_now(args), days)
     engine.dispose()
@@ -253,7 +243,7 @@ def cmd_exams(settings: Settings, args: argparse.Namespace) -> int:
     from monitor.store.exams import day_bounds, list_exams
 
     zone = ZoneInfo(settings.site.timezone)
-    engine = open_store(settings)
+    engine = open_engine(settings)
     start_from, start_before = day_bounds(args.first, args.last, zone)
     rows = list_exams(engine, start_from=start_from, start_before=start_before)
     total = len(rows)

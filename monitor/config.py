@@ -22,6 +22,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from monitor.events import EventKind
+from notifiers.settings import EmailSettings, SecretUnreadable, SlackSettings, WebhookSettings, read_secret
 
 
 class ConfigError(Exception):
@@ -106,40 +107,6 @@ class NotificationSettings(_Section):
 
     templates_dir: str = ""
     dashboard_base_url: str = ""
-
-
-class SlackSettings(_Section):
-    """Slack Web API. The bot token comes from ``HIRO_SLACK_TOKEN`` (or ``HIRO_SLACK_TOKEN_FILE``).
-    ``full`` is not a choice: MRNs and names never go to chat (DESIGN.md, invariant 5)."""
-
-    enabled: bool = False
-    base_url: str = "https://slack.com/api/"
-    phi_policy: Literal["none", "limited"] = "none"
-    timeout_seconds: int = Field(default=30, ge=1)
-
-
-class EmailSettings(_Section):
-    """SMTP submission. The password comes from ``HIRO_SMTP_PASSWORD`` (or ``_FILE``).
-    ``phi_policy`` above ``none`` applies only to recipients in ``internal_domains``."""
-
-    enabled: bool = False
-    host: str = "localhost"
-    port: int = Field(default=587, ge=1, le=65535)
-    security: Literal["starttls", "ssl", "plain"] = "starttls"
-    username: str = ""
-    from_address: str = "hiro-monitor@localhost"
-    ca_file: str = ""
-    timeout_seconds: float = Field(default=30.0, gt=0)
-    phi_policy: Literal["none", "limited", "full"] = "none"
-    internal_domains: tuple[str, ...] = ()
-
-
-class WebhookSettings(_Section):
-    """One named JSON webhook; its signing secret comes from ``HIRO_WEBHOOK_<NAME>_SECRET``."""
-
-    url: str
-    phi_policy: Literal["none", "limited"] = "none"
-    timeout_seconds: float = Field(default=10.0, gt=0)
 
 
 def _check_webhook_names(value: dict[str, WebhookSettings]) -> dict[str, WebhookSettings]:
@@ -276,14 +243,9 @@ def load_settings(path: str | Path | None = None, environ: Mapping[str, str] | N
 
 
 def secret(name: str, environ: Mapping[str, str] | None = None) -> str | None:
-    """A secret from ``NAME`` or from the file named by ``NAME_FILE`` (trailing newline dropped)."""
-    env = os.environ if environ is None else environ
-    if env.get(name):
-        return env[name]
-    file_name = env.get(f"{name}_FILE")
-    if file_name:
-        try:
-            return Path(file_name).read_text(encoding="utf-8").rstrip("\r\n")
-        except OSError as exc:
-            raise ConfigError(f"{name}_FILE: cannot read {file_name}: {exc.strerror}") from exc
-    return None
+    """A secret from ``NAME`` or from the file named by ``NAME_FILE`` (trailing newline dropped);
+    :class:`ConfigError` when that file cannot be read."""
+    try:
+        return read_secret(name, environ)
+    except SecretUnreadable as exc:
+        raise ConfigError(str(exc)) from exc

@@ -40,8 +40,8 @@ from monitor.config import Settings
 from monitor.daemon import Daemon
 from monitor.dispatch.dispatcher import Dispatcher
 from monitor.evaluation import evaluate_all
+from monitor.feeds.hl7.simulated import SimulatedFeed
 from monitor.render import Renderer
-from monitor.simulator import SimulatedFeed
 from monitor.store.accounts import Role, add_user
 from monitor.store.database import make_engine, upgrade
 from monitor.store.registry import import_enrolments, store_protocol

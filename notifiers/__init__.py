@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
 
 from notifiers.base import (
     AlertContent,
@@ -28,13 +27,11 @@ from notifiers.base import (
     Notification,
     Notifier,
     NotifierError,
+    Renderer,
     parse_address,
 )
 from notifiers.policy import PhiPolicy
-
-if TYPE_CHECKING:
-    from monitor.config import Settings
-    from monitor.render import Renderer
+from notifiers.settings import ChannelSettings
 
 __all__ = [
     "CHANNELS",
@@ -47,6 +44,7 @@ __all__ = [
     "Notifier",
     "NotifierError",
     "PhiPolicy",
+    "Renderer",
     "notifier_class",
     "notifier_for",
     "parse_address",
@@ -73,12 +71,13 @@ def notifier_class(channel: str) -> type[Notifier]:
 
 def notifier_for(
     address: str,
-    settings: Settings,
+    settings: ChannelSettings,
     *,
-    renderer: Renderer | None = None,
+    renderer: Renderer,
     environ: Mapping[str, str] | None = None,
 ) -> Notifier:
-    """A notifier for ``address``'s channel, configured from ``settings`` and the environment.
+    """A notifier for ``address``'s channel, configured from ``settings`` (the channel
+    sections) and the environment, writing with ``renderer``.
 
     The notifier serves every target of its channel (the target is read from each
     notification), so callers keep one per channel. Raises a permanent
@@ -91,9 +90,4 @@ def notifier_for(
         raise NotifierError(str(exc), permanent=True) from None
     if channel == "webhook" and target not in settings.webhooks:
         raise NotifierError(f"webhook {target!r} is not configured ([webhooks.{target}])", permanent=True)
-    cls = notifier_class(channel)
-    if renderer is None:
-        from monitor.render import Renderer
-
-        renderer = Renderer.from_settings(settings)
-    return cls.from_settings(settings, renderer=renderer, environ=environ)
+    return notifier_class(channel).from_settings(settings, renderer=renderer, environ=environ)

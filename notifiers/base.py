@@ -23,13 +23,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, ClassVar, Self
+from typing import Any, ClassVar, Protocol, Self
 
+from notifiers.settings import ChannelSettings
 from rules.model import Audience, FindingKind, Severity
-
-if TYPE_CHECKING:
-    from monitor.config import Settings
-    from monitor.render import Renderer
 
 __all__ = [
     "AlertContent",
@@ -41,8 +38,20 @@ __all__ = [
     "Notification",
     "Notifier",
     "NotifierError",
+    "Renderer",
     "parse_address",
 ]
+
+
+class Renderer(Protocol):
+    """What a channel needs of the application's templates (``monitor.render.Renderer``):
+    named Jinja2 templates, and times written in the site's zone."""
+
+    def render(self, name: str, context: Mapping[str, Any]) -> str: ...
+
+    def format_datetime(self, value: datetime) -> str: ...
+
+    def format_date(self, value: date | datetime) -> str: ...
 
 
 class MessageKind(enum.StrEnum):
@@ -252,7 +261,7 @@ class Notifier(abc.ABC):
     @classmethod
     @abc.abstractmethod
     def from_settings(
-        cls, settings: Settings, *, renderer: Renderer, environ: Mapping[str, str] | None = None
+        cls, settings: ChannelSettings, *, renderer: Renderer, environ: Mapping[str, str] | None = None
     ) -> Self:
         """The notifier the settings describe; secrets from ``environ`` (default: the process's).
 

@@ -26,8 +26,7 @@ from typing import Any
 
 import jinja2
 
-from monitor.render import Renderer
-from notifiers.base import AlertContent, MessageKind, Notification, NotifierError
+from notifiers.base import AlertContent, MessageKind, Notification, NotifierError, Renderer
 from notifiers.policy import PhiPolicy, content_view
 from rules.model import FindingKind
 

@@ -20,17 +20,14 @@ import sys
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, ClassVar, TextIO
+from typing import ClassVar, TextIO
 
 import jinja2
 
-from monitor.render import Renderer
-from notifiers.base import Delivery, MessageKind, Notification, Notifier, NotifierError
+from notifiers.base import Delivery, MessageKind, Notification, Notifier, NotifierError, Renderer
 from notifiers.compose import message_context, text_body
 from notifiers.policy import PhiPolicy
-
-if TYPE_CHECKING:
-    from monitor.config import Settings
+from notifiers.settings import ChannelSettings
 
 __all__ = ["BANNERS", "ConsoleNotifier", "brief_body"]
 
@@ -83,7 +80,7 @@ class ConsoleNotifier(Notifier):
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, *, renderer: Renderer, environ: Mapping[str, str] | None = None
+        cls, settings: ChannelSettings, *, renderer: Renderer, environ: Mapping[str, str] | None = None
     ) -> ConsoleNotifier:
         return cls(renderer=renderer)
 

@@ -26,15 +26,12 @@ import ssl
 from collections.abc import Mapping, Sequence
 from email.message import EmailMessage
 from email.utils import formatdate
-from typing import TYPE_CHECKING, ClassVar, Literal
+from typing import ClassVar, Literal
 
-from monitor.render import Renderer
-from notifiers.base import Delivery, Notification, Notifier, NotifierError
+from notifiers.base import Delivery, Notification, Notifier, NotifierError, Renderer
 from notifiers.compose import html_body, message_context, text_body
 from notifiers.policy import PhiPolicy
-
-if TYPE_CHECKING:
-    from monitor.config import Settings
+from notifiers.settings import ChannelSettings, SecretUnreadable, read_secret
 
 __all__ = ["EmailNotifier"]
 
@@ -86,10 +83,8 @@ class EmailNotifier(Notifier):
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, *, renderer: Renderer, environ: Mapping[str, str] | None = None
+        cls, settings: ChannelSettings, *, renderer: Renderer, environ: Mapping[str, str] | None = None
     ) -> EmailNotifier:
-        from monitor.config import secret
-
         email = settings.email
         if not email.enabled:
             raise NotifierError("email is disabled in the settings ([email] enabled)", permanent=True)
@@ -101,7 +96,7 @@ class EmailNotifier(Notifier):
             renderer=renderer,
             security=email.security,
             username=email.username,
-            password=secret("HIRO_SMTP_PASSWORD", environ),
+            password=_secret("HIRO_SMTP_PASSWORD", environ),
             policy=PhiPolicy(email.phi_policy),
             internal_domains=email.internal_domains,
             timeout_seconds=email.timeout_seconds,
@@ -214,3 +209,10 @@ class EmailNotifier(Notifier):
         return Delivery(
             self.name, external_id=str(message["Message-ID"]), destination=recipient, status="250"
         )
+
+
+def _secret(name: str, environ: Mapping[str, str] | None) -> str | None:
+    try:
+        return read_secret(name, environ)
+    except SecretUnreadable as exc:
+        raise NotifierError(str(exc), permanent=True) from None

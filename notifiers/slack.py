@@ -32,7 +32,7 @@ import logging
 import re
 from collections.abc import Callable, Mapping
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 from urllib.error import URLError
 
 from slack_sdk import WebClient
@@ -43,14 +43,19 @@ from slack_sdk.http_retry.response import HttpResponse
 from slack_sdk.http_retry.state import RetryState
 from slack_sdk.web import SlackResponse
 
-from monitor.render import Renderer
-from notifiers.base import AlertContent, Delivery, MessageKind, Notification, Notifier, NotifierError
+from notifiers.base import (
+    AlertContent,
+    Delivery,
+    MessageKind,
+    Notification,
+    Notifier,
+    NotifierError,
+    Renderer,
+)
 from notifiers.compose import message_context
 from notifiers.policy import PhiPolicy
+from notifiers.settings import ChannelSettings, SecretUnreadable, read_secret
 from notifiers.slack_blocks import build_message, escape
-
-if TYPE_CHECKING:
-    from monitor.config import Settings
 
 __all__ = ["METADATA_EVENT", "SlackNotifier"]
 
@@ -153,13 +158,11 @@ class SlackNotifier(Notifier):
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, *, renderer: Renderer, environ: Mapping[str, str] | None = None
+        cls, settings: ChannelSettings, *, renderer: Renderer, environ: Mapping[str, str] | None = None
     ) -> SlackNotifier:
-        from monitor.config import secret
-
         if not settings.slack.enabled:
             raise NotifierError("slack is disabled in the settings ([slack] enabled)", permanent=True)
-        token = secret("HIRO_SLACK_TOKEN", environ)
+        token = _secret("HIRO_SLACK_TOKEN", environ)
         if not token:
             raise NotifierError("HIRO_SLACK_TOKEN is not set", permanent=True)
         return cls(
@@ -368,3 +371,10 @@ class SlackNotifier(Notifier):
             raise NotifierError(
                 f"slack {method}: client error ({type(exc).__name__})", permanent=True
             ) from None
+
+
+def _secret(name: str, environ: Mapping[str, str] | None) -> str | None:
+    try:
+        return read_secret(name, environ)
+    except SecretUnreadable as exc:
+        raise NotifierError(str(exc), permanent=True) from None

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from monitor.render import Renderer
+from notifiers.base import Renderer
 
 __all__ = ["SlackLimits", "build_message", "escape"]
 

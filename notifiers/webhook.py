@@ -36,17 +36,14 @@ import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 import requests
 
-from monitor.render import Renderer
-from notifiers.base import Delivery, Notification, Notifier, NotifierError
+from notifiers.base import Delivery, Notification, Notifier, NotifierError, Renderer
 from notifiers.compose import jsonable, message_context, text_body
 from notifiers.policy import PhiPolicy, content_view
-
-if TYPE_CHECKING:
-    from monitor.config import Settings
+from notifiers.settings import ChannelSettings, SecretUnreadable, read_secret
 
 __all__ = ["WebhookNotifier", "WebhookTarget", "sign", "verify"]
 
@@ -109,17 +106,15 @@ class WebhookNotifier(Notifier):
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, *, renderer: Renderer, environ: Mapping[str, str] | None = None
+        cls, settings: ChannelSettings, *, renderer: Renderer, environ: Mapping[str, str] | None = None
     ) -> WebhookNotifier:
-        from monitor.config import secret
-
         targets: dict[str, WebhookTarget] = {}
         for name, hook in settings.webhooks.items():
             key = env_name(name)
-            signing = secret(f"HIRO_WEBHOOK_{key}_SECRET", environ)
+            signing = _secret(f"HIRO_WEBHOOK_{key}_SECRET", environ)
             if not signing:
                 raise NotifierError(f"webhook {name}: HIRO_WEBHOOK_{key}_SECRET is not set", permanent=True)
-            url = secret(f"HIRO_WEBHOOK_{key}_URL", environ) or hook.url
+            url = _secret(f"HIRO_WEBHOOK_{key}_URL", environ) or hook.url
             targets[name] = WebhookTarget(url, signing, PhiPolicy(hook.phi_policy), hook.timeout_seconds)
         return cls(targets, renderer=renderer)
 
@@ -241,3 +236,10 @@ def _retry_after(value: str | None) -> float | None:
         return max(0.0, float(value))
     except ValueError:
         return None  # an HTTP-date: the dispatcher's own backoff applies
+
+
+def _secret(name: str, environ: Mapping[str, str] | None) -> str | None:
+    try:
+        return read_secret(name, environ)
+    except SecretUnreadable as exc:
+        raise NotifierError(str(exc), permanent=True) from None

@@ -20,6 +20,7 @@ from sqlalchemy import Engine
 from monitor.clock import SYSTEM_CLOCK, Clock
 from monitor.config import Settings
 from monitor.evaluation import EvaluationSummary
+from monitor.store.database import open_store
 
 __all__ = [
     "anchor_setting",
@@ -33,10 +34,8 @@ __all__ = [
 
 
 def open_engine(settings: Settings) -> Engine:
-    """The configured store, migrated (``monitor.cli.open_store``)."""
-    from monitor.cli import open_store  # the CLI imports this package while building its parser
-
-    return open_store(settings)
+    """The configured store, migrated to the current schema."""
+    return open_store(settings.database.url)
 
 
 def command_clock(args: argparse.Namespace) -> Clock:

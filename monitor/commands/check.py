@@ -225,7 +225,7 @@ def _check_channels(settings: Settings, trials: Iterable[Trial], report: Report)
             continue
         checked[key] = ""
         try:
-            notifier_for(address, settings).close()
+            notifier_for(address, settings, renderer=Renderer.from_settings(settings)).close()
         except NotifierError as exc:
             checked[key] = str(exc)
             report.problems.append(f"channel {key}: {exc}")
@@ -312,7 +312,7 @@ def send_tests(settings: Settings, addresses: Iterable[str], report: Report, now
     """Send a test message (no patient data) to each address; failures become problems."""
     for address in addresses:
         try:
-            with notifier_for(address, settings) as notifier:
+            with notifier_for(address, settings, renderer=Renderer.from_settings(settings)) as notifier:
                 delivery = notifier.send(_notification(address, now))
             report.ok.append(f"test message to {address}: sent ({delivery.destination or delivery.channel})")
         except NotifierError as exc:

@@ -13,8 +13,8 @@ import time
 
 from monitor.commands import command_clock, open_engine
 from monitor.config import Settings
+from monitor.dispatch.fhir_poll import poll_and_evaluate
 from monitor.evaluation import Evaluator
-from monitor.feeds.fhir.job import poll_and_evaluate
 from monitor.feeds.fhir.poller import PollResult
 
 __all__ = ["register"]

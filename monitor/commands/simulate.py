@@ -28,8 +28,8 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Engine
 
 from monitor.config import Settings
+from monitor.feeds.hl7.simulated import ResearchSubject, SimulatedFeed
 from monitor.runtime import ack_code
-from monitor.simulator import ResearchSubject, SimulatedFeed
 
 __all__ = ["SendResult", "register", "research_subjects", "send_feed"]
 

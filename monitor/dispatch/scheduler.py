@@ -304,7 +304,7 @@ class JobScheduler:
         """Poll the FHIR server once and re-evaluate what changed."""
 
         def run() -> None:
-            from monitor.feeds.fhir.job import poll_and_evaluate
+            from monitor.dispatch.fhir_poll import poll_and_evaluate
 
             poll_and_evaluate(self.engine, self.settings, self._poll_evaluator, clock=self.clock)
 

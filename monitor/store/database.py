@@ -69,3 +69,10 @@ def ping(engine: Engine) -> None:
     """``SELECT 1``: raises SQLAlchemyError when the store does not answer."""
     with engine.connect() as conn:
         conn.execute(text("SELECT 1"))
+
+
+def open_store(url: str) -> Engine:
+    """The engine for ``url``, migrated to the current schema (what every command opens)."""
+    engine = make_engine(url)
+    upgrade(engine)
+    return engine

@@ -26,7 +26,7 @@ from monitor.store.dashboard import (
 )
 from monitor.store.outbox import OutboxStatus, outbox_rows
 from monitor.store.registry.protocols import protocols_in_force
-from monitor.web.app import require, signed_in, web_of
+from monitor.web.context import require, signed_in, web_of
 from monitor.web.security import ObjectId, client_address
 
 router = APIRouter(prefix="/api", tags=["api"])

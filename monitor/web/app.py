@@ -13,14 +13,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_plus
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Engine
@@ -28,69 +27,20 @@ from sqlalchemy import Engine
 from monitor.config import Settings, WebSettings
 from monitor.render import Renderer
 from monitor.runtime import Runtime
-from monitor.store.accounts import Role, Session
 from monitor.store.registry.protocols import ProtocolCatalogue
+from monitor.web import api, calendar, health, pages, review
 from monitor.web.cache import PageCache
+from monitor.web.context import Web
 from monitor.web.security import Forbidden, Gate, NotSignedIn, SecurityHeaders, set_session_cookie
 
 if TYPE_CHECKING:
     import uvicorn
 
-__all__ = ["Web", "create_app", "require", "serve", "signed_in", "uvicorn_config"]
+__all__ = ["EmbeddedWeb", "create_app", "serve", "uvicorn_config"]
 
 
 def _utc_now() -> datetime:
     return datetime.now(UTC)
-
-
-@dataclass(frozen=True, slots=True)
-class Web:
-    """What every route needs: settings, the store, templates, the clock and the identity gate."""
-
-    settings: Settings
-    engine: Engine
-    renderer: Renderer
-    gate: Gate
-    clock: Callable[[], datetime]
-    catalogue: ProtocolCatalogue  # parsed protocols in force, kept across requests
-    runtime: Runtime | None = None  # the hosting daemon's probes and metrics; None: dashboard alone
-    cache: PageCache = field(default_factory=lambda: PageCache(0))  # parts of the busiest pages
-
-    def page(
-        self, request: Request, session: Session | None, name: str, context: dict[str, Any], status: int = 200
-    ) -> HTMLResponse:
-        """The template ``web/<name>`` rendered with ``context`` plus the account and CSRF token."""
-        full = {
-            "user": session.user if session else None,
-            "csrf_token": session.csrf_token if session else "",
-            "path": request.url.path,
-            **context,
-        }
-        return HTMLResponse(self.renderer.render(f"web/{name}", full), status_code=status)
-
-
-def web_of(request: Request) -> Web:
-    web: Web = request.app.state.web
-    return web
-
-
-def signed_in(request: Request) -> Session:
-    """Dependency: the request's live session. Raises :class:`NotSignedIn`."""
-    session, fresh = web_of(request).gate.session_for(request)
-    if fresh:
-        request.state.new_session = session
-    return session
-
-
-def require(*roles: Role) -> Callable[[Session], Session]:
-    """Dependency: a live session whose role is one of ``roles`` (else :class:`Forbidden`)."""
-
-    def check(session: Session = Depends(signed_in)) -> Session:  # noqa: B008
-        if session.user.role not in roles:
-            raise Forbidden
-        return session
-
-    return check
 
 
 def _static_dir() -> Path:
@@ -109,8 +59,6 @@ def create_app(
     ``runtime`` is the hosting daemon's (``hiro-monitor run``): ``/healthz`` then checks its
     listener, writer and scheduler, and ``/metrics`` adds its ACK latency and job counters.
     """
-    from monitor.web import api, calendar, health, pages, review
-
     now = clock or _utc_now
     app = FastAPI(
         title="hiro-monitor",

@@ -47,7 +47,7 @@ from monitor.store.calendar import (
     mark_used,
     token_in_force,
 )
-from monitor.web.app import web_of
+from monitor.web.context import web_of
 from monitor.web.security import client_address
 from monitor.web.wording import STATUS_TEXT
 

@@ -38,7 +38,7 @@ from monitor.store.dashboard import (
 from monitor.store.messages import feed_health, raw_message
 from monitor.store.outbox import RetryResult, outbox_health, outbox_rows, retry_failed
 from monitor.store.registry.protocols import protocols_in_force
-from monitor.web.app import require, signed_in, web_of
+from monitor.web.context import require, signed_in, web_of
 from monitor.web.security import LOGIN_COOKIE, ObjectId, client_address, csrf_ok, set_session_cookie
 from monitor.web.sheets import render_exam_sheet, sheet_content
 from monitor.web.throttle import FAILED, THROTTLED, sign_in_throttle

@@ -17,7 +17,7 @@ from fastapi.responses import RedirectResponse, Response
 
 from monitor.store.accounts import Role, Session, latest_reviews, record_audit
 from monitor.store.dashboard import scoped_findings, visible_finding
-from monitor.web.app import require, web_of
+from monitor.web.context import require, web_of
 from monitor.web.security import ObjectId, client_address, csrf_ok
 
 router = APIRouter(include_in_schema=False)

@@ -19,7 +19,7 @@ from monitor.clock import FixedClock, ScaledClock
 from monitor.config import Settings
 from monitor.daemon import Daemon
 from monitor.demo import demo_dispatcher, demo_settings, load_examples
-from monitor.simulator import FAKE_FAMILY, FAKE_GIVEN
+from monitor.feeds.hl7.simulated import FAKE_FAMILY, FAKE_GIVEN
 from monitor.store.database import make_engine, upgrade
 from monitor.store.schema import notifications
 from tests.monitor.dispatch.office import enrol_due_in

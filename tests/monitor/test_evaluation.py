@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, func, select
 
+from monitor.commands.ingest import ingest_files
 from monitor.config import Settings
 from monitor.evaluation import Evaluator, evaluate_all, evaluate_for_exams
 from monitor.feeds.hl7.intake import Arrival, Intake, Receipt
 from monitor.feeds.hl7.mapping import MappingSettings
 from monitor.feeds.writer import FeedWriter
-from monitor.ingest import ingest_files
 from monitor.store.database import make_engine
 from monitor.store.schema import findings
 from tests.monitor.hl7_messages import siu

@@ -21,8 +21,8 @@ from sqlalchemy import create_engine, func, select
 
 from monitor.config import Settings
 from monitor.daemon import Daemon
+from monitor.feeds.hl7.simulated import SimulatedFeed
 from monitor.feeds.mllp import frame
-from monitor.simulator import SimulatedFeed
 from monitor.store.database import make_engine, upgrade
 from monitor.store.schema import exams, messages
 from tests.monitor.hl7_messages import siu

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from monitor.simulator import SimulatedFeed
+from monitor.feeds.hl7.simulated import SimulatedFeed
 from monitor.store.database import make_engine
 from monitor.store.schema import messages
 

@@ -17,7 +17,7 @@ from monitor.config import Settings
 from monitor.demo import load_examples
 from monitor.evaluation import evaluate_all
 from monitor.feeds.hl7.mapping import MappingSettings, to_events
-from monitor.simulator import SimulatedFeed
+from monitor.feeds.hl7.simulated import SimulatedFeed
 from monitor.store.database import make_engine, upgrade
 from monitor.store.findings import list_findings
 from monitor.store.schema import exams, messages

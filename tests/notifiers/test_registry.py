@@ -50,9 +50,9 @@ def test_channels_are_imported_only_when_first_used() -> None:
         ("webhook:teams", "webhook 'teams' is not configured"),
     ],
 )
-def test_unusable_addresses_are_permanent_errors(address: str, message: str) -> None:
+def test_unusable_addresses_are_permanent_errors(address: str, message: str, renderer: Renderer) -> None:
     with pytest.raises(NotifierError, match=re.escape(message)) as caught:
-        notifier_for(address, Settings(), environ={})
+        notifier_for(address, Settings(), renderer=renderer, environ={})
     assert caught.value.permanent
 
 
@@ -66,8 +66,8 @@ def test_slack_needs_its_token_from_the_environment(renderer: Renderer) -> None:
     assert isinstance(notifier, SlackNotifier)
 
 
-def test_console_needs_no_settings() -> None:
-    assert isinstance(notifier_for("console:", Settings(), environ={}), ConsoleNotifier)
+def test_console_needs_no_settings(renderer: Renderer) -> None:
+    assert isinstance(notifier_for("console:", Settings(), renderer=renderer, environ={}), ConsoleNotifier)
 
 
 def test_chat_and_webhooks_cannot_be_configured_for_full_phi(tmp_path: Path) -> None:

@@ -9,8 +9,8 @@ import pytest
 from sqlalchemy import Engine
 
 from monitor.config import FhirSettings, Settings
+from monitor.dispatch.fhir_poll import poll_and_evaluate
 from monitor.evaluation import Evaluator, evaluate_all
-from monitor.feeds.fhir.job import poll_and_evaluate
 from monitor.store.database import make_engine
 from tests.monitor.feeds.fhir_fixtures import MRN_SYSTEM, appointment, location, patient
 from tests.monitor.feeds.fhir_server import FhirTestServer

@@ -8,9 +8,9 @@ from pathlib import Path
 
 from sqlalchemy import Engine
 
+from monitor.commands.ingest import ingest_files
 from monitor.config import Settings
 from monitor.evaluation import evaluate_all
-from monitor.ingest import ingest_files
 from monitor.store.accounts import Role, add_user
 from tests.monitor.hl7_messages import siu
 from tests.monitor.trial_setup import NOW, load_examples

@@ -10,11 +10,11 @@ from pathlib import Path
 
 from fastapi.testclient import TestClient
 
+from monitor.commands.ingest import ingest_files
 from monitor.evaluation import evaluate_all
-from monitor.ingest import ingest_files
 from monitor.web import create_app
-from monitor.web.app import Web
 from monitor.web.cache import PageCache
+from monitor.web.context import Web
 from tests.monitor.hl7_messages import siu
 from tests.monitor.trial_setup import NOW
 from tests.monitor.web.conftest import Site, csrf_in

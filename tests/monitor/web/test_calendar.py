@@ -15,9 +15,9 @@ from fastapi.testclient import TestClient
 from icalendar import Calendar, Event
 from sqlalchemy import select
 
+from monitor.commands.ingest import ingest_files
 from monitor.config import NotificationSettings
 from monitor.evaluation import evaluate_all
-from monitor.ingest import ingest_files
 from monitor.store.schema import calendar_tokens, exams
 from monitor.web import create_app
 from tests.monitor.hl7_messages import BIRTH_DATE, MRN, PATIENT_NAME, siu

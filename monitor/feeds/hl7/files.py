@@ -1,10 +1,11 @@
-"""``hiro-monitor ingest``: replay HL7 files through the listener's own code path.
+"""HL7 files: replayed through the listener's own code path (``hiro-monitor ingest``).
 
 Files are streamed (memory stays flat for any size) and split into messages by
 :func:`monitor.feeds.hl7.batches.iter_messages`; batches go through
 :meth:`monitor.feeds.hl7.intake.Intake.receive_batch` exactly as MLLP traffic does, so a replay is
 idempotent: a message seen before is a duplicate and changes nothing. After each batch the
-enrolments of the batch's patients are re-evaluated (a failure there is logged, never fatal).
+``after_batch`` hook gets the exams the batch changed (the command re-evaluates their
+enrolments there, as the MLLP writer's hook does; a failure there is the hook's to log).
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeR
 from sqlalchemy import Engine
 
 from monitor.config import Settings
-from monitor.evaluation import Evaluator
 from monitor.feeds.hl7.batches import iter_messages
 from monitor.feeds.hl7.intake import Arrival, Intake, Receipt
 from monitor.feeds.hl7.mapping import MappingSettings
@@ -52,7 +52,7 @@ def _chunks(items: Iterable[bytes], size: int) -> Iterator[list[bytes]]:
         yield chunk
 
 
-def ingest_files(
+def replay_files(
     engine: Engine,
     settings: Settings,
     files: Iterable[Path],
@@ -60,10 +60,10 @@ def ingest_files(
     batch: int = 500,
     progress: bool = True,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    after_batch: Callable[[list[int], datetime], object] | None = None,
 ) -> IngestSummary:
     """Ingest every message of ``files`` in order; returns counts by outcome and reasons."""
     intake = Intake(engine, MappingSettings.from_settings(settings.hl7), clock=clock)
-    evaluator = Evaluator(engine, settings)
     summary = IngestSummary()
     paths = list(files)
     bar = Progress(
@@ -83,7 +83,8 @@ def ingest_files(
                     receipts = intake.receive_batch([Arrival(raw, peer=f"file:{path.name}") for raw in chunk])
                     for receipt in receipts:
                         summary.add(receipt)
-                    evaluator.observe_exams([i for receipt in receipts for i in receipt.exam_ids], clock())
+                    if after_batch is not None:
+                        after_batch([i for receipt in receipts for i in receipt.exam_ids], clock())
                     with contextlib.suppress(OSError, ValueError):
                         bar.update(task, completed=done_before + stream.tell())
                 bar.update(task, completed=done_before + path.stat().st_size)
