@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 from sqlalchemy import Engine
 
+from monitor.clock import SYSTEM_CLOCK
 from monitor.config import Settings
 from monitor.evaluation import Evaluator
 from monitor.feeds.hl7.files import IngestSummary, replay_files
@@ -22,7 +23,7 @@ def ingest_files(
     *,
     batch: int = 500,
     progress: bool = True,
-    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    clock: Callable[[], datetime] = SYSTEM_CLOCK,
 ) -> IngestSummary:
     """Replay ``files`` (:func:`monitor.feeds.hl7.files.replay_files`); after each batch the
     enrolments of its patients are re-evaluated (a failure there is logged, never fatal)."""

@@ -8,7 +8,7 @@
 - :mod:`monitor.store.outbox.claims`: claiming due rows atomically and recording outcomes.
 - :mod:`monitor.dispatch.dispatcher`: sending claimed rows through the notifiers on worker
   threads, paced per address, checked before any resend; retries and backoff.
-- :mod:`monitor.dispatch.threads`: messages about one exam: which earlier message a new one
+- :mod:`monitor.dispatch.followups`: messages about one exam: which earlier message a new one
   updates (a reschedule, a cancellation) and what it says changed.
 - :mod:`monitor.dispatch.scheduler`: the APScheduler jobs of ``hiro-monitor run``.
 """

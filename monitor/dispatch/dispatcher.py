@@ -47,20 +47,22 @@ import random
 import threading
 import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine
 
+from monitor.clock import SYSTEM_CLOCK
 from monitor.config import Settings
 from monitor.dispatch.content import ContentBuilder
-from monitor.dispatch.threads import RATE_LIMITED, against_history, error_code
+from monitor.dispatch.followups import RATE_LIMITED, against_history, error_code
 from monitor.render import Renderer
 from monitor.store.outbox.claims import Claims
 from monitor.store.outbox.planning import digest_day
+from monitor.threads import dispatch_pool
 from notifiers import Notifier, NotifierError, notifier_class, notifier_for
 from notifiers.base import AlertContent, Audience, Content, Delivery, MessageKind, Notification, parse_address
 from notifiers.compose import headline, text_body
@@ -97,10 +99,6 @@ class _Lane:
         return max(1, math.ceil(3 / self.interval)) if self.interval else _UNPACED_BATCH
 
 
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
 class Dispatcher:
     """Sends due outbox rows of one store. Thread-safe; ``close`` before dropping it."""
 
@@ -111,7 +109,7 @@ class Dispatcher:
         *,
         renderer: Renderer | None = None,
         environ: Mapping[str, str] | None = None,
-        clock: Callable[[], datetime] = _utc_now,
+        clock: Callable[[], datetime] = SYSTEM_CLOCK,
         notifiers: Mapping[str, Notifier] | None = None,
         owner: str | None = None,
     ) -> None:
@@ -128,7 +126,7 @@ class Dispatcher:
         self._lock = threading.Lock()
         self._local = threading.local()
         self._stopping = threading.Event()
-        self._pool = ThreadPoolExecutor(settings.dispatch.workers, thread_name_prefix="hiro-dispatch")
+        self._pool = dispatch_pool(settings.dispatch.workers)
 
     # -- entry points --------------------------------------------------------------------
 

@@ -8,10 +8,11 @@ each batch. A failed re-evaluation is logged (by type, no PHI) and never fails t
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import Engine
 
+from monitor.clock import SYSTEM_CLOCK
 from monitor.config import Settings
 from monitor.evaluation import Evaluator
 from monitor.feeds.fhir.poller import PollResult, poll_once
@@ -23,7 +24,7 @@ def poll_and_evaluate(
     settings: Settings,
     evaluator: Evaluator,
     *,
-    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    clock: Callable[[], datetime] = SYSTEM_CLOCK,
 ) -> PollResult:
     """Poll ``settings.fhir`` once, then re-evaluate what changed. Raises as :func:`poll_once`."""
     with engine.connect() as conn:

@@ -52,7 +52,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -63,13 +63,13 @@ from apscheduler.events import (  # type: ignore[import-untyped]
     JobEvent,
     JobExecutionEvent,
 )
-from apscheduler.executors.pool import ThreadPoolExecutor  # type: ignore[import-untyped]
 from apscheduler.schedulers.background import BackgroundScheduler  # type: ignore[import-untyped]
 from apscheduler.schedulers.base import STATE_PAUSED, STATE_RUNNING  # type: ignore[import-untyped]
 from apscheduler.triggers.cron import CronTrigger  # type: ignore[import-untyped]
 from apscheduler.triggers.interval import IntervalTrigger  # type: ignore[import-untyped]
 from sqlalchemy import Engine
 
+from monitor.clock import SYSTEM_CLOCK
 from monitor.config import Settings
 from monitor.dispatch.content import ContentBuilder
 from monitor.dispatch.dispatcher import Dispatcher
@@ -80,16 +80,13 @@ from monitor.store.leader import LeaderLock
 from monitor.store.messages import purge_payloads
 from monitor.store.outbox.planning import plan_digests
 from monitor.store.registry.protocols import ProtocolCatalogue
+from monitor.threads import scheduler_executor
 
 __all__ = ["JobScheduler"]
 
 log = logging.getLogger("monitor.scheduler")
 
 JOB_STALL_SECONDS = 3600.0  # a run longer than this (or four intervals) is reported stalled
-
-
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 class JobScheduler:
@@ -101,7 +98,7 @@ class JobScheduler:
         settings: Settings,
         *,
         dispatcher: Dispatcher | None = None,
-        clock: Callable[[], datetime] = _utc_now,
+        clock: Callable[[], datetime] = SYSTEM_CLOCK,
         speed: float = 1.0,
         leader: LeaderLock | None = None,
         metrics: JobMetrics | None = None,
@@ -122,7 +119,7 @@ class JobScheduler:
         self._catalogue = ProtocolCatalogue()
         self.scheduler = BackgroundScheduler(
             timezone=self.zone,
-            executors={"default": ThreadPoolExecutor(4)},
+            executors={"default": scheduler_executor()},
             job_defaults={"max_instances": 1, "coalesce": True},
         )
         self.scheduler.add_listener(self._missed, EVENT_JOB_MISSED)
@@ -164,7 +161,7 @@ class JobScheduler:
 
     def start(self) -> None:
         """Start the jobs; evaluation, purge, the FHIR poll and a missed digest of today run now."""
-        now = datetime.now(self.zone)
+        now = SYSTEM_CLOCK().astimezone(self.zone)  # APScheduler keeps real time
         catch_up = ["evaluate", "purge", "fhir_poll"]
         if self.settings.scheduler.digest_enabled and now.hour >= self.settings.scheduler.digest_hour:
             catch_up.append("digest")
@@ -197,7 +194,7 @@ class JobScheduler:
         try:
             job = self.scheduler.get_job("dispatch") if self.scheduler.running else None
             if job is not None:
-                job.modify(next_run_time=datetime.now(self.zone))
+                job.modify(next_run_time=SYSTEM_CLOCK().astimezone(self.zone))
         except Exception as exc:
             log.debug("bringing dispatch forward failed (%s)", type(exc).__name__)
 
@@ -228,7 +225,7 @@ class JobScheduler:
 
     def _missed(self, event: JobExecutionEvent) -> None:
         self._record(event.job_id, "missed")
-        late = datetime.now(UTC) - event.scheduled_run_time
+        late = SYSTEM_CLOCK() - event.scheduled_run_time
         level = logging.DEBUG if event.job_id == "dispatch" else logging.WARNING
         log.log(
             level, "job %s missed its run at %s (late by %s)", event.job_id, event.scheduled_run_time, late

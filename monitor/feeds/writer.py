@@ -13,7 +13,6 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
@@ -21,6 +20,7 @@ from monitor.feeds.hl7.ack import build_ack
 from monitor.feeds.hl7.intake import UNAVAILABLE, Arrival, Intake, Receipt
 from monitor.logs import where
 from monitor.runtime import Liveness
+from monitor.threads import feed_writer_thread
 
 log = logging.getLogger("monitor.feeds.writer")
 
@@ -68,7 +68,7 @@ class FeedWriter:
         self.answer_ar_when_down = answer_ar_when_down
         # None is the stop mark that close() queues behind everything submitted before it.
         self._queue: asyncio.Queue[tuple[Arrival, asyncio.Future[Receipt]] | None] = asyncio.Queue()
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"writer-{intake.feed}")
+        self._thread = feed_writer_thread(intake.feed)
         self._task: asyncio.Task[None] | None = None
         self._busy_since: float | None = None  # time.monotonic() of the call on the thread
 

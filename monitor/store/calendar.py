@@ -22,6 +22,7 @@ from typing import Any
 from sqlalchemy import Connection, insert, select, update
 
 from monitor.store.accounts import Role, find_user
+from monitor.store.dashboard import research_exam_fields
 from monitor.store.findings import OPEN
 from monitor.store.schema import calendar_tokens, exams, findings, occurrences
 from rules import OccurrenceStatus
@@ -238,17 +239,9 @@ def feed_exams(conn: Connection, trials: Collection[str], start: datetime, end: 
 
 def _feed_exam(row: Any, link_status: str) -> FeedExam:
     return FeedExam(
-        exam_id=int(row.id),
-        trial=row.trial,
-        subject=row.subject,
-        timepoint=row.label or "",
-        start=row.start_at,
+        **research_exam_fields(row),
         duration_minutes=row.duration_minutes,
         exam_status=row.status,
-        modality=row.modality or "",
-        room=row.location or "",
-        window_start=row.window_start,
-        window_end=row.window_end,
         link_status=link_status,
         open_kinds=(),
         updated_at=row.updated_at,

@@ -69,6 +69,22 @@ class UpcomingExam:
     alerts: tuple[tuple[str, int], ...] = ()  # (outbox status, how many) of its notifications
 
 
+def research_exam_fields(row: Any) -> dict[str, Any]:
+    """What every list of research exams shows of one, from a row of ``exams`` joined to the
+    occurrence or finding that links it to a trial (``label`` the timepoint's)."""
+    return {
+        "exam_id": int(row.id),
+        "start": row.start_at,
+        "trial": row.trial,
+        "subject": row.subject,
+        "timepoint": row.label or "",
+        "window_start": row.window_start,
+        "window_end": row.window_end,
+        "modality": row.modality or "",
+        "room": row.location or "",
+    }
+
+
 def upcoming_exams(
     conn: Connection,
     user: User,
@@ -127,16 +143,8 @@ def upcoming_exams(
             continue
         found.append(
             UpcomingExam(
-                exam_id=row.id,
-                start=row.start_at,
-                trial=row.trial,
-                subject=row.subject,
-                timepoint=row.label or "",
-                window_start=row.window_start,
-                window_end=row.window_end,
+                **research_exam_fields(row),
                 status=row.status,
-                modality=row.modality or "",
-                room=row.location or "",
                 procedure=row.procedure_text or row.procedure_code or "",
                 order_ok="wrong_orderable" not in kinds,
                 problems=kinds,

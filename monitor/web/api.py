@@ -7,13 +7,14 @@ the MRN only for admins and coordinators; findings and enrolments never carry on
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from datetime import datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from sqlalchemy import Connection
 
-from monitor.store.accounts import Role, Session, record_audit
+from monitor.store.accounts import Role, Session, User, record_audit
 from monitor.store.dashboard import (
     scoped_enrolments,
     scoped_findings,
@@ -32,6 +33,7 @@ from monitor.web.security import ObjectId, client_address
 router = APIRouter(prefix="/api", tags=["api"])
 OFFICE = (Role.ADMIN, Role.COORDINATOR, Role.VIEWER)
 Json = dict[str, Any]
+T = TypeVar("T")
 
 
 def _iso(value: Any) -> Any:
@@ -40,6 +42,24 @@ def _iso(value: Any) -> Any:
 
 def _row(row: Any, drop: tuple[str, ...] = ()) -> Json:
     return {k: _iso(v) for k, v in row._mapping.items() if k not in drop}
+
+
+def _visible(
+    request: Request,
+    session: Session,
+    kind: str,
+    ident: int,
+    lookup: Callable[[Connection, User, int], T | None],
+) -> T:
+    """The object ``lookup`` finds for the account, audited as viewed; 404 when it does not
+    exist or is out of the account's scope (the two are never told apart)."""
+    web = web_of(request)
+    with web.engine.connect() as conn:
+        found = lookup(conn, session.user, ident)
+    if found is None:
+        raise HTTPException(status_code=404)
+    _audit(request, session, kind, ident)
+    return found
 
 
 def _audit(request: Request, session: Session, kind: str, ident: Any = "") -> None:
@@ -70,14 +90,8 @@ def exams(
 
 @router.get("/exams/{exam_id}", summary="One research exam")
 def exam(request: Request, exam_id: ObjectId, session: Annotated[Session, Depends(signed_in)]) -> Json:
-    web = web_of(request)
-    with web.engine.connect() as conn:
-        found = visible_exam(conn, session.user, exam_id)
-    if found is None:
-        raise HTTPException(status_code=404)
-    row, links = found
+    row, links = _visible(request, session, "exam", exam_id, visible_exam)
     drop = ("patient_ids", "extra") if session.user.sees_mrn else ("mrn", "patient_ids", "extra")
-    _audit(request, session, "exam", exam_id)
     return {**_row(row, drop), "trials": sorted(links.trials)}
 
 
@@ -135,13 +149,7 @@ def findings(
 
 @router.get("/findings/{finding_id}", summary="One finding")
 def finding(request: Request, finding_id: ObjectId, session: Annotated[Session, Depends(signed_in)]) -> Json:
-    web = web_of(request)
-    with web.engine.connect() as conn:
-        row = visible_finding(conn, session.user, finding_id)
-    if row is None:
-        raise HTTPException(status_code=404)
-    _audit(request, session, "finding", finding_id)
-    return _row(row)
+    return _row(_visible(request, session, "finding", finding_id, visible_finding))
 
 
 @router.get("/trials", summary="Trials and the protocol version in force")
@@ -196,10 +204,4 @@ def enrolments(
 def enrolment(
     request: Request, enrolment_id: ObjectId, session: Annotated[Session, Depends(require(*OFFICE))]
 ) -> Json:
-    web = web_of(request)
-    with web.engine.connect() as conn:
-        row = visible_enrolment(conn, session.user, enrolment_id)
-    if row is None:
-        raise HTTPException(status_code=404)
-    _audit(request, session, "enrolment", enrolment_id)
-    return _row(row)
+    return _row(_visible(request, session, "enrolment", enrolment_id, visible_enrolment))

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import datetime
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,6 +24,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Engine
 
+from monitor.clock import SYSTEM_CLOCK
 from monitor.config import Settings, WebSettings
 from monitor.render import Renderer
 from monitor.runtime import Runtime
@@ -37,10 +38,6 @@ if TYPE_CHECKING:
     import uvicorn
 
 __all__ = ["EmbeddedWeb", "create_app", "serve", "uvicorn_config"]
-
-
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 def _static_dir() -> Path:
@@ -59,7 +56,7 @@ def create_app(
     ``runtime`` is the hosting daemon's (``hiro-monitor run``): ``/healthz`` then checks its
     listener, writer and scheduler, and ``/metrics`` adds its ACK latency and job counters.
     """
-    now = clock or _utc_now
+    now = clock or SYSTEM_CLOCK
     app = FastAPI(
         title="hiro-monitor",
         description="Research imaging compliance: exams, findings, trials and enrolments.",

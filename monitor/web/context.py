@@ -7,6 +7,7 @@ module; :mod:`monitor.web.app` builds the :class:`Web` and mounts the routes.
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -20,6 +21,7 @@ from monitor.render import Renderer
 from monitor.runtime import Runtime
 from monitor.store.accounts import Role, Session
 from monitor.store.registry.protocols import ProtocolCatalogue
+from monitor.threads import store_probe_pool
 from monitor.web.cache import PageCache
 from monitor.web.security import Forbidden, Gate
 
@@ -38,6 +40,7 @@ class Web:
     catalogue: ProtocolCatalogue  # parsed protocols in force, kept across requests
     runtime: Runtime | None = None  # the hosting daemon's probes and metrics; None: dashboard alone
     cache: PageCache = field(default_factory=lambda: PageCache(0))  # parts of the busiest pages
+    probes: Executor = field(default_factory=store_probe_pool)  # /healthz's store probe
 
     def page(
         self, request: Request, session: Session | None, name: str, context: dict[str, Any], status: int = 200

@@ -40,7 +40,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor
 from concurrent.futures import TimeoutError as FutureTimeout
 from datetime import datetime
 
@@ -79,8 +79,6 @@ def metric_type(message_type: str | None) -> str:
 
 
 STORE_PROBE_SECONDS = 3.0
-# Store probes run here so /healthz can stop waiting; a few threads, for probes still hung.
-_PROBES = ThreadPoolExecutor(max_workers=4, thread_name_prefix="healthz-store")
 
 
 class StoreCollector(Collector):
@@ -171,11 +169,11 @@ class _DaemonMetrics(Collector):
         yield from self.registry.collect()
 
 
-def _store_status(engine: Engine) -> dict[str, str]:
+def _store_status(engine: Engine, probes: Executor) -> dict[str, str]:
     """``SELECT 1`` within :data:`STORE_PROBE_SECONDS`: a server that hangs instead of
     refusing (a stuck failover, a full pool) must not hang the check the load balancer and
     the monitoring wait on. The probe's thread is left to finish on its own."""
-    future = _PROBES.submit(ping, engine)
+    future = probes.submit(ping, engine)
     try:
         future.result(timeout=STORE_PROBE_SECONDS)
     except FutureTimeout:
@@ -185,9 +183,9 @@ def _store_status(engine: Engine) -> dict[str, str]:
     return {"status": "ok"}
 
 
-def component_status(engine: Engine, runtime: Runtime | None) -> dict[str, dict[str, str]]:
+def component_status(engine: Engine, runtime: Runtime | None, probes: Executor) -> dict[str, dict[str, str]]:
     """Each component's ``status`` (and ``detail``); a probe that raises counts as down."""
-    found: dict[str, dict[str, str]] = {"database": _store_status(engine)}
+    found: dict[str, dict[str, str]] = {"database": _store_status(engine, probes)}
     watched = runtime.watched if runtime is not None else {}
     for component in COMPONENTS:
         if component not in watched:
@@ -212,7 +210,7 @@ def component_status(engine: Engine, runtime: Runtime | None) -> dict[str, dict[
 def healthz(request: Request) -> Response:
     """200 when every component of this process is up, 503 naming the ones that are not."""
     web = request.app.state.web
-    components = component_status(web.engine, web.runtime)
+    components = component_status(web.engine, web.runtime, web.probes)
     failing = [name for name, state in components.items() if state["status"] == "down"]
     body = {"status": "unavailable" if failing else "ok", "failing": failing, "components": components}
     return JSONResponse(body, status_code=503 if failing else 200)

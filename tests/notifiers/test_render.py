@@ -6,7 +6,6 @@ Regenerate the golden files after a deliberate template change with
 
 from __future__ import annotations
 
-import os
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -17,17 +16,17 @@ from monitor.config import Settings
 from monitor.render import Renderer
 from notifiers import MessageKind, NotifierError, PhiPolicy
 from notifiers.compose import headline, html_body, render_sheet, sheet_template, text_body
+from tests import golden
 from tests.notifiers.conftest import MRN, MakeNotification, alert_content, assert_no_phi, digest_content
 
 GOLDEN = Path(__file__).parent / "golden"
 
 
+DEFAULT_SHEET = GOLDEN / "instructions_default.html"
+
+
 def check_golden(name: str, actual: str) -> None:
-    path = GOLDEN / name
-    if os.environ.get("HIRO_UPDATE_GOLDEN"):
-        path.write_text(actual, encoding="utf-8")
-    assert path.exists(), f"{path} missing: run with HIRO_UPDATE_GOLDEN=1 once and review it"
-    assert actual == path.read_text(encoding="utf-8")
+    golden.check_golden(GOLDEN / name, actual)
 
 
 def test_default_instruction_sheet_matches_its_golden_file(renderer: Renderer) -> None:
@@ -40,7 +39,7 @@ def test_trial_sheet_extends_the_default_with_the_imaging_manual(renderer: Rende
     content = alert_content(instructions_template="onc-2101-ct.html")
     assert sheet_template(content) == "instructions/onc-2101-ct.html"
     sheet = render_sheet(renderer, content, PhiPolicy.LIMITED)
-    check_golden("instructions_onc-2101-ct.html", sheet)
+    golden.check_golden_difference(GOLDEN / "instructions_onc-2101-ct.diff", DEFAULT_SHEET, sheet)
     assert "RECIST 1.1" in sheet and "Slice thickness &lt;= 5 mm" in sheet
 
 

@@ -34,6 +34,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
+from monitor.clock import SYSTEM_CLOCK
 from monitor.config import ConfigError, FhirSettings, Settings
 from monitor.events import Rejection, ScheduleEvent
 from monitor.feeds.fhir.bundle import MalformedJson, Page, Problem, Resource, relative_key
@@ -93,7 +94,7 @@ def poll_once(
     patients: Callable[[], Sequence[str]] | None = None,
     *,
     client: FhirClient | None = None,
-    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    clock: Callable[[], datetime] = SYSTEM_CLOCK,
 ) -> PollResult:
     """Run one poll of ``settings.fhir`` and record it in ``feed_polls``; see the module doc.
 

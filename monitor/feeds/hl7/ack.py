@@ -23,9 +23,10 @@ Choices in :func:`build_ack`:
 from __future__ import annotations
 
 import hashlib
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Literal
 
+from monitor.clock import SYSTEM_CLOCK
 from monitor.feeds.hl7.message import MLLP_BYTES, Unprocessable, check_encoding_characters, decode
 from monitor.feeds.hl7.timestamps import format_ts
 
@@ -144,7 +145,7 @@ def build_ack(
     """
     if code not in ("AA", "AE", "AR"):
         raise ValueError(f"ACK code must be AA, AE or AR, not {code!r}")
-    moment = now if now is not None else datetime.now(UTC)
+    moment = now if now is not None else SYSTEM_CLOCK()
     if moment.utcoffset() is None:
         raise ValueError("build_ack needs a timezone-aware 'now'")
     line = _msh_line(raw)

@@ -14,12 +14,13 @@ import contextlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 from sqlalchemy import Engine
 
+from monitor.clock import SYSTEM_CLOCK
 from monitor.config import Settings
 from monitor.feeds.hl7.batches import iter_messages
 from monitor.feeds.hl7.intake import Arrival, Intake, Receipt
@@ -59,7 +60,7 @@ def replay_files(
     *,
     batch: int = 500,
     progress: bool = True,
-    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    clock: Callable[[], datetime] = SYSTEM_CLOCK,
     after_batch: Callable[[list[int], datetime], object] | None = None,
 ) -> IngestSummary:
     """Ingest every message of ``files`` in order; returns counts by outcome and reasons."""

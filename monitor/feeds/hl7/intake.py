@@ -31,13 +31,14 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Literal
 
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError, SQLAlchemyError
 
+from monitor.clock import SYSTEM_CLOCK
 from monitor.events import Rejection, ScheduleEvent
 from monitor.feeds.hl7.ack import build_ack, message_key, message_type
 from monitor.feeds.hl7.mapping import MappingSettings, to_events
@@ -66,7 +67,7 @@ class Arrival:
 
     raw: bytes
     peer: str = ""
-    received_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    received_at: datetime | None = None  # None: the intake's clock when it is stored
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,7 +124,7 @@ class Intake:
         mapping: MappingSettings,
         *,
         store_raw_first: bool = False,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        clock: Callable[[], datetime] = SYSTEM_CLOCK,
     ) -> None:
         self.engine = engine
         self.mapping = mapping
@@ -203,7 +204,7 @@ class Intake:
         arrival = stored.arrival
         return NewMessage(
             feed=self.feed,
-            received_at=arrival.received_at,
+            received_at=arrival.received_at or self.clock(),
             payload=arrival.raw,
             body_digest=stored.digest,
             outcome=receipt.outcome,

@@ -32,18 +32,7 @@ from datetime import datetime, tzinfo
 from typing import TYPE_CHECKING
 
 from monitor.events import EventKind, ScheduleEvent
-from monitor.feeds.hl7.common import (
-    choose_mrn,
-    comments,
-    cti_studies,
-    message_time,
-    minutes_from,
-    modality,
-    patient_identifiers,
-    status_kind,
-    timestamp,
-    tq_duration,
-)
+from monitor.feeds.hl7 import common
 from monitor.feeds.hl7.message import Message, Segment, Unprocessable
 
 if TYPE_CHECKING:
@@ -80,9 +69,9 @@ def map_orders(msg: Message, settings: MappingSettings, trigger: str) -> list[Sc
     shared_notes, groups = _groups(msg)
     if not groups:
         raise Unprocessable(f"{trigger} without ORC/OBR segments (required segment missing)", "100")
-    patient_ids = patient_identifiers(pid)
-    mrn = choose_mrn(patient_ids, settings.mrn_authorities, settings.mrn_type_codes)
-    recorded = message_time(msg, settings.zone)
+    patient_ids = common.patient_identifiers(pid)
+    mrn = common.choose_mrn(patient_ids, settings.mrn_authorities, settings.mrn_type_codes)
+    recorded = common.message_time(msg, settings.zone)
     events: list[ScheduleEvent] = []
     skipped: list[str] = []
     for group in groups:
@@ -96,7 +85,7 @@ def map_orders(msg: Message, settings: MappingSettings, trigger: str) -> list[Sc
             extra["orders_in_message"] = str(len(groups))
         if msg.z_segments:
             extra["z_segments"] = "\r".join(msg.z_segments)
-        study = cti_studies(iter(group.trials))
+        study = common.cti_studies(iter(group.trials))
         if study:
             extra["cti_study"] = study
         if group.obr is not None and group.obr.get(24):
@@ -121,10 +110,10 @@ def map_orders(msg: Message, settings: MappingSettings, trigger: str) -> list[Sc
                 procedure_code=code or None,
                 procedure_text=text or None,
                 procedure_system=system or None,
-                modality=modality(group.ipc, group.obr),
+                modality=common.modality(group.ipc, group.obr),
                 start=_start(group, settings.zone),
                 duration_minutes=_duration(group),
-                comments=comments(iter([*shared_notes, *group.notes])),
+                comments=common.comments(iter([*shared_notes, *group.notes])),
                 extra=extra,
                 event_time=recorded,
             )
@@ -162,7 +151,7 @@ def _groups(msg: Message) -> tuple[list[Segment], list[_Group]]:
 def _kind(group: _Group, settings: MappingSettings) -> EventKind | None:
     if group.orc is None:
         return None
-    status = status_kind(settings.status_codes, group.orc, 5)
+    status = common.status_kind(settings.status_codes, group.orc, 5)
     if status in STATUS_OVERRIDES:
         return status
     return ORDER_CONTROL.get(group.orc.get(1).upper())
@@ -194,19 +183,21 @@ def _start(group: _Group, zone: tzinfo) -> datetime | None:
     candidates = ((obr, 36, 1), (tq1, 7, 1), (obr, 27, 4), (orc, 7, 4))
     for seg, field_no, component in candidates:
         if seg is not None and seg.get(field_no, component):
-            return timestamp(seg, field_no, component, zone)
+            return common.timestamp(seg, field_no, component, zone)
     return None
 
 
 def _duration(group: _Group) -> int | None:
     if group.tq1 is not None:
         for field_no in (13, 6):
-            found = minutes_from(group.tq1.get(field_no, 1), group.tq1.get(field_no, 2), f"TQ1-{field_no}")
+            found = common.minutes_from(
+                group.tq1.get(field_no, 1), group.tq1.get(field_no, 2), f"TQ1-{field_no}"
+            )
             if found:
                 return found
     for seg in (group.obr, group.orc):
         if seg is not None:
-            found = tq_duration(seg.get(27 if seg.name == "OBR" else 7, 3))
+            found = common.tq_duration(seg.get(27 if seg.name == "OBR" else 7, 3))
             if found:
                 return found
     return None

@@ -31,18 +31,7 @@ from datetime import datetime, tzinfo
 from typing import TYPE_CHECKING
 
 from monitor.events import EventKind, ScheduleEvent
-from monitor.feeds.hl7.common import (
-    choose_mrn,
-    comments,
-    cti_studies,
-    message_time,
-    minutes_from,
-    modality,
-    patient_identifiers,
-    status_kind,
-    timestamp,
-    tq_duration,
-)
+from monitor.feeds.hl7 import common
 from monitor.feeds.hl7.message import Message, Segment, Unprocessable
 
 if TYPE_CHECKING:
@@ -91,7 +80,7 @@ def map_siu(msg: Message, settings: MappingSettings, trigger: str, extra: dict[s
 
     services = list(msg.all("AIS"))
     kind = _kind(settings, sch, trigger)
-    patient_ids = patient_identifiers(pid)
+    patient_ids = common.patient_identifiers(pid)
     zone = settings.zone
     start = _start(msg, sch, services, zone)
     procedure = _procedure(sch, services)
@@ -99,7 +88,7 @@ def map_siu(msg: Message, settings: MappingSettings, trigger: str, extra: dict[s
         extra["services"] = "~".join(s.get(3) for s in services)
     if msg.z_segments:
         extra["z_segments"] = "\r".join(msg.z_segments)
-    study = cti_studies(msg.all("CTI"))
+    study = common.cti_studies(msg.all("CTI"))
     if study:
         extra["cti_study"] = study
     ipc, obr = msg.first("IPC"), msg.first("OBR")
@@ -110,20 +99,20 @@ def map_siu(msg: Message, settings: MappingSettings, trigger: str, extra: dict[s
         trigger=f"SIU^{trigger}",
         status_code=sch.raw(25),
         patient_ids=patient_ids,
-        mrn=choose_mrn(patient_ids, settings.mrn_authorities, settings.mrn_type_codes),
+        mrn=common.choose_mrn(patient_ids, settings.mrn_authorities, settings.mrn_type_codes),
         accession=(ipc.get(1) if ipc else "") or sch.get(27) or None,
         order_number=sch.get(26) or None,
         procedure_code=procedure[0] or None,
         procedure_text=procedure[1] or None,
         procedure_system=procedure[2] or None,
-        modality=modality(ipc, obr, [*msg.all("AIG"), *msg.all("AIL")]),
+        modality=common.modality(ipc, obr, [*msg.all("AIG"), *msg.all("AIL")]),
         start=start,
         duration_minutes=_duration(sch, services, msg.first("TQ1"), zone),
         location=_location(msg),
         resources=_resources(msg),
-        comments=comments(msg.all("NTE")),
+        comments=common.comments(msg.all("NTE")),
         extra=extra,
-        event_time=message_time(msg, zone),
+        event_time=common.message_time(msg, zone),
     )
 
 
@@ -142,7 +131,7 @@ def _appointment_id(sch: Segment, pv1: Segment | None) -> str:
 
 
 def _kind(settings: MappingSettings, sch: Segment, trigger: str) -> EventKind:
-    status = status_kind(settings.status_codes, sch, 25)
+    status = common.status_kind(settings.status_codes, sch, 25)
     kind = TRIGGERS[trigger]
     if status is not None and status in STATUS_OVERRIDES.get(kind, frozenset()):
         return status
@@ -152,42 +141,42 @@ def _kind(settings: MappingSettings, sch: Segment, trigger: str) -> EventKind:
 def _start(msg: Message, sch: Segment, services: list[Segment], zone: tzinfo) -> datetime | None:
     for ais in services:
         if ais.get(4):
-            return timestamp(ais, 4, 1, zone)
+            return common.timestamp(ais, 4, 1, zone)
     tq1 = msg.first("TQ1")
     if tq1 is not None and tq1.get(7):
-        return timestamp(tq1, 7, 1, zone)
+        return common.timestamp(tq1, 7, 1, zone)
     if sch.get(11, 4):
-        return timestamp(sch, 11, 4, zone)
+        return common.timestamp(sch, 11, 4, zone)
     for name, field in (("AIL", 6), ("AIG", 8), ("AIP", 6)):
         for seg in msg.all(name):
             if seg.get(field):
-                return timestamp(seg, field, 1, zone)
+                return common.timestamp(seg, field, 1, zone)
     return None
 
 
 def _duration(sch: Segment, services: list[Segment], tq1: Segment | None, zone: tzinfo) -> int | None:
     timed = next((ais for ais in services if ais.get(7)), None)
     if timed is not None:  # the first AIS with a duration; unknown units fall through to SCH-9
-        found = minutes_from(timed.get(7), timed.get(8), "AIS-7")
+        found = common.minutes_from(timed.get(7), timed.get(8), "AIS-7")
         if found:
             return found
-    found = minutes_from(sch.get(9), sch.get(10), "SCH-9")
+    found = common.minutes_from(sch.get(9), sch.get(10), "SCH-9")
     if found:
         return found
     if tq1 is not None:
         for field in (13, 6):  # occurrence duration, service duration (CQ: quantity^units)
-            found = minutes_from(tq1.get(field, 1), tq1.get(field, 2), f"TQ1-{field}")
+            found = common.minutes_from(tq1.get(field, 1), tq1.get(field, 2), f"TQ1-{field}")
             if found:
                 return found
-    found = tq_duration(sch.get(11, 3))
+    found = common.tq_duration(sch.get(11, 3))
     if found:
         return found
     pairs = [(tq1, 7, 1, 8, 1)] if tq1 is not None else []
     pairs.append((sch, 11, 4, 11, 5))
     for seg, start_field, start_comp, end_field, end_comp in pairs:
         if seg is not None and seg.get(start_field, start_comp) and seg.get(end_field, end_comp):
-            begin = timestamp(seg, start_field, start_comp, zone)
-            end = timestamp(seg, end_field, end_comp, zone)
+            begin = common.timestamp(seg, start_field, start_comp, zone)
+            end = common.timestamp(seg, end_field, end_comp, zone)
             if begin and end and end > begin:
                 return int((end - begin).total_seconds() // 60)
     return None

@@ -324,7 +324,7 @@ def test_an_exception_inside_the_mapping_becomes_a_207_rejection_without_phi(
     def explode(*_: object) -> None:
         raise RuntimeError("E1234567 TEST^PATIENT 19800101")
 
-    monkeypatch.setattr(siu, "choose_mrn", explode)
+    monkeypatch.setattr(siu.common, "choose_mrn", explode)
     problem = rejected(EPIC_SIU)
     assert problem.error_code == "207"
     assert "RuntimeError" in problem.reason
