@@ -224,6 +224,8 @@ class NotifierError(Exception):
     connection lost after sending); before retrying, the dispatcher should ask
     :meth:`Notifier.find_existing` where the channel can answer. ``code`` is the provider's
     error code when there is one (``channel_not_found``, ``550``, ``http_404``).
+    ``rate_limited``: the provider said to slow down (HTTP 429, Slack's ``ratelimited``): the
+    dispatcher holds the whole address back for ``retry_after`` and does not count an attempt.
     """
 
     def __init__(
@@ -234,12 +236,14 @@ class NotifierError(Exception):
         retry_after: float | None = None,
         maybe_sent: bool = False,
         code: str = "",
+        rate_limited: bool = False,
     ) -> None:
         super().__init__(message)
         self.permanent = permanent
         self.retry_after = retry_after
         self.maybe_sent = maybe_sent
         self.code = code
+        self.rate_limited = rate_limited
 
     def __repr__(self) -> str:
         kind = "permanent" if self.permanent else "transient"

@@ -348,7 +348,11 @@ class SlackNotifier(Notifier):
             retry_after = _retry_after(headers)
             if status == 429 or code in ("ratelimited", "rate_limited"):
                 raise NotifierError(
-                    f"slack {method}: ratelimited", permanent=False, retry_after=retry_after or 1.0, code=code
+                    f"slack {method}: ratelimited",
+                    permanent=False,
+                    retry_after=retry_after or 1.0,
+                    code=code,
+                    rate_limited=True,
                 ) from None
             maybe = posts and (status >= 500 or code in MAYBE_DONE_ERRORS)
             raise NotifierError(

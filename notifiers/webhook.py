@@ -222,6 +222,7 @@ class WebhookNotifier(Notifier):
                 retry_after=retry_after,
                 maybe_sent=status >= 500,
                 code=code,
+                rate_limited=status == 429,
             )
         raise NotifierError(f"webhook {name}: HTTP {status}", permanent=True, code=code)
 

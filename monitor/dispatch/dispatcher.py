@@ -50,7 +50,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Literal
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine
@@ -58,9 +58,9 @@ from sqlalchemy import Engine
 from monitor.clock import SYSTEM_CLOCK
 from monitor.config import Settings
 from monitor.dispatch.content import ContentBuilder
-from monitor.dispatch.followups import RATE_LIMITED, against_history, error_code
+from monitor.dispatch.followups import against_history, error_code
 from monitor.render import Renderer
-from monitor.store.outbox.claims import Claims
+from monitor.store.outbox.claims import ClaimedRow, Claims
 from monitor.store.outbox.planning import digest_day
 from monitor.threads import dispatch_pool
 from notifiers import Notifier, NotifierError, notifier_class, notifier_for
@@ -250,7 +250,7 @@ class Dispatcher:
 
     # -- one row -------------------------------------------------------------------------
 
-    def _deliver(self, lane: _Lane, row: Any) -> bool:
+    def _deliver(self, lane: _Lane, row: ClaimedRow) -> bool:
         """Send one claimed row and record the outcome; False (row untouched) when stopping."""
         try:
             notifier = self._notifier(row.address)
@@ -288,7 +288,7 @@ class Dispatcher:
         self._record(row, notification, delivery, outcome)
         return True
 
-    def _prepare(self, row: Any) -> tuple[Notification, Delivery | None]:
+    def _prepare(self, row: ClaimedRow) -> tuple[Notification, Delivery | None]:
         """The notification for ``row``, and the delivery it updates (None: a new message)."""
         kind = MessageKind(row.kind)
         history = self.claims.thread(row.address, row.thread_key)
@@ -317,7 +317,7 @@ class Dispatcher:
 
     # -- outcomes ------------------------------------------------------------------------
 
-    def _record(self, row: Any, notification: Notification, delivery: Delivery, outcome: str) -> None:
+    def _record(self, row: ClaimedRow, notification: Notification, delivery: Delivery, outcome: str) -> None:
         summary = body = None
         try:  # the dashboard's copy, under the strictest policy; a failure here changes nothing sent
             summary = headline(self.renderer, notification, PhiPolicy.NONE)
@@ -339,14 +339,14 @@ class Dispatcher:
             else:
                 self.stats.sent += 1
 
-    def _failed(self, lane: _Lane, row: Any, exc: NotifierError) -> None:
+    def _failed(self, lane: _Lane, row: ClaimedRow, exc: NotifierError) -> None:
         code = error_code(exc)
         if exc.permanent:
             log.warning("outbox row %d failed for good: %s", row.id, code)
             self.claims.fail(row.id, self.clock(), code)
             self._count("failed", code)
             return
-        if exc.retry_after and (code in RATE_LIMITED or "ratelimited" in str(exc)):
+        if exc.rate_limited and exc.retry_after:
             lane.next_at = max(lane.next_at, time.monotonic() + exc.retry_after)
             at = self.clock() + timedelta(seconds=exc.retry_after)
             self.claims.retry(row.id, self.clock(), at, code, maybe_sent=bool(row.maybe_sent), count=False)
@@ -354,7 +354,7 @@ class Dispatcher:
             return
         self._retry(row, code, exc.retry_after, maybe_sent=bool(row.maybe_sent) or exc.maybe_sent)
 
-    def _retry(self, row: Any, code: str, retry_after: float | None, *, maybe_sent: bool) -> None:
+    def _retry(self, row: ClaimedRow, code: str, retry_after: float | None, *, maybe_sent: bool) -> None:
         now = self.clock()
         dispatch = self.settings.dispatch
         if row.attempts >= dispatch.max_attempts:
@@ -367,7 +367,10 @@ class Dispatcher:
         self.claims.retry(row.id, now, now + timedelta(seconds=delay), code, maybe_sent=maybe_sent)
         self._count("retried", code)
 
-    def _count(self, what: str, code: str) -> None:
+    def _count(self, outcome: Literal["retried", "failed"], code: str) -> None:
         with self._lock:
-            setattr(self.stats, what, getattr(self.stats, what) + 1)
+            if outcome == "retried":
+                self.stats.retried += 1
+            else:
+                self.stats.failed += 1
             self.stats.by_error[code] = self.stats.by_error.get(code, 0) + 1

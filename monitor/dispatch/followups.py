@@ -25,9 +25,7 @@ from monitor.store.outbox.claims import SentBefore
 from notifiers.base import AlertContent, Delivery, MessageKind, NotifierError
 from rules import FindingKind, Severity
 
-__all__ = ["RATE_LIMITED", "against_history", "error_code"]
-
-RATE_LIMITED = frozenset({"ratelimited", "rate_limited", "http_429"})
+__all__ = ["against_history", "error_code"]
 
 _CLOSES_EXAM = {
     FindingKind.CANCELLED.value: "exam cancelled; the visit is open again",

@@ -85,6 +85,63 @@ def research_exam_fields(row: Any) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True, slots=True)
+class UpcomingFilter:
+    """What an Upcoming list is narrowed to, besides the account's scope."""
+
+    start: datetime
+    end: datetime
+    trial: str | None = None
+    modality: str | None = None
+    room: str | None = None
+
+
+_EXAM_COLUMNS = (exams.c.id, exams.c.start_at, exams.c.modality, exams.c.location,
+                 exams.c.procedure_code, exams.c.procedure_text)  # fmt: skip
+# Exams that serve a visit, with the visit's window and status...
+_SERVING = select(
+    *_EXAM_COLUMNS, occurrences.c.trial, occurrences.c.subject, occurrences.c.label,
+    occurrences.c.window_start, occurrences.c.window_end, occurrences.c.status,
+).join(occurrences, occurrences.c.exam_id == exams.c.id)  # fmt: skip
+# ...and those known by their open findings (wrong orderable, unmatched ...: they serve none).
+_FLAGGED = select(
+    *_EXAM_COLUMNS, findings.c.trial, findings.c.subject, findings.c.occurrence_label.label("label"),
+    findings.c.window_start, findings.c.window_end, findings.c.kind.label("status"),
+).join(findings, findings.c.exam_id == exams.c.id).where(findings.c.status == OPEN)  # fmt: skip
+
+
+def _narrowed(query: Select[Any], table: Any, user: User, wanted: UpcomingFilter) -> Select[Any]:
+    """``query`` cut to the period, the account's trials and modalities, and the filters."""
+    query = query.where(exams.c.start_at >= wanted.start, exams.c.start_at < wanted.end)
+    query = query.where(exams.c.status != "cancelled", _in_scope(table.c.trial, user.trial_scope()))
+    query = query.where(_in_scope(func.upper(exams.c.modality), user.modality_scope()))
+    if wanted.trial:
+        query = query.where(table.c.trial == wanted.trial)
+    if wanted.modality:
+        query = query.where(func.upper(exams.c.modality) == wanted.modality.upper())
+    if wanted.room:
+        query = query.where(exams.c.location.contains(wanted.room, autoescape=True))
+    return query
+
+
+def _research_rows(
+    conn: Connection, user: User, wanted: UpcomingFilter
+) -> tuple[list[Any], dict[int, set[str]]]:
+    """The research exams in the period, earliest first, and the open problem kinds of each:
+    one pass over the exams serving a visit, one over the open findings about exams."""
+    rows = list(conn.execute(_narrowed(_SERVING, occurrences, user, wanted)).all())
+    seen = {row.id for row in rows}
+    problems: dict[int, set[str]] = {}
+    for row in conn.execute(_narrowed(_FLAGGED, findings, user, wanted)).all():
+        if row.status != "in_window":
+            problems.setdefault(row.id, set()).add(row.status)
+        if row.id not in seen:
+            seen.add(row.id)
+            rows.append(row)
+    rows.sort(key=lambda row: (row.start_at, row.id))
+    return rows, problems
+
+
 def upcoming_exams(
     conn: Connection,
     user: User,
@@ -97,48 +154,11 @@ def upcoming_exams(
     problems_only: bool = False,
 ) -> list[UpcomingExam]:
     """Research exams starting in [start, end) the account may see, earliest first."""
-    trials = user.trial_scope()
-    modalities = user.modality_scope()
-    exam_columns = (exams.c.id, exams.c.start_at, exams.c.modality, exams.c.location,
-                    exams.c.procedure_code, exams.c.procedure_text)  # fmt: skip
-
-    def narrowed(query: Select[Any], table: Any) -> Select[Any]:
-        query = query.where(exams.c.start_at >= start, exams.c.start_at < end, exams.c.status != "cancelled")
-        query = query.where(_in_scope(table.c.trial, trials))
-        query = query.where(_in_scope(func.upper(exams.c.modality), modalities))
-        if trial:
-            query = query.where(table.c.trial == trial)
-        if modality:
-            query = query.where(func.upper(exams.c.modality) == modality.upper())
-        if room:
-            query = query.where(exams.c.location.contains(room, autoescape=True))
-        return query
-
-    booked = select(
-        *exam_columns, occurrences.c.trial, occurrences.c.subject, occurrences.c.label,
-        occurrences.c.window_start, occurrences.c.window_end, occurrences.c.status,
-    ).join(occurrences, occurrences.c.exam_id == exams.c.id)  # fmt: skip
-    # Research exams that serve no visit (wrong orderable, unmatched...) are known by their findings.
-    flagged = select(
-        *exam_columns, findings.c.trial, findings.c.subject, findings.c.occurrence_label.label("label"),
-        findings.c.window_start, findings.c.window_end, findings.c.kind.label("status"),
-    ).join(findings, findings.c.exam_id == exams.c.id).where(findings.c.status == OPEN)  # fmt: skip
-    rows = list(conn.execute(narrowed(booked, occurrences)).all())
-    seen = {row.id for row in rows}
-    # One pass over the open findings about exams in the period: the problems of every
-    # listed exam, and the research exams known only by their findings.
-    open_kinds: dict[int, set[str]] = {}
-    for row in conn.execute(narrowed(flagged, findings)).all():
-        if row.status != "in_window":
-            open_kinds.setdefault(row.id, set()).add(row.status)
-        if row.id not in seen:
-            seen.add(row.id)
-            rows.append(row)
-    rows.sort(key=lambda row: (row.start_at, row.id))
-    alerts = _alert_counts(conn, [row.id for row in rows], trials)
+    rows, problems = _research_rows(conn, user, UpcomingFilter(start, end, trial, modality, room))
+    alerts = _alert_counts(conn, [row.id for row in rows], user.trial_scope())
     found = []
     for row in rows:
-        kinds = tuple(sorted(open_kinds.get(row.id, ())))
+        kinds = tuple(sorted(problems.get(row.id, ())))
         if problems_only and not kinds:
             continue
         found.append(

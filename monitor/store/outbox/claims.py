@@ -74,6 +74,28 @@ class SentBefore:
     delivery: Delivery
 
 
+@dataclass(frozen=True, slots=True)
+class ClaimedRow:
+    """An outbox row a dispatcher holds in ``sending``: what it needs to build and send it."""
+
+    id: int
+    dedupe_key: str
+    address: str
+    audience: str
+    kind: str
+    trial: str
+    finding_key: str
+    finding_kind: str
+    thread_key: str
+    due_at: datetime
+    attempts: int  # including this one
+    maybe_sent: bool  # a crashed sender may have delivered it: look before sending again
+
+    @classmethod
+    def of(cls, row: Any) -> ClaimedRow:
+        return cls(**{name: getattr(row, name) for name in cls.__dataclass_fields__})
+
+
 class Claims:
     """The outbox operations of one dispatcher (``owner``). Each method is one short transaction."""
 
@@ -93,7 +115,7 @@ class Claims:
         with self.engine.connect() as conn:
             return [str(address) for (address,) in conn.execute(query)]
 
-    def claim(self, address: str, now: datetime, limit: int) -> list[Any]:
+    def claim(self, address: str, now: datetime, limit: int) -> list[ClaimedRow]:
         """Claim up to ``limit`` due rows of ``address`` (oldest due first); returns the claimed rows."""
         due = (
             select(notifications.c.id)
@@ -140,7 +162,7 @@ class Claims:
                 .where(notifications.c.id.in_(ids))
                 .order_by(notifications.c.next_attempt_at, notifications.c.id)
             )
-            return list(rows)
+            return [ClaimedRow.of(row) for row in rows]
 
     def _finish(self, row_id: int, now: datetime, **values: Any) -> bool:
         with self.engine.begin() as conn:

@@ -33,7 +33,7 @@ address and day; the dedupe key carries the day, so running it twice changes not
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -75,6 +75,12 @@ class PlanChanges:
     @property
     def changed(self) -> bool:
         return bool(self.added or self.moved or self.reinstated or self.cancelled or self.skipped)
+
+    def __str__(self) -> str:
+        """For a log line: ``2 added, 1 moved, 3 cancelled`` (``nothing changed`` when so)."""
+        counts = [(self.added, "added"), (self.moved, "moved"), (self.reinstated, "planned again"),
+                  (self.cancelled, "cancelled"), (self.skipped, "skipped (quiet first run)")]  # fmt: skip
+        return ", ".join(f"{count} {what}" for count, what in counts if count) or "nothing changed"
 
 
 def thread_key_for(exam_id: int | None, occurrence_key: str | None, finding_key: str) -> str:
@@ -141,6 +147,15 @@ def _pending_in_scope(conn: Connection, scope: Collection[int]) -> list[Any]:
     return rows
 
 
+@dataclass(slots=True)
+class _Writes:
+    """What planning will write: new rows, moved due times, cancelled rows planned again."""
+
+    inserts: list[dict[str, Any]] = field(default_factory=list)
+    moves: list[dict[str, Any]] = field(default_factory=list)
+    reinstates: list[dict[str, Any]] = field(default_factory=list)
+
+
 def plan_notifications(
     conn: Connection,
     planned: Iterable[PlannedNotification],
@@ -158,41 +173,63 @@ def plan_notifications(
     SQLAlchemy errors (an IntegrityError when a concurrent evaluation inserted the same key
     first: the caller retries).
     """
-    changes = PlanChanges()
     wanted: dict[str, PlannedNotification] = {}
     for plan in planned:
         wanted.setdefault(plan.dedupe_key, plan)
     quiet = set(quiet_enrolments) if quiet_enrolments and _never_planned(conn) else set()
-    existing = _existing(conn, wanted)
-    inserts: list[dict[str, Any]] = []
-    moves: list[dict[str, Any]] = []
-    reinstates: list[dict[str, Any]] = []
+    changes = PlanChanges()
+    writes = _compare(wanted, _existing(conn, wanted), quiet, summaries or {}, now, changes)
+    _write(conn, writes, now)
+    changes.cancelled = _cancel_vanished(conn, scope, wanted, now)
+    changes.added = len(writes.inserts) - changes.skipped
+    changes.moved, changes.reinstated = len(writes.moves), len(writes.reinstates)
+    return changes
+
+
+def _compare(
+    wanted: Mapping[str, PlannedNotification],
+    existing: Mapping[str, Any],
+    quiet: Collection[int],
+    summaries: Mapping[str, str],
+    now: datetime,
+    changes: PlanChanges,
+) -> _Writes:
+    """Each planned key against its row: new (pending, or skipped on a quiet first run),
+    cancelled and planned again (pending, attempts reset), pending but due at another time
+    (moved), or as it is (counted in ``changes.unchanged``)."""
+    writes = _Writes()
     for key, plan in wanted.items():
         row = existing.get(key)
         if row is None:
-            values = _row_values(plan, (summaries or {}).get(plan.finding_key, ""), now)
+            values = _row_values(plan, summaries.get(plan.finding_key, ""), now)
             if plan.kind is NotificationKind.BOOKING and plan.enrolment_id in quiet:
                 values.update(status=OutboxStatus.SKIPPED.value, summary=QUIET_FIRST_RUN_NOTE)
                 changes.skipped += 1
-            inserts.append(values)
+            writes.inserts.append(values)
         elif row.status == OutboxStatus.CANCELLED:
-            reinstates.append({"b_id": row.id, "b_due": plan.due_at})
+            writes.reinstates.append({"b_id": row.id, "b_due": plan.due_at})
         elif row.status == OutboxStatus.PENDING and _moved(row.due_at, plan.due_at, now):
             next_attempt = plan.due_at if row.attempts == 0 else max(plan.due_at, row.next_attempt_at)
-            moves.append({"b_id": row.id, "b_due": plan.due_at, "b_next": next_attempt})
+            writes.moves.append({"b_id": row.id, "b_due": plan.due_at, "b_next": next_attempt})
         else:
             changes.unchanged += 1
+    return writes
+
+
+def _write(conn: Connection, writes: _Writes, now: datetime) -> None:
+    """Bulk statements for what :func:`_compare` decided; a row that changed status since
+    (a dispatcher claimed it) is left alone."""
     by_id = notifications.c.id == bindparam("b_id")
-    if inserts:
-        conn.execute(notifications.insert(), inserts)
-    if moves:
+    if writes.inserts:
+        conn.execute(notifications.insert(), writes.inserts)
+    if writes.moves:
         conn.execute(
             update(notifications)
             .where(by_id, notifications.c.status == OutboxStatus.PENDING.value)
             .values(due_at=bindparam("b_due"), next_attempt_at=bindparam("b_next"), updated_at=now),
-            moves,
+            writes.moves,
         )
-    if reinstates:
+    if writes.reinstates:
         conn.execute(
             update(notifications)
             .where(by_id, notifications.c.status == OutboxStatus.CANCELLED.value)
@@ -204,8 +241,12 @@ def plan_notifications(
                 last_error="",
                 updated_at=now,
             ),
-            reinstates,
+            writes.reinstates,
         )
+
+
+def _cancel_vanished(conn: Connection, scope: Collection[int], wanted: Collection[str], now: datetime) -> int:
+    """Cancel the pending rows of the enrolments in ``scope`` that are no longer planned."""
     gone = [row.id for row in _pending_in_scope(conn, scope) if row.dedupe_key not in wanted]
     for part in chunks(gone):
         conn.execute(
@@ -213,9 +254,7 @@ def plan_notifications(
             .where(notifications.c.id.in_(part), notifications.c.status == OutboxStatus.PENDING.value)
             .values(status=OutboxStatus.CANCELLED.value, updated_at=now)
         )
-    changes.added, changes.moved = len(inserts) - changes.skipped, len(moves)
-    changes.reinstated, changes.cancelled = len(reinstates), len(gone)
-    return changes
+    return len(gone)
 
 
 def _never_planned(conn: Connection) -> bool:
