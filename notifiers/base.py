@@ -94,6 +94,8 @@ class AlertContent:
     modality: str = ""
     room: str = ""
     accession: str = ""
+    appointment_id: str = ""  # the EHR's appointment number (Epic's CSN): what scheduling looks up
+    order_number: str = ""
     procedure_code: str = ""
     dashboard_url: str = ""
     next_step: str = ""

@@ -4,8 +4,9 @@
 policy     fields passed to templates and payloads
 =========  ==================================================================================
 none       trial, subject study id, timepoint, exam time, modality, room, accession,
-           dashboard link, finding, window, next step, technologist parameters (no patient
-           identifiers at all). The default for every channel.
+           appointment and order numbers (what scheduling looks the exam up by), dashboard
+           link, finding, window, next step, technologist parameters (no patient identifiers
+           at all). The default for every channel.
 limited    ``none`` + the patient's initials.
 full       ``limited`` + MRN, name and birth date (the two-identifier check before a scan).
            Internal email only: the settings refuse it for Slack and webhooks, and email

@@ -10,7 +10,8 @@ How one dedupe key becomes one Slack message:
   that already carries the key, so the row is recorded as sent instead of posted twice.
 - Threads per exam: the first message about an exam in a channel is posted top level; the
   dispatcher passes its :class:`Delivery` as ``Notification.thread`` for the next ones,
-  which become replies (``thread_ts``). Critical alerts are also broadcast to the channel.
+  which become replies (``thread_ts``). Warning and critical alerts are also broadcast to
+  the channel (``reply_broadcast``).
 - ``update`` edits the message in place (``chat.update``; edits do not notify anyone) and
   says what changed in a threaded reply, which does.
 
@@ -192,9 +193,10 @@ class SlackNotifier(Notifier):
             channel = notification.thread.destination
             payload["thread_ts"] = notification.thread.external_id
             content = notification.content
-            critical = isinstance(content, AlertContent) and content.severity == "critical"
-            # A critical alert is also shown in the channel, not only inside the exam's thread.
-            payload["reply_broadcast"] = critical and notification.kind is MessageKind.ALERT
+            severe = isinstance(content, AlertContent) and content.severity in ("warning", "critical")
+            # A warning or critical alert is also shown in the channel, not only inside the
+            # exam's thread: a problem after a reschedule must not hide under an old post.
+            payload["reply_broadcast"] = severe and notification.kind is MessageKind.ALERT
         response = self._call(
             "chat.postMessage",
             lambda: self.client.chat_postMessage(

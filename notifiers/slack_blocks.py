@@ -123,7 +123,8 @@ def _alert(renderer: Renderer, ctx: dict[str, Any]) -> list[Block | None]:
     exam = ", ".join(part for part in (ctx["exam_label"] or ctx["modality"], _when(renderer, ctx)) if part)
     room = f"{ctx['room']} ({ctx['modality']})" if ctx["room"] and ctx["modality"] else ctx["room"]
     pairs = [("Subject", ctx["subject"]), ("Visit", ctx["timepoint"]), ("Exam", exam), ("Room", room)]
-    pairs += [("Accession", ctx["accession"]), ("Window", window), *_identity(ctx)]
+    pairs += [("Appointment", ctx["appointment_id"]), ("Accession", ctx["accession"]), ("Window", window)]
+    pairs += _identity(ctx)
     return [
         _header(f"{emoji} {ctx['title']} · {ctx['trial']}".strip()),
         _section("\n".join(lines)) if lines else None,
@@ -135,7 +136,12 @@ def _alert(renderer: Renderer, ctx: dict[str, Any]) -> list[Block | None]:
 
 def _instructions(renderer: Renderer, ctx: dict[str, Any]) -> list[Block | None]:
     when = _when(renderer, ctx) or "not scheduled yet"
-    pairs = [("When", when), ("Room", ctx["room"]), ("Accession", ctx["accession"])]
+    pairs = [
+        ("When", when),
+        ("Room", ctx["room"]),
+        ("Appointment", ctx["appointment_id"]),
+        ("Accession", ctx["accession"]),
+    ]
     pairs += [("Exam", ctx["exam_label"] or ctx["modality"]), ("Subject", ctx["subject"]), *_identity(ctx)]
     if ctx["same_scanner"]:
         baseline = [f"Same scanner as the {ctx['same_scanner_as'] or 'baseline'} scan: {ctx['same_scanner']}"]

@@ -13,9 +13,10 @@ Active exams that are eligible nowhere become ``wrong_orderable`` when an unserv
 occurrence of the same modality is within ``match_within`` days, else ``unmatched_exam``
 (only from the subject's first window on), unless they serve another enrolment of the same
 patient in the same evaluation. A research orderable dated after the off-study date is
-``after_off_study``. A booked exam whose time has passed with no completion message counts
-as performed for ``missed`` (feeds that never send completions would otherwise flood the
-office with false alarms) but is reported as booked, not done.
+``after_off_study``. A booked exam whose time has passed with no completion message still
+serves its visit (no ``missed``: feeds that never send completions would otherwise flood the
+office with false alarms), is ``booked`` for ``unconfirmed_after_hours`` and then
+``unconfirmed``: never done until the feed says so.
 
 One enrolment is evaluated in named steps (:func:`_evaluate_one`): pick its exams
 (:func:`_exams_in_scope`), schedule its occurrences (:func:`_schedule_occurrences`), assign
@@ -31,7 +32,7 @@ it, and call :func:`evaluate_enrolments` with every enrolment sharing the exam's
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from rules.judging import EnrolmentContext, Outcome, Run, judge_occurrences, judge_unplaced_exams
@@ -74,6 +75,7 @@ def evaluate(
     due_soon_days: int = 7,
     horizon_days: int = 182,
     alert_lookback_days: int = 14,
+    unconfirmed_after_hours: float = 24.0,
 ) -> Evaluation:
     """Evaluate every enrolment against its trial's protocol.
 
@@ -81,6 +83,8 @@ def evaluate(
     ``due_soon_days``: an unbooked occurrence is ``due_unscheduled`` from this many days before
     its window opens. ``horizon_days``: occurrences are generated up to ``now`` + this (and
     past the last exam). ``alert_lookback_days``: no alerts about facts older than this.
+    ``unconfirmed_after_hours``: a booked exam this long past its start with no arrival or
+    completion message is ``unconfirmed`` (not done) until the feed says it happened.
     Raises ValueError for a naive ``now`` or exam start.
     """
     return evaluate_enrolments(
@@ -92,6 +96,7 @@ def evaluate(
         due_soon_days=due_soon_days,
         horizon_days=horizon_days,
         alert_lookback_days=alert_lookback_days,
+        unconfirmed_after_hours=unconfirmed_after_hours,
     )
 
 
@@ -105,6 +110,7 @@ def evaluate_enrolments(
     due_soon_days: int = 7,
     horizon_days: int = 182,
     alert_lookback_days: int = 14,
+    unconfirmed_after_hours: float = 24.0,
 ) -> Evaluation:
     """Evaluate only ``enrolments``, with exams looked up in a prebuilt MRN index.
 
@@ -122,6 +128,7 @@ def evaluate_enrolments(
         horizon_days,
         alert_lookback_days,
         now.astimezone(UTC),
+        timedelta(hours=unconfirmed_after_hours),
     )
     plans: dict[str, TrialPlan] = {}  # each protocol digested once per evaluation
     outcomes: list[Outcome] = []

@@ -11,12 +11,21 @@ Details are one line, name the subject by study id only, and never carry names o
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date
 
 from rules.model import Enrolment, ExamRecord, Finding, FindingKind, Severity
+from rules.protocol import ProtocolVersion
 from rules.windows import Slot
 
-__all__ = ["exam_finding", "occurrence_key", "slot_finding"]
+__all__ = [
+    "describe_exam",
+    "exam_finding",
+    "occurrence_key",
+    "orderables_for",
+    "slot_finding",
+    "suggested_orderables",
+]
 
 _SEVERITY = {
     FindingKind.IN_WINDOW: Severity.INFO,
@@ -30,6 +39,8 @@ _SEVERITY = {
     FindingKind.DUPLICATE: Severity.WARNING,
     FindingKind.UNMATCHED_EXAM: Severity.INFO,
     FindingKind.AFTER_OFF_STUDY: Severity.CRITICAL,
+    # Nobody said the scan happened: the office checks (digest, dashboard) before counting it.
+    FindingKind.UNCONFIRMED: Severity.WARNING,
 }
 
 
@@ -45,8 +56,40 @@ def _days(count: int) -> str:
     return f"{count} day" if count == 1 else f"{count} days"
 
 
-def _exam(exam: ExamRecord) -> str:
-    return f"exam {exam.id} ({exam.procedure_code} {exam.procedure_text})".replace(" )", ")")
+def describe_exam(exam: ExamRecord) -> str:
+    """An exam as the office finds it in the EHR: what was ordered and its numbers, e.g.
+    ``CT CHEST W CONTRAST (IMG1234, appointment 7100000001, accession A123)``; never the
+    store's internal id, which nobody outside this program can look up."""
+    what = exam.procedure_text or (f"{exam.modality} exam" if exam.modality else "exam")
+    numbers = [exam.procedure_code] if exam.procedure_code else []
+    if exam.external_id:
+        numbers.append(f"appointment {exam.external_id}")
+    if exam.accession:
+        numbers.append(f"accession {exam.accession}")
+    elif exam.order_number:
+        numbers.append(f"order {exam.order_number}")
+    return f"{what} ({', '.join(numbers)})" if numbers else what
+
+
+def suggested_orderables(slot: Slot, modality: str) -> tuple[str, ...]:
+    """The orderables to suggest instead of a wrong one for ``slot`` (:func:`orderables_for`)."""
+    return orderables_for(slot.version, slot.plan.timepoint.exams, modality)
+
+
+def orderables_for(version: ProtocolVersion, exam_types: Sequence[str], modality: str) -> tuple[str, ...]:
+    """The orderables a visit of ``exam_types`` (ids in ``version``) accepts for an exam of
+    ``modality`` (a CT booking is never told to order an MR code), else every one it accepts.
+    One list, the same in the finding and in every message about it."""
+    types = [version.exams[e] for e in exam_types if e in version.exams]
+    same: list[str] = []
+    every: list[str] = []
+    for exam_type in types:
+        for code in exam_type.orderables:
+            if code not in every:
+                every.append(code)
+            if exam_type.modality.upper() == modality.upper() and code not in same:
+                same.append(code)
+    return tuple(same or every)
 
 
 def slot_finding(
@@ -59,41 +102,48 @@ def slot_finding(
     exam_day: int = 0,
     performed: bool = False,
     other: ExamRecord | None = None,
+    note: str = "",
 ) -> Finding:
-    """A finding about one occurrence (key ``occurrence``) and the exam involved, if any."""
+    """A finding about one occurrence (key ``occurrence``) and the exam involved, if any;
+    ``note`` says why a visit is due again (its exam was cancelled ...)."""
     key = f"{occurrence}:{kind}" + (f":exam{exam.id}" if exam is not None else "")
     who = f"{enrolment.trial} {enrolment.subject}: {slot.label}"
     window_start, window_end, window = slot.window()
     verb = "performed" if performed else "booked for"
     severity = _SEVERITY[kind]
     if kind is FindingKind.IN_WINDOW and exam is not None:
-        detail = f"{who} {_exam(exam)} {verb} {_day(exam_day)}, in {window}."
+        detail = f"{who} {describe_exam(exam)} {verb} {_day(exam_day)}, in {window}."
     elif kind is FindingKind.EARLY and exam is not None:
         early = _days(slot.opens - exam_day)
-        detail = f"{who} {_exam(exam)} {verb} {_day(exam_day)}, {early} before the {window}."
+        detail = f"{who} {describe_exam(exam)} {verb} {_day(exam_day)}, {early} before the {window}."
         severity = Severity.CRITICAL if performed else severity
     elif kind is FindingKind.LATE and exam is not None:
         late = _days(exam_day - slot.closes)
-        detail = f"{who} {_exam(exam)} {verb} {_day(exam_day)}, {late} after the {window}."
+        detail = f"{who} {describe_exam(exam)} {verb} {_day(exam_day)}, {late} after the {window}."
         severity = Severity.CRITICAL if performed else severity
     elif kind is FindingKind.DUPLICATE and exam is not None:
-        served = f"exam {other.id}" if other is not None else "another exam"
-        detail = (
-            f"{who} {_exam(exam)} on {_day(exam_day)} is a second exam for it; {served} already serves it."
-        )
+        served = describe_exam(other) if other is not None else "another exam"
+        second = f"{who} {describe_exam(exam)} on {_day(exam_day)} is a second exam for it"
+        detail = f"{second}; {served} already serves it."
     elif kind is FindingKind.WRONG_ORDERABLE and exam is not None:
-        types = [slot.version.exams[e] for e in slot.plan.timepoint.exams if e in slot.version.exams]
-        same = [code for t in types if t.modality == exam.modality for code in t.orderables]
-        accepted = ", ".join(sorted(same or slot.plan.accepted))
+        accepted = " or ".join(suggested_orderables(slot, exam.modality))
         detail = (
-            f"{who} {_exam(exam)} on {_day(exam_day)} is {exam.modality} near this timepoint ({window}) "
-            f"but its orderable is not accepted; order one of {accepted}."
+            f"{who} {describe_exam(exam)} on {_day(exam_day)} is {exam.modality} near this timepoint "
+            f"({window}) but its orderable is not accepted; order {accepted}."
+        )
+    elif kind is FindingKind.UNCONFIRMED and exam is not None:
+        detail = (
+            f"{who} {describe_exam(exam)} was booked for {_day(exam_day)}; no arrival or completion has "
+            "come from the EHR since: check that it was performed."
         )
     elif kind in (FindingKind.CANCELLED, FindingKind.NO_SHOW) and exam is not None:
         what = "was cancelled" if kind is FindingKind.CANCELLED else "was not attended (no-show)"
-        detail = f"{who} {_exam(exam)} on {_day(exam_day)} {what}; the timepoint is open again ({window})."
+        detail = (
+            f"{who} {describe_exam(exam)} on {_day(exam_day)} {what}; the timepoint is open again ({window})."
+        )
     elif kind is FindingKind.DUE_UNSCHEDULED:
-        detail = f"{who} is due ({window}, due {_day(slot.due)}) and no exam is booked."
+        why = f" ({note})" if note else ""
+        detail = f"{who} is due ({window}, due {_day(slot.due)}) and no exam is booked for it{why}."
     elif kind is FindingKind.MISSED:
         detail = f"{who} {window} closed with no exam performed."
     else:  # pragma: no cover - every kind above is handled; a new kind must be worded here
@@ -121,14 +171,12 @@ def exam_finding(kind: FindingKind, enrolment: Enrolment, exam: ExamRecord, exam
     if kind is FindingKind.AFTER_OFF_STUDY:
         off = enrolment.off_study.isoformat() if enrolment.off_study else "?"
         detail = (
-            f"{enrolment.trial} {enrolment.subject}: research {_exam(exam)} on {_day(exam_day)} "
+            f"{enrolment.trial} {enrolment.subject}: research {describe_exam(exam)} on {_day(exam_day)} "
             f"is after the off-study date {off}."
         )
     elif kind is FindingKind.UNMATCHED_EXAM:
-        detail = (
-            f"{enrolment.trial} {enrolment.subject}: {exam.modality} {_exam(exam)} on {_day(exam_day)} "
-            "serves no timepoint."
-        )
+        who = f"{enrolment.trial} {enrolment.subject}"
+        detail = f"{who}: {describe_exam(exam)} on {_day(exam_day)} serves no timepoint."
     else:  # pragma: no cover - only the two kinds above concern an exam alone
         raise ValueError(f"{kind} needs an occurrence")
     return Finding(

@@ -4,11 +4,14 @@ and notifications it gives rise to.
 An occurrence served by an exam is ``in_window``, ``early`` or ``late`` by the serving exam's
 date (``booked``, or ``done`` in or out of window once performed), and every further exam
 serving it is a ``duplicate``. A booked exam also plans its booking notice, reminders and
-instruction sheets. An occurrence nothing serves reports its cancelled or no-show exam, if
-any; then it is ``missed`` once its window has closed, ``due`` from ``due_soon_days`` before
-its window opens (``due_unscheduled``, unless a cancellation or a wrong orderable is already
-reported for it), else ``planned``. Enrolments that expect no more scans get statuses but no
-``missed`` or ``due_unscheduled`` findings.
+instruction sheets; once its start is ``unconfirmed_after`` past with no arrival or
+completion from the EHR it is ``unconfirmed`` (shown, in the digest, not counted as done).
+An occurrence nothing serves reports its cancelled or no-show exam, if any; then it is
+``missed`` once its window has closed, ``due`` from ``due_soon_days`` before its window
+opens (``due_unscheduled``, after a cancellation too, alerted again when the window opens
+and before it closes), else ``planned``; a window that closed before the enrolment's
+``monitored_from`` is ``before_monitoring`` with no finding at all. Enrolments that expect
+no more scans get statuses but no ``missed`` or ``due_unscheduled`` findings.
 
 Exams that serve nothing (after off-study, wrong orderable, unmatched) are *held*: the
 engine drops such a finding when the exam serves another enrolment of the same patient.
@@ -17,10 +20,10 @@ engine drops such a finding when the exam serves another enrolment of the same p
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from rules.findings import exam_finding, occurrence_key, slot_finding
+from rules.findings import describe_exam, exam_finding, occurrence_key, slot_finding
 from rules.matching import Assignment
 from rules.model import (
     PERFORMED_EXAM,
@@ -42,6 +45,12 @@ __all__ = ["EnrolmentContext", "Outcome", "Run", "judge_occurrences", "judge_unp
 _BOOKED = frozenset({ExamStatus.ORDERED, ExamStatus.SCHEDULED})
 
 
+# An alert planned for a later day (a visit still unbooked when its window opens, or two
+# days before it closes) goes out at this hour, site time: when the office is in.
+OFFICE_HOUR = time(8, 0)
+CLOSING_DAYS = 2
+
+
 @dataclass(frozen=True, slots=True)
 class Run:
     """One evaluation: ``now`` and the settings every enrolment is judged by (dates as ordinals)."""
@@ -53,12 +62,40 @@ class Run:
     horizon: int
     lookback: int
     due_now: datetime  # ``now`` in UTC: when immediate alerts are due
+    unconfirmed_after: timedelta = timedelta(hours=24)
 
-    def alerts(self, trial: Trial, finding: Finding, fact_day: int) -> list[PlannedNotification]:
-        """The alerts ``finding`` (about ``fact_day``: exam date or window end) deserves now, if any."""
+    def alerts(
+        self,
+        trial: Trial,
+        finding: Finding,
+        fact_day: int,
+        slot: Slot | None = None,
+        *,
+        immediate: bool = True,
+    ) -> list[PlannedNotification]:
+        """The alerts ``finding`` (about ``fact_day``: exam date or window end) deserves, if any.
+
+        A visit due with nothing booked (``slot`` given) is also alerted when its window opens
+        and :data:`CLOSING_DAYS` before it closes, at :data:`OFFICE_HOUR`, while it stays
+        unbooked: no visit goes missed without the office having heard while it could act.
+        Such a time stays planned through its day once passed (the dispatcher sends a due row
+        within seconds, and an evaluation in between must not cancel it; a problem that comes
+        back later that day still gets that day's alert), not longer: a visit first found
+        days into its window is not also told its window opened. With
+        ``immediate`` False (a cancellation or wrong orderable was just alerted about the
+        visit) only those later times are planned.
+        """
         if not worth_alerting(finding.kind, fact_day, self.today, self.lookback):
             return []
-        return plan_alerts(trial.routing, finding, date.fromordinal(fact_day), self.due_now)
+        later: list[tuple[str, datetime]] = []
+        if slot is not None:
+            days = {"window_open": slot.opens, "closing": max(slot.opens, slot.closes - CLOSING_DAYS)}
+            for phase, day in days.items():
+                when = datetime.combine(date.fromordinal(day), OFFICE_HOUR, self.zone).astimezone(UTC)
+                if day >= self.today and all(when != w for _, w in later):
+                    later.append((phase, when))
+        fact = date.fromordinal(fact_day)
+        return plan_alerts(trial.routing, finding, fact, self.due_now, tuple(later), immediate=immediate)
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,8 +113,10 @@ class EnrolmentContext:
     assignment: Assignment
     expects_scans: bool
 
-    def alerts(self, finding: Finding, fact_day: int) -> list[PlannedNotification]:
-        return self.run.alerts(self.trial, finding, fact_day)
+    def alerts(
+        self, finding: Finding, fact_day: int, slot: Slot | None = None, *, immediate: bool = True
+    ) -> list[PlannedNotification]:
+        return self.run.alerts(self.trial, finding, fact_day, slot, immediate=immediate)
 
 
 @dataclass(slots=True)
@@ -149,9 +188,19 @@ def _judge_served(
     outside = days_outside(day, slot.opens, slot.closes)
     kind = FindingKind.IN_WINDOW if outside == 0 else FindingKind.EARLY if outside < 0 else FindingKind.LATE
     finding = slot_finding(kind, context.enrolment, slot, key, exam=primary, exam_day=day, performed=done)
-    outcome.report(finding, context.alerts(finding, day))
+    # A booking outside the window is alerted again when the window opens and before it
+    # closes while it stays so: the visit would otherwise go missed in silence.
+    still_fixable = not done and kind is not FindingKind.IN_WINDOW
+    outcome.report(finding, context.alerts(finding, day, slot if still_fixable else None))
+    if still_fixable:
+        _report_lapsed(context, slot, key, outcome)  # an in-window exam fell through: news
     if primary.status in _BOOKED:
         outcome.notifications.extend(_booking_notices(context, slot, primary, finding))
+        if _unconfirmed(context.run, primary):
+            unconfirmed = slot_finding(
+                FindingKind.UNCONFIRMED, context.enrolment, slot, key, exam=primary, exam_day=day
+            )
+            outcome.report(unconfirmed, [])
     for extra in slot.exams[1:]:
         extra_day = context.assignment.exam_day[extra.id]
         duplicate = slot_finding(
@@ -159,6 +208,8 @@ def _judge_served(
         )
         outcome.report(duplicate, context.alerts(duplicate, extra_day))
     if not done:
+        if primary.status in _BOOKED and _unconfirmed(context.run, primary):
+            return OccurrenceStatus.UNCONFIRMED, primary.id
         return OccurrenceStatus.BOOKED, primary.id
     status = OccurrenceStatus.DONE_IN_WINDOW if outside == 0 else OccurrenceStatus.DONE_OUT_OF_WINDOW
     return status, primary.id
@@ -179,26 +230,49 @@ def _booking_notices(
 
 def _judge_unserved(context: EnrolmentContext, slot: Slot, key: str, outcome: Outcome) -> OccurrenceStatus:
     """Report the cancelled or no-show exam tied to ``slot``, then ``missed`` or ``due_unscheduled``
-    by where today falls; return the status (``missed``, ``due`` or ``planned``)."""
+    by where today falls; return the status (``missed``, ``due``, ``planned`` or
+    ``before_monitoring`` for a window that closed before the office watched the subject)."""
     today, enrolment = context.run.today, context.enrolment
-    lapsed = context.assignment.lapsed.get(slot)
-    if lapsed is not None:
-        exam, day = lapsed
-        kind = FindingKind.CANCELLED if exam.status is ExamStatus.CANCELLED else FindingKind.NO_SHOW
-        finding = slot_finding(kind, enrolment, slot, key, exam=exam, exam_day=day)
-        outcome.report(finding, context.alerts(finding, max(day, slot.closes)))
+    started = enrolment.monitored_from
+    if started is not None and slot.closes < started.toordinal():
+        return OccurrenceStatus.BEFORE_MONITORING  # history nobody was asked to watch: no finding
+    before = len(outcome.notifications)
+    note = _report_lapsed(context, slot, key, outcome)
+    just_alerted = len(outcome.notifications) > before  # the cancellation's alert says it all now
+    if not note and slot in context.assignment.misordered:
+        note = "the exam booked near it has an orderable this visit does not accept"
     if slot.closes < today:
         if context.expects_scans:
             finding = slot_finding(FindingKind.MISSED, enrolment, slot, key)
             outcome.report(finding, context.alerts(finding, slot.closes))
         return OccurrenceStatus.MISSED
     if slot.opens - context.run.due_soon <= today:
-        # A cancellation or a wrong orderable already tells the office the visit needs booking.
-        if context.expects_scans and lapsed is None and slot not in context.assignment.misordered:
-            finding = slot_finding(FindingKind.DUE_UNSCHEDULED, enrolment, slot, key)
-            outcome.report(finding, context.alerts(finding, slot.closes))
+        # Due again after a cancellation or a wrong orderable too: that alert went out when it
+        # happened, and the visit must not then go quietly missed (issue: no silent cancellation).
+        if context.expects_scans:
+            finding = slot_finding(FindingKind.DUE_UNSCHEDULED, enrolment, slot, key, note=note)
+            outcome.report(finding, context.alerts(finding, slot.closes, slot, immediate=not just_alerted))
         return OccurrenceStatus.DUE
     return OccurrenceStatus.PLANNED
+
+
+def _report_lapsed(context: EnrolmentContext, slot: Slot, key: str, outcome: Outcome) -> str:
+    """Report the cancelled or no-show exam tied to ``slot``, if any; return what happened to it
+    ("... was cancelled"), for the visit's ``due_unscheduled`` detail, or ``""``."""
+    lapsed = context.assignment.lapsed.get(slot)
+    if lapsed is None:
+        return ""
+    exam, day = lapsed
+    kind = FindingKind.CANCELLED if exam.status is ExamStatus.CANCELLED else FindingKind.NO_SHOW
+    finding = slot_finding(kind, context.enrolment, slot, key, exam=exam, exam_day=day)
+    outcome.report(finding, context.alerts(finding, max(day, slot.closes)))
+    what = "was cancelled" if kind is FindingKind.CANCELLED else "was a no-show"
+    return f"{describe_exam(exam)} {what}"
+
+
+def _unconfirmed(run: Run, exam: ExamRecord) -> bool:
+    """A booked exam whose start is ``run.unconfirmed_after`` past with no arrival or completion."""
+    return exam.start is not None and exam.start + run.unconfirmed_after <= run.now
 
 
 def _scanner(baseline: Slot | None) -> str | None:

@@ -75,7 +75,10 @@ class Enrolment:
     """One subject in one trial. ``anchors`` maps anchor names (``c1d1``, ``progression``) to dates.
 
     ``off_study`` ends the schedule: nothing is due after it, and research exams booked after
-    it are reported. ``id`` is the store's id, carried into findings.
+    it are reported. ``monitored_from`` is the day the office started watching the subject
+    (when it was added or imported, unless the office said otherwise): a visit whose window
+    closed before then is ``before_monitoring``, not missed, unless an exam is on record for
+    it. ``id`` is the store's id, carried into findings.
     """
 
     trial: str
@@ -86,6 +89,7 @@ class Enrolment:
     status: EnrolmentStatus = EnrolmentStatus.ON_STUDY
     off_study: date | None = None
     id: int = 0
+    monitored_from: date | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +112,8 @@ class ExamRecord:
     location: str = ""
     accession: str = ""
     updated_at: datetime | None = None
+    external_id: str = ""  # the appointment id the office finds in the EHR (Epic's CSN)
+    order_number: str = ""
 
 
 class OccurrenceStatus(enum.StrEnum):
@@ -116,9 +122,12 @@ class OccurrenceStatus(enum.StrEnum):
     PLANNED = "planned"  # window opens later than the due-soon horizon
     DUE = "due"  # window opens soon or is open, nothing booked
     BOOKED = "booked"  # a research exam is booked for it
+    # booked, its start long past, and no arrival or completion came: not counted as done
+    UNCONFIRMED = "unconfirmed"
     DONE_IN_WINDOW = "done_in_window"
     DONE_OUT_OF_WINDOW = "done_out_of_window"
     MISSED = "missed"  # window closed, nothing performed
+    BEFORE_MONITORING = "before_monitoring"  # window closed before the office watched the subject
     # "Not applicable" needs no status: visits due after the off-study date, or anchored to an
     # event that has not happened, produce no occurrence at all.
 
@@ -162,6 +171,7 @@ class FindingKind(enum.StrEnum):
     DUPLICATE = "duplicate"
     UNMATCHED_EXAM = "unmatched_exam"
     AFTER_OFF_STUDY = "after_off_study"
+    UNCONFIRMED = "unconfirmed"  # booked exam past its start with no arrival/completion message
 
 
 class Severity(enum.StrEnum):

@@ -119,34 +119,50 @@ def plan_reminders(
     ]
 
 
+# Findings the office reads in the digest and on the dashboard, not as an alert of their own.
+_NOT_ALERTED = frozenset({FindingKind.IN_WINDOW, FindingKind.UNCONFIRMED})
+
+
 def worth_alerting(kind: FindingKind, fact_day: int, today: int, alert_lookback_days: int) -> bool:
     """Whether a finding about ``fact_day`` (ordinal: exam date or window end) deserves an alert today."""
-    return kind is not FindingKind.IN_WINDOW and today - fact_day <= alert_lookback_days
+    return kind not in _NOT_ALERTED and today - fact_day <= alert_lookback_days
 
 
 def plan_alerts(
-    routing: Routing, finding: Finding, fact_day: date, due_at: datetime
+    routing: Routing,
+    finding: Finding,
+    fact_day: date,
+    due_at: datetime,
+    later: tuple[tuple[str, datetime], ...] = (),
+    *,
+    immediate: bool = True,
 ) -> list[PlannedNotification]:
-    """Coordinator alerts for a problem finding, due at ``due_at`` (now, in UTC).
+    """Coordinator alerts for a problem finding, due at ``due_at`` (now, in UTC) unless not
+    ``immediate``, and at each ``(phase, when)`` of ``later`` while the finding stands (a
+    visit still unbooked when its window opens, and when it is about to close: a pending one
+    is dropped when the finding resolves).
 
     ``fact_day`` is the exam date or the window's end. The dedupe key carries the exam date
     (or the window start), so an exam moved to another wrong day is news again, while
     re-evaluating the same facts never is. Call :func:`worth_alerting` first.
     """
     about = fact_day.isoformat() if finding.exam_id is not None else f"{finding.window_start}"
+    first = ((about, due_at),) if immediate else ()
+    times = (*first, *((f"{about}:{phase}", when) for phase, when in later))
     return [
         PlannedNotification(
             audience=Audience.COORDINATOR,
             address=address,
             kind=NotificationKind.ALERT,
-            due_at=due_at,
+            due_at=when,
             finding_key=finding.key,
             finding_kind=finding.kind,
-            dedupe_key=f"{NotificationKind.ALERT}|{address}|{finding.key}|{about}",
+            dedupe_key=f"{NotificationKind.ALERT}|{address}|{finding.key}|{what}",
             trial=finding.trial,
             enrolment_id=finding.enrolment_id,
             exam_id=finding.exam_id,
             occurrence_key=finding.occurrence_key,
         )
+        for what, when in times
         for address in routing.coordinators
     ]

@@ -35,6 +35,7 @@ from monitor.store.findings import (
 from monitor.store.registry.protocols import ProtocolCatalogue
 from notifiers.base import AlertContent, DigestContent, parse_address
 from rules import FindingKind, Severity, Trial
+from rules.findings import orderables_for
 from rules.protocol import ExamType
 
 __all__ = ["ContentBuilder", "next_step"]
@@ -52,12 +53,13 @@ def next_step(
     window: tuple[date, date] | None = None,
     expected: Sequence[str] = (),
     performed: bool = False,
-    exam_id: int | None = None,
+    appointment: str = "",
     audience: str = "coordinator",
 ) -> str:
     """The one line that tells the reader what to do next, in the office's words."""
     when = renderer.format_datetime(start) if start is not None else ""
-    span = f"{renderer.format_date(window[0])} to {renderer.format_date(window[1])}" if window else ""
+    first, last = (renderer.format_date(window[0]), renderer.format_date(window[1])) if window else ("", "")
+    span = f"{first} to {last}" if window else ""
     visit = label or "visit"
     if audience == "technologist":
         return "Scan with the parameters below; call the coordinator before scanning if any cannot be met"
@@ -73,14 +75,20 @@ def next_step(
             else "Ask scheduling to move it"
         )
     if kind is FindingKind.DUE_UNSCHEDULED:
-        return f"Ask scheduling to book the {visit} between {span}" if span else f"Book the {visit}"
+        return (
+            f"Ask scheduling to book the {visit} between {first} and {last}"
+            if window
+            else f"Book the {visit}"
+        )
     if kind is FindingKind.MISSED:
         return f"Record the missed {visit} as a protocol deviation and inform the sponsor"
     if kind in (FindingKind.CANCELLED, FindingKind.NO_SHOW):
         return f"Rebook the {visit} within its window ({span})" if span else f"Rebook the {visit}"
     if kind is FindingKind.DUPLICATE:
-        extra = f" (exam {exam_id})" if exam_id is not None else ""
+        extra = f" (appointment {appointment})" if appointment else ""
         return f"Ask scheduling to cancel the extra booking{extra}"
+    if kind is FindingKind.UNCONFIRMED:
+        return f"Check in the EHR that the {visit} was performed; ask the department to complete the exam"
     if kind is FindingKind.UNMATCHED_EXAM:
         return "Check whether this exam should serve a research visit; if not, nothing to do"
     if kind is FindingKind.AFTER_OFF_STUDY:
@@ -142,9 +150,11 @@ class ContentBuilder:
         kind = FindingKind(finding.kind)
         start = exam.start_at if exam is not None else None
         window = (finding.window_start, finding.window_end) if finding.window_start else None
-        expected = (
-            self._expected(conn, finding.trial, occurrence) if kind is FindingKind.WRONG_ORDERABLE else ()
-        )
+        expected: tuple[str, ...] = ()
+        if kind is FindingKind.WRONG_ORDERABLE:
+            expected = self._expected(
+                conn, finding.trial, occurrence, exam.modality if exam is not None else ""
+            )
         performed = exam is not None and exam.status in ("arrived", "completed")
         step = next_step(
             kind,
@@ -154,7 +164,7 @@ class ContentBuilder:
             window=window,
             expected=expected,
             performed=performed,
-            exam_id=finding.exam_id,
+            appointment=exam.external_id if exam is not None else "",
             audience=audience,
         )
         return replace(
@@ -220,6 +230,8 @@ class ContentBuilder:
             modality=(exam.modality or "") if exam is not None else "",
             room=(exam.location or "") if exam is not None else "",
             accession=(exam.accession or "") if exam is not None else "",
+            appointment_id=(exam.external_id or "") if exam is not None else "",
+            order_number=(exam.order_number or "") if exam is not None else "",
             procedure_code=(exam.procedure_code or "") if exam is not None else "",
             dashboard_url=f"{self.base_url}/exams/{exam_id}" if self.base_url and exam_id else "",
             window_start=occurrence.window_start if occurrence is not None else None,
@@ -251,18 +263,16 @@ class ContentBuilder:
                 return timepoint.label if "{" not in timepoint.label else timepoint.id
         return timepoint_id
 
-    def _expected(self, conn: Connection, trial_id: str, occurrence: Any) -> tuple[str, ...]:
+    def _expected(self, conn: Connection, trial_id: str, occurrence: Any, modality: str) -> tuple[str, ...]:
+        """The orderables to suggest for a wrong one: the rules' one list (the finding's too)."""
         trial = self._trial(conn, trial_id)
         if trial is None or occurrence is None:
             return ()
         version = trial.version_on(occurrence.due)
-        codes: list[str] = []
         for timepoint in version.timepoints:
             if timepoint.id == occurrence.timepoint:
-                for exam_type_id in timepoint.exams:
-                    exam_type = version.exams.get(exam_type_id)
-                    codes.extend(c for c in (exam_type.orderables if exam_type else ()) if c not in codes)
-        return tuple(codes)
+                return orderables_for(version, timepoint.exams, modality)
+        return ()
 
     # -- the daily digest ----------------------------------------------------------------
 

@@ -23,7 +23,7 @@ from dataclasses import replace
 
 from monitor.store.outbox.claims import SentBefore
 from notifiers.base import AlertContent, Delivery, MessageKind, NotifierError
-from rules import FindingKind, Severity
+from rules import FindingKind
 
 __all__ = ["against_history", "error_code"]
 
@@ -59,8 +59,8 @@ def against_history(
         return content, booking.delivery
     if kind is MessageKind.ALERT and finding_kind in _CLOSES_EXAM:
         return replace(content, change=_CLOSES_EXAM[finding_kind]), booking.delivery
-    if kind is MessageKind.ALERT and moved and content.severity is not Severity.CRITICAL:
-        return content, booking.delivery
+    # Any other alert, after a reschedule too, is a new message the channel sees (it says
+    # what moved): a warning edited into an old post is one nobody reads.
     return content, None
 
 

@@ -194,6 +194,9 @@ enrolments = Table(
     Column("arm", String(64), nullable=True),
     Column("status", String(16), nullable=False),
     Column("off_study", Date(), nullable=True),
+    # The day the office started watching the subject (site date): windows that closed before
+    # it are history, not missed visits. Set when added or imported unless given.
+    Column("monitored_from", Date(), nullable=True),
     Column("anchors", JSON, nullable=False, default=dict),
     Column("created_at", UTCDateTime(), nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),

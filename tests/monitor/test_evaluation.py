@@ -103,7 +103,8 @@ def test_a_booking_then_a_cancellation_through_the_feed_writer_open_and_reopen_t
     assert rows["cancelled"].exam_id == booked.exam_ids[0]
     assert "the timepoint is open again" in rows["cancelled"].detail
     assert rows["in_window"].status == "resolved"
-    assert rows["due_unscheduled"].status == "resolved"  # a cancellation is reported instead
+    # Due again: the visit is open and nothing is booked (it must not go quietly missed).
+    assert rows["due_unscheduled"].status == "open" and "was cancelled" in rows["due_unscheduled"].detail
 
 
 def test_ack_after_storing_raw_still_evaluates_once_the_message_is_applied(

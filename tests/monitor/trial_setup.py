@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -37,13 +37,19 @@ def cli(
     return code, captured.out, captured.err
 
 
+# The example office has watched its subjects since before the first of them consented:
+# every visit of the example schedule is the office's business (a fresh import would make
+# the older ones history: tests/monitor/test_monitoring_start.py).
+WATCHED_SINCE = date(2025, 1, 1)
+
+
 def load_examples(engine: Engine, now: datetime = NOW) -> None:
     """The three example protocols and the example enrolments, stored as the commands would."""
     with engine.begin() as conn:
         for path in TRIAL_FILES:
             text = path.read_text(encoding="utf-8")
             store_protocol(conn, load_protocol(text, path.name), text, path.name, now)
-        import_enrolments(conn, ENROLMENTS_CSV.read_text(encoding="utf-8"), now)
+        import_enrolments(conn, ENROLMENTS_CSV.read_text(encoding="utf-8"), now, today=WATCHED_SINCE)
 
 
 def enrolment_id(engine: Engine, trial: str, subject: str) -> int:

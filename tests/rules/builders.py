@@ -74,6 +74,7 @@ def enrolment(
     off_study: date | None = None,
     trial_id: str = "T-1",
     enrolment_id: int = 1,
+    monitored_from: date | None = None,
     **anchors: date,
 ) -> Enrolment:
     return Enrolment(
@@ -85,6 +86,7 @@ def enrolment(
         status=status,
         off_study=off_study,
         id=enrolment_id,
+        monitored_from=monitored_from,
     )
 
 
@@ -115,6 +117,7 @@ def exam(
         status=status,
         location=location,
         accession=f"A{exam_id:06d}",
+        external_id=f"{7000000000 + exam_id}",
     )
 
 

@@ -104,8 +104,9 @@ CASES = [
         _now(date(2026, 4, 1)),
         f"{WEEK_6_KEY}:wrong_orderable:exam1",
         Severity.CRITICAL,
-        "order one of CT1, CT2",
-        absent=(FindingKind.DUE_UNSCHEDULED, FindingKind.UNMATCHED_EXAM),
+        "CT research (CT999, appointment 7000000001, accession A000001) on 2026-04-13 is CT near this"
+        " timepoint (window 2026-04-06..2026-04-20) but its orderable is not accepted; order CT1 or CT2",
+        absent=(FindingKind.UNMATCHED_EXAM,),
     ),
     Case(
         "due unscheduled: the window opens within the due-soon days, nothing booked",
@@ -130,7 +131,7 @@ CASES = [
         f"{WEEK_6_KEY}:cancelled:exam1",
         Severity.WARNING,
         "was cancelled; the timepoint is open again",
-        absent=(FindingKind.DUE_UNSCHEDULED, FindingKind.IN_WINDOW),
+        absent=(FindingKind.IN_WINDOW,),
     ),
     Case(
         "no-show: the timepoint is open again",
@@ -139,7 +140,6 @@ CASES = [
         f"{WEEK_6_KEY}:no_show:exam1",
         Severity.WARNING,
         "was not attended (no-show)",
-        absent=(FindingKind.DUE_UNSCHEDULED,),
     ),
     Case(
         "duplicate: a second exam inside a served window",
@@ -147,7 +147,7 @@ CASES = [
         _now(date(2026, 4, 1)),
         f"{WEEK_6_KEY}:duplicate:exam2",
         Severity.WARNING,
-        "exam 1 already serves it",
+        "CT research (CT1, appointment 7000000001, accession A000001) already serves it",
     ),
     Case(
         "unmatched exam: trial-modality imaging that serves no timepoint",
@@ -155,8 +155,17 @@ CASES = [
         _now(date(2026, 4, 20)),
         "T-1:S-01:exam2:unmatched_exam",
         Severity.INFO,
-        "CT exam 2 (CT999 CT research) on 2026-04-14 serves no timepoint",
+        "CT research (CT999, appointment 7000000002, accession A000002) on 2026-04-14 serves no timepoint",
         absent=(FindingKind.WRONG_ORDERABLE,),
+    ),
+    Case(
+        "unconfirmed: a booked exam 24 hours past its start with no arrival or completion",
+        [exam(1, WEEK_6)],
+        _now(date(2026, 4, 14)),  # 26 hours after 10:00 on the 13th
+        f"{WEEK_6_KEY}:unconfirmed:exam1",
+        Severity.WARNING,
+        "was booked for 2026-04-13; no arrival or completion has come from the EHR since",
+        absent=(FindingKind.MISSED, FindingKind.DUE_UNSCHEDULED),
     ),
     Case(
         "after off-study: a research exam booked after the off-study date",
@@ -430,8 +439,11 @@ def test_lead_times_already_passed_collapse_into_one_reminder_due_now() -> None:
 def test_problems_alert_the_coordinator_immediately_and_in_window_exams_do_not() -> None:
     early = _run([exam(1, date(2026, 4, 1))], _now(date(2026, 3, 25)))
     alerts = [n for n in early.planned_notifications if n.kind is NotificationKind.ALERT]
+    # Now, and again when the window opens and before it closes while the booking stays early.
     assert [(n.address, n.finding_kind, n.due_at) for n in alerts] == [
-        ("email:coord@example.org", FindingKind.EARLY, _now(date(2026, 3, 25)).astimezone(UTC))
+        ("email:coord@example.org", FindingKind.EARLY, _now(date(2026, 3, 25)).astimezone(UTC)),
+        ("email:coord@example.org", FindingKind.EARLY, local(date(2026, 4, 6), 8).astimezone(UTC)),
+        ("email:coord@example.org", FindingKind.EARLY, local(date(2026, 4, 18), 8).astimezone(UTC)),
     ]
     assert not [n for n in early.planned_notifications if n.kind is NotificationKind.BOOKING]
     fine = _run([exam(1, WEEK_6)], _now(date(2026, 4, 1)))

@@ -21,6 +21,12 @@ leaves out the ones whose exams changed while it ran: that is news) are written 
 ``pending``, so their keys are never planned, nor sent, later either; reminders, sheets and
 alerts are planned as always. A booking that arrives afterwards plans its notice as usual.
 
+Alerts first planned late: a visit due with nothing booked is alerted now, when its window
+opens and before it closes (``rules.judging.Run.alerts``); when the engine first plans such
+alerts after some of their times have passed (the visit was found inside its window), only
+the latest already due is sent: the earlier ones are written ``skipped`` (one message, not
+three at once), the ones still to come stay pending.
+
 A rescheduled exam plans new keys (its start is part of them), so its pending reminders
 are cancelled and new ones written; the new booking notice is sent by the dispatcher as an
 update of the message already posted about the exam. A cancelled exam's reminders are
@@ -57,6 +63,7 @@ __all__ = [
 ]
 
 QUIET_FIRST_RUN_NOTE = "not sent: already booked when the monitor first planned (quiet first run)"
+SUPERSEDED_NOTE = "not sent: a later alert about the same finding was already due when both were planned"
 
 _LOAD_ALL_FROM = 2_000  # scopes larger than this read every pending row and filter in Python
 
@@ -70,7 +77,7 @@ class PlanChanges:
     reinstated: int = 0
     cancelled: int = 0
     unchanged: int = 0
-    skipped: int = 0  # booking notices written ``skipped`` by a quiet first run
+    skipped: int = 0  # written ``skipped``: a quiet first run's booking notices, superseded alerts
 
     @property
     def changed(self) -> bool:
@@ -79,7 +86,7 @@ class PlanChanges:
     def __str__(self) -> str:
         """For a log line: ``2 added, 1 moved, 3 cancelled`` (``nothing changed`` when so)."""
         counts = [(self.added, "added"), (self.moved, "moved"), (self.reinstated, "planned again"),
-                  (self.cancelled, "cancelled"), (self.skipped, "skipped (quiet first run)")]  # fmt: skip
+                  (self.cancelled, "cancelled"), (self.skipped, "skipped")]  # fmt: skip
         return ", ".join(f"{count} {what}" for count, what in counts if count) or "nothing changed"
 
 
@@ -213,7 +220,26 @@ def _compare(
             writes.moves.append({"b_id": row.id, "b_due": plan.due_at, "b_next": next_attempt})
         else:
             changes.unchanged += 1
+    changes.skipped += _skip_superseded(writes.inserts, now)
     return writes
+
+
+def _skip_superseded(inserts: list[dict[str, Any]], now: datetime) -> int:
+    """Of the new pending alerts about one finding to one address already due, keep the latest;
+    write the others ``skipped``. Returns how many were skipped."""
+    due: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for values in inserts:
+        pending = values["status"] == OutboxStatus.PENDING.value
+        if pending and values["kind"] == NotificationKind.ALERT.value and values["due_at"] <= now:
+            due.setdefault((values["finding_key"], values["address"]), []).append(values)
+    skipped = 0
+    for alerts in due.values():
+        latest = max(alerts, key=lambda values: values["due_at"])
+        for values in alerts:
+            if values is not latest:
+                values.update(status=OutboxStatus.SKIPPED.value, summary=SUPERSEDED_NOTE)
+                skipped += 1
+    return skipped
 
 
 def _write(conn: Connection, writes: _Writes, now: datetime) -> None:

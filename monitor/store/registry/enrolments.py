@@ -38,7 +38,11 @@ _LIMITS = {"subject": 64, "arm": 64, "mrn": 80}
 
 @dataclass(frozen=True, slots=True)
 class EnrolmentEntry:
-    """One subject in one trial as the office enters it (``anchors``: name -> date)."""
+    """One subject in one trial as the office enters it (``anchors``: name -> date).
+
+    ``monitored_from``: the day the office starts watching the subject (windows that closed
+    before it are history); None: the day it is first saved (an update keeps the stored day).
+    """
 
     trial: str
     subject: str
@@ -47,6 +51,7 @@ class EnrolmentEntry:
     arm: str | None = None
     status: EnrolmentStatus = EnrolmentStatus.ON_STUDY
     off_study: date | None = None
+    monitored_from: date | None = None
 
 
 def parse_status(text: str) -> EnrolmentStatus:
@@ -93,6 +98,7 @@ class EnrolmentView:
     anchors: dict[str, date]
     created_at: datetime
     updated_at: datetime
+    monitored_from: date | None = None
 
     def entry(self) -> EnrolmentEntry:
         return EnrolmentEntry(
@@ -103,6 +109,7 @@ class EnrolmentView:
             self.arm,
             EnrolmentStatus(self.status),
             self.off_study,
+            self.monitored_from,
         )
 
     def as_json(self) -> dict[str, Any]:
@@ -115,6 +122,7 @@ class EnrolmentView:
             "status": self.status,
             "off_study": self.off_study.isoformat() if self.off_study else None,
             "anchors": {name: value.isoformat() for name, value in sorted(self.anchors.items())},
+            "monitored_from": self.monitored_from.isoformat() if self.monitored_from else None,
             "created_at": self.created_at.isoformat(),
             "updated_at": self.updated_at.isoformat(),
         }
@@ -147,6 +155,7 @@ def list_enrolments(
             anchors=anchors_from_json(row.anchors),
             created_at=row.created_at,
             updated_at=row.updated_at,
+            monitored_from=row.monitored_from,
         )
         for row in rows
     ]
@@ -208,12 +217,16 @@ def _normalised(entry: EnrolmentEntry) -> EnrolmentEntry:
     return replace(entry, mrns=tuple(sorted(set(entry.mrns))), anchors=dict(entry.anchors))
 
 
-def save_entries(conn: Connection, entries: Iterable[EnrolmentEntry], now: datetime) -> SavedEntries:
+def save_entries(
+    conn: Connection, entries: Iterable[EnrolmentEntry], now: datetime, *, today: date | None = None
+) -> SavedEntries:
     """Insert new enrolments and update existing ones (by trial and subject) in the caller's transaction.
 
     The entries must have been checked (:func:`check_entry`, :func:`mrn_conflicts`). An
-    update replaces arm, status, off-study date, anchors and the MRN list; an entry equal to
-    what is stored changes nothing.
+    update replaces arm, status, off-study date, anchors and the MRN list (and the
+    monitoring start when the entry gives one); an entry equal to what is stored changes
+    nothing. A new enrolment without a monitoring start is watched from ``today`` (the
+    site's date; default ``now``'s UTC date).
     """
     batch = [_normalised(entry) for entry in entries]
     stored: dict[tuple[str, str], EnrolmentView] = {}
@@ -222,13 +235,17 @@ def save_entries(conn: Connection, entries: Iterable[EnrolmentEntry], now: datet
     added = updated = unchanged = 0
     changed: list[int] = []
     for entry in batch:
+        existing = stored.get((entry.trial, entry.subject))
+        if entry.monitored_from is None:
+            kept = existing.monitored_from if existing is not None else None
+            entry = replace(entry, monitored_from=kept or today or now.date())
         values = {
             "arm": entry.arm,
             "status": entry.status.value,
             "off_study": entry.off_study,
             "anchors": _anchors_json(entry.anchors),
+            "monitored_from": entry.monitored_from,
         }
-        existing = stored.get((entry.trial, entry.subject))
         if existing is None:
             result = conn.execute(
                 enrolments.insert().values(

@@ -6,9 +6,12 @@ The file (``examples/enrolments.csv``)::
     ONC-2101,2101-003,E10003|E90003,A,on_study,,2026-01-05,2026-01-26
 
 ``trial``, ``subject`` and ``mrn`` are required columns; several MRNs of one patient are
-separated by ``|``. ``arm``, ``status`` (default ``on_study``) and ``off_study`` are
-optional; every other column is an anchor date (``YYYY-MM-DD``; empty: not set). A row for
-a subject already enrolled replaces that enrolment (arm, status, dates, MRNs).
+separated by ``|``. ``arm``, ``status`` (default ``on_study``), ``off_study`` and
+``monitoring_start`` (the day the office starts watching the subject; default: the day of
+the import, so the visits before it are history, not missed) are optional; every other
+column is an anchor date (``YYYY-MM-DD``; empty: not set). A row for a subject already
+enrolled replaces that enrolment (arm, status, dates, MRNs; the monitoring start only when
+the row gives one).
 
 Every row is read and checked against its trial's protocol before anything is written;
 if any row has a problem, :class:`ImportRejected` lists each one with its line number and
@@ -38,7 +41,7 @@ from monitor.store.registry.protocols import ProtocolCatalogue
 __all__ = ["ImportRejected", "RowProblem", "import_enrolments", "read_enrolment_csv"]
 
 REQUIRED_COLUMNS = ("trial", "subject", "mrn")
-FIXED_COLUMNS = (*REQUIRED_COLUMNS, "arm", "status", "off_study")
+FIXED_COLUMNS = (*REQUIRED_COLUMNS, "arm", "status", "off_study", "monitoring_start")
 _ANCHOR_COLUMN = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
@@ -98,6 +101,7 @@ def _entry(values: dict[str, str], anchor_columns: Sequence[str]) -> tuple[Enrol
         arm=values.get("arm") or None,
         status=status,
         off_study=_date(values.get("off_study", ""), "off_study", problems),
+        monitored_from=_date(values.get("monitoring_start", ""), "monitoring_start", problems),
     )  # a row with problems is never stored, so _UNREADABLE never reaches the store
     if not entry.trial:
         problems.insert(0, "the trial is empty")
@@ -149,9 +153,15 @@ def read_enrolment_csv(text: str) -> tuple[list[tuple[int, EnrolmentEntry]], lis
 
 
 def import_enrolments(
-    conn: Connection, text: str, now: datetime, catalogue: ProtocolCatalogue | None = None
+    conn: Connection,
+    text: str,
+    now: datetime,
+    catalogue: ProtocolCatalogue | None = None,
+    *,
+    today: date | None = None,
 ) -> SavedEntries:
-    """Check every row of the CSV ``text`` and store them all in the caller's transaction.
+    """Check every row of the CSV ``text`` and store them all in the caller's transaction;
+    rows without a monitoring start are watched from ``today`` (the site's date of the import).
 
     Raises :class:`ImportRejected` (before writing anything) when any row has a problem.
     """
@@ -165,4 +175,4 @@ def import_enrolments(
         problems.extend(RowProblem(line, message) for message in found)
     if problems:
         raise ImportRejected(problems)
-    return save_entries(conn, [entry for _, entry in entries], now)
+    return save_entries(conn, [entry for _, entry in entries], now, today=today)

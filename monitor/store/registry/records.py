@@ -40,6 +40,8 @@ _EXAM_COLUMNS = (
     exams.c.status,
     exams.c.location,
     exams.c.accession,
+    exams.c.external_id,
+    exams.c.order_number,
 )  # not updated_at: the engine does not use it, and 300,000 conversions cost 0.3 s
 
 
@@ -66,6 +68,7 @@ def to_enrolment(row: Row[*tuple[Any, ...]], mrns: Iterable[str]) -> Enrolment:
         status=EnrolmentStatus(row.status),
         off_study=row.off_study,
         id=int(row.id),
+        monitored_from=row.monitored_from,
     )
 
 
@@ -110,8 +113,22 @@ def _exam_records(rows: Iterable[Row[*tuple[Any, ...]]]) -> list[ExamRecord]:
             status=_STATUS[status],
             location=location or "",
             accession=accession or "",
+            external_id=external_id or "",
+            order_number=order_number or "",
         )
-        for exam_id, mrn, code, text, modality, start, status, location, accession in rows
+        for (
+            exam_id,
+            mrn,
+            code,
+            text,
+            modality,
+            start,
+            status,
+            location,
+            accession,
+            external_id,
+            order_number,
+        ) in rows
     ]
 
 

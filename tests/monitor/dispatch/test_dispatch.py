@@ -129,20 +129,22 @@ def test_a_reschedule_updates_the_posted_message_and_says_what_moved_in_its_thre
     assert_no_phi(slack.fake.all_raw())
 
 
-def test_a_move_out_of_the_window_updates_the_posted_booking_with_the_alert(
-    office: Office, slack: SlackServer
-) -> None:
+def test_a_move_out_of_the_window_is_a_new_message_the_channel_sees(office: Office, slack: SlackServer) -> None:
+    """Not an edit of the old booking post: a warning hidden in yesterday's message is one nobody reads."""
     office.feed(siu(mrn="E10001"))
     office.dispatch()
     [root] = slack.fake.posted(ONC)
     office.feed(siu("S13", control_id="MSG0002", mrn="E10001", start="20261216093000"))  # window ends 14 Dec
     office.dispatch()
-    [edited] = _top(slack)
-    assert edited["ts"] == root["ts"] and edited["text"].startswith("[ONC-2101] Booked after the window")
-    assert "Wed 16 Dec 2026 09:30 EST" in edited["text"]
-    [note] = [m for m in slack.fake.posted(ONC) if m["thread_ts"] == root["ts"]]
-    assert note["text"] == "Updated: moved from Tue 1 Dec 2026 09:30 EST to Wed 16 Dec 2026 09:30 EST"
-    assert "move the exam into the window" in json.dumps(edited["blocks"])
+    [first] = _top(slack)
+    assert first["ts"] == root["ts"] and first["text"] == root["text"]  # the booking post stands as it was
+    # In the exam's thread, and broadcast: the channel sees it.
+    [alert] = [m for m in slack.fake.posted(ONC) if m["thread_ts"] == root["ts"]]
+    assert alert["reply_broadcast"] and alert["text"].startswith("[ONC-2101] Booked after the window")
+    assert "Wed 16 Dec 2026 09:30 EST" in alert["text"]
+    blocks = json.dumps(alert["blocks"])
+    assert "moved from Tue 1 Dec 2026 09:30 EST to Wed 16 Dec 2026 09:30 EST" in blocks
+    assert "move the exam into the window" in blocks
 
 
 def test_a_cancellation_tells_the_coordinator_and_no_reminder_follows(
@@ -160,7 +162,11 @@ def test_a_cancellation_tells_the_coordinator_and_no_reminder_follows(
     assert note["text"] == "Updated: exam cancelled; the visit is open again"
     office.clock.now = NOW + timedelta(days=7)  # every reminder and sheet time has passed
     office.dispatch()
-    assert len(slack.fake.posted(ONC)) == 2 and slack.fake.posted(CT3) == []
+    # No reminder and no sheet; the window opened (Mon 30 Nov) with nothing rebooked: a new
+    # message says so, visible in the channel.
+    *_, due = slack.fake.posted(ONC)
+    assert len(slack.fake.posted(ONC)) == 3 and slack.fake.posted(CT3) == []
+    assert "Due, nothing booked" in due["text"] and due["thread_ts"] is None
     assert {row.status for row in office.rows(exam_id=1, kind="reminder")} == {"cancelled"}
 
 

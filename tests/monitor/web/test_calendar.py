@@ -125,7 +125,7 @@ def test_a_booked_exam_starts_at_its_utc_time_on_both_sides_of_the_dst_change(
     assert winter.decoded("DTEND") == datetime(2026, 11, 30, 15, 30, tzinfo=UTC)  # SCH: 30 minutes
     assert str(summer["SUMMARY"]) == "NEU-4405 4405-001 Week 40 MRI MR"
     assert str(summer["LOCATION"]) == "MR2 / HOSP"
-    assert "Window 2026-10-19 to 2026-11-02: in window." in str(summer["DESCRIPTION"])
+    assert "Window 2026-10-19 to 2026-11-02: in window, unconfirmed." in str(summer["DESCRIPTION"])
     assert str(summer["STATUS"]) == "CONFIRMED"
 
 
