@@ -10,15 +10,19 @@ the setting; Feed health lists the exam. Neither ever shows an identifier's valu
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 
+from monitor.cli import main
+from monitor.clock import FixedClock
 from monitor.config import Settings
 from monitor.feeds.hl7.intake import Arrival, Intake
 from monitor.feeds.hl7.mapping import MappingSettings
 from monitor.store.database import make_engine
 from monitor.store.exams.pools import missed_enrolled, survey_pools
+from monitor.store.schema import exams
 from tests.monitor.hl7_messages import siu
 from tests.monitor.trial_setup import EXAMPLE_MRNS, NOW, load_examples
 
@@ -54,6 +58,19 @@ def _receive(engine: Engine, settings: Settings, messages: Sequence[bytes]) -> N
         assert intake.receive(Arrival(raw, received_at=NOW)).ack_code == "AA"
 
 
+def _check_config(
+    tmp_path: Path, url: str, capsys: pytest.CaptureFixture[str], hl7: str = ""
+) -> tuple[int, str]:
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'[database]\nurl = "{url}"\n[site]\ntimezone = "America/New_York"\n'
+        f'[hl7]\ntimezone = "America/New_York"\n{hl7}',
+        encoding="utf-8",
+    )
+    code = main(["--config", str(config), "--log-level", "WARNING", "check-config"], clock=FixedClock(NOW))
+    return code, capsys.readouterr().out
+
+
 def _no_identifier_in(text: str) -> None:
     for value in IDENTIFIERS:
         assert value not in text, f"identifier value {value!r} shown"
@@ -65,6 +82,79 @@ def engine(database_url: str) -> Iterator[Engine]:
     load_examples(engine)
     yield engine
     engine.dispose()
+
+
+def _warnings(out: str) -> list[str]:
+    return [line for line in out.splitlines() if line.startswith("WARNING  MRN pools:")]
+
+
+def test_check_config_names_the_pools_and_the_setting_never_an_mrn(
+    engine: Engine, database_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _receive(engine, _settings(database_url), _feed())
+    with engine.connect() as conn:  # the premise: the other facility's number was chosen
+        assert (
+            conn.execute(select(exams.c.mrn).where(exams.c.external_id == CSN)).scalar_one() == OTHER_FACILITY
+        )
+    code, out = _check_config(tmp_path, database_url, capsys)
+    pools, missed = _warnings(out)
+    assert "[hl7] mrn_authorities is empty" in pools
+    assert "from 2 pools: EPI in 2 exams, OSH in 1 exam (1 exam has more than one)" in pools
+    assert "enrolled MRNs are found in EPI in 2 exams" in pools
+    assert pools.endswith('[hl7] mrn_authorities = ["EPI"]')
+    assert "1 exam starting 2026-11-18 to 2026-12-09 matches no enrolment" in missed
+    assert "OSH (MR) chosen over EPI (MR): 1" in missed and "Feed health lists it" in missed
+    _no_identifier_in(out)
+    # The warnings are not problems: what fails here is the example protocols' channels.
+    assert code == 1 and not any("MRN" in line for line in out.splitlines() if line.startswith("PROBLEM"))
+
+
+def test_a_warning_alone_does_not_fail_the_check(
+    database_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """No protocols, no enrolments: nothing routes anywhere, and the pools alone are a warning."""
+    engine = make_engine(database_url)
+    _receive(engine, _settings(database_url), _feed())
+    engine.dispose()
+    code, out = _check_config(tmp_path, database_url, capsys)
+    [pools] = _warnings(out)
+    assert pools.endswith('[hl7] mrn_authorities = ["<the pool of your MRNs: EPI or OSH>"]')
+    assert code == 0 and "configuration OK, 1 warning(s)" in out
+    _no_identifier_in(out)
+
+
+def test_configured_pools_stay_quiet(
+    engine: Engine, database_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    settings = _settings(database_url, ["EPI"])
+    _receive(engine, settings, _feed())
+    with engine.connect() as conn:
+        assert conn.execute(select(exams.c.mrn).where(exams.c.external_id == CSN)).scalar_one() == "E10001"
+        assert missed_enrolled(conn, NOW).total == 0
+    code, out = _check_config(tmp_path, database_url, capsys, 'mrn_authorities = ["EPI"]\n')
+    assert code == 1  # the example protocols' channels, as above
+    assert "WARNING" not in out and "MRN pools" not in out
+
+
+def test_exams_stored_before_the_setting_show_as_passed_over(
+    engine: Engine, database_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _receive(engine, _settings(database_url), _feed())  # mapped while the setting was empty
+    _, out = _check_config(tmp_path, database_url, capsys, 'mrn_authorities = ["EPI"]\n')
+    passed_over, missed = _warnings(out)
+    assert (
+        "an identifier of type MR, MRN from a configured pool is not the exam's MRN (EPI in 1 exam)"
+        in passed_over
+    )
+    assert "keep their MRN until their next message" in passed_over
+    assert "1 exam starting" in missed
+    assert "mrn_authorities is empty" not in out
+    _no_identifier_in(out)
+    # The sender's next message about the exam maps it again, with the setting: all quiet.
+    _receive(engine, _settings(database_url, ["EPI"]), [siu("S14", control_id="P0003", csn=CSN,
+             mrn=f"{OTHER_FACILITY}^^^OSH^MR~E10001", sent_at="20261121080000")])  # fmt: skip
+    _, out = _check_config(tmp_path, database_url, capsys, 'mrn_authorities = ["EPI"]\n')
+    assert "MRN pools" not in out
 
 
 def test_identifiers_past_the_third_and_the_window(engine: Engine, database_url: str) -> None:
