@@ -9,6 +9,7 @@ the setting; Feed health lists the exam. Neither ever shows an identifier's valu
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -20,11 +21,14 @@ from monitor.clock import FixedClock
 from monitor.config import Settings
 from monitor.feeds.hl7.intake import Arrival, Intake
 from monitor.feeds.hl7.mapping import MappingSettings
+from monitor.store.accounts import Role, add_user
 from monitor.store.database import make_engine
 from monitor.store.exams.pools import missed_enrolled, survey_pools
 from monitor.store.schema import exams
 from tests.monitor.hl7_messages import siu
 from tests.monitor.trial_setup import EXAMPLE_MRNS, NOW, load_examples
+from tests.monitor.web.conftest import Site
+from tests.monitor.web.site import PASSWORD
 
 OTHER_FACILITY = "OSH55501"  # the outside hospital's MR number of the same patient
 # Every identifier value the feed below carries: none may appear in any output.
@@ -178,3 +182,66 @@ def test_identifiers_past_the_third_and_the_window(engine: Engine, database_url:
         assert missed_enrolled(conn, NOW, trials=["ONC-2101"]).total == 0
         survey = survey_pools(conn, "epic", ("MR", "MRN"))
         assert survey.pools == {"X1": 3, "X2": 3, "X3": 3, "EPI": 3} and survey.several == 3
+
+
+# --- Feed health --------------------------------------------------------------------------
+
+
+@pytest.fixture
+def office(engine: Engine, database_url: str) -> Site:
+    settings = _settings(database_url)
+    _receive(engine, settings, _feed())
+    with engine.begin() as conn:
+        add_user(conn, "admin", Role.ADMIN, PASSWORD, NOW)
+        add_user(conn, "viewer", Role.VIEWER, PASSWORD, NOW)
+        add_user(conn, "onc", Role.COORDINATOR, PASSWORD, NOW, trials=("ONC-2101",))
+        add_user(conn, "lym", Role.COORDINATOR, PASSWORD, NOW, trials=("LYM-3302",))
+    return Site(engine, settings, FixedClock(NOW), database_url)
+
+
+def _section(page: str) -> str:
+    return page[page.index('id="unmatched"') : page.index('id="reused"')]
+
+
+def _exam_id(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(select(exams.c.id).where(exams.c.external_id == CSN)).scalar_one())
+
+
+def test_feed_health_lists_the_unmatched_exam_and_no_identifier(office: Site) -> None:
+    exam_id = _exam_id(office.engine)
+    page = office.login("admin").get("/feeds")
+    assert page.status_code == 200
+    section = _section(page.text)
+    assert "<strong>1 exam</strong>" in section
+    row = re.search(rf"<tr><td><a href=\"/exams/{exam_id}\">exam {exam_id}</a></td>.*?</tr>", section)
+    assert row, section
+    cells = re.findall(r"<td>(.*?)</td>", row.group(0))[1:]
+    assert cells == ["epic", CSN, "Tue 1 Dec 2026 09:30 EST", "OSH (MR)", "EPI (MR)",
+                     "NEU-4405 4405-004, ONC-2101 2101-001"]  # fmt: skip
+    assert "Fix: name the site's own pool in <code>[hl7] mrn_authorities</code>" in section
+    assert '(here <code>mrn_authorities = ["EPI"]</code>' in section
+    _no_identifier_in(page.text)
+    # The exam of E10002, matched, is not listed.
+    assert "7200000002" not in section
+    [audit] = office.audit_rows(username="admin", object_type="feeds")
+    assert audit.detail == f"unmatched exams {exam_id}"
+
+
+def test_feed_health_keeps_to_the_account(office: Site) -> None:
+    viewer = _section(office.login("viewer").get("/feeds").text)
+    assert CSN in viewer and "/exams/" not in viewer  # unmatched exams open for admins only
+    assert CSN in _section(office.login("onc").get("/feeds").text)
+    lym = _section(office.login("lym").get("/feeds").text)
+    assert CSN not in lym and "None." in lym
+    assert not office.audit_rows(username="lym", object_type="feeds")
+
+
+def test_feed_health_is_quiet_when_the_pool_is_configured(engine: Engine, database_url: str) -> None:
+    settings = _settings(database_url, ["EPI"])
+    _receive(engine, settings, _feed())
+    with engine.begin() as conn:
+        add_user(conn, "admin", Role.ADMIN, PASSWORD, NOW)
+    site = Site(engine, settings, FixedClock(NOW), database_url)
+    section = _section(site.login("admin").get("/feeds").text)
+    assert "None." in section and CSN not in section and "Fix:" not in section
