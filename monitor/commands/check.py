@@ -11,19 +11,26 @@ Checks, in order, and reports every problem rather than the first:
 5. the channels: every address the protocols route to (and every enabled channel) has
    its settings and secrets: Slack token, SMTP password when a user name is set, webhook
    secrets;
+6. the MRN pools of the stored exams (``_check_identifier_pools``): several assigning
+   authorities among the MR-type identifiers while ``[hl7] mrn_authorities`` is empty, a
+   configured pool's identifier passed over, exams of enrolled MRNs that matched nobody;
 
 then prints what ``hiro-monitor run`` would start. ``--send-test`` sends one clearly marked
-test message (no patient data) to each address. Exit 0 when all is well, 1 otherwise.
+test message (no patient data) to each address. Exit 0 when there is no problem (notes and
+warnings do not fail the check: a warning names a risk the store shows, not a setting that
+cannot work), 1 otherwise.
 """
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Iterable
+from collections import Counter
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine, inspect
 from sqlalchemy.engine import make_url
@@ -60,10 +67,12 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 @dataclass
 class Report:
-    """What the checks found: ``problems`` make the command fail, ``notes`` do not."""
+    """What the checks found: ``problems`` make the command fail; ``notes`` (information)
+    and ``warnings`` (a risk to look at: exams that may go unmatched) do not."""
 
     ok: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     plan: list[str] = field(default_factory=list)
     addresses: list[str] = field(default_factory=list)
@@ -73,7 +82,7 @@ def _safe_url(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
-def _check_store(settings: Settings, engine: Engine, report: Report) -> list[Trial]:
+def _check_store(settings: Settings, engine: Engine, report: Report, now: datetime) -> list[Trial]:
     from monitor.commands.db import head_revision
     from monitor.store.database import current_revision
 
@@ -91,9 +100,80 @@ def _check_store(settings: Settings, engine: Engine, report: Report) -> list[Tri
         report.notes.append(f"database {url}: revision {revision}, migrated to {head} on start")
     else:
         report.ok.append(f"database {url}: reachable, schema {revision}")
-    if "trial_versions" not in inspect(engine).get_table_names():
+    tables = set(inspect(engine).get_table_names())
+    if {"exams", "enrolment_mrns", "enrolments"} <= tables:
+        _check_identifier_pools(settings, engine, report, now)
+    if "trial_versions" not in tables:
         return []
     return _check_protocols(engine, report)
+
+
+def _counted(counts: Mapping[str, int], limit: int = 8) -> str:
+    """``EPI in 9,812 exams, OSH in 40 exams``: pools by how many exams carry them."""
+    from monitor.store.exams.pools import pool_label
+
+    ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    shown = [f"{pool_label(name)[:40]} in {n:,} exam{'s' if n != 1 else ''}" for name, n in ranked[:limit]]
+    if len(ranked) > limit:
+        shown.append(f"{len(ranked) - limit} more")
+    return ", ".join(shown)
+
+
+def _check_identifier_pools(settings: Settings, engine: Engine, report: Report, now: datetime) -> None:
+    """Warn when the stored exams show that the MRN can come from the wrong identifier pool.
+
+    Reads the latest exams of the HL7 feed (``survey_pools``) and the exams of enrolled MRNs
+    that matched nobody (``missed_enrolled``, as Feed health lists them). Names pools
+    (assigning authorities) and counts only: never an identifier's value (PHI)."""
+    from monitor.store.exams.pools import SURVEY_SIZE, missed_enrolled, pool_label, survey_pools
+
+    hl7 = settings.hl7
+    types = ", ".join(hl7.mrn_type_codes) or "any"
+    with engine.connect() as conn:
+        survey = survey_pools(conn, hl7.feed, hl7.mrn_type_codes, hl7.mrn_authorities)
+        missed = missed_enrolled(conn, now)
+    if not survey.exams and not missed.total:
+        return
+    latest = "the latest " if survey.exams >= SURVEY_SIZE else "the "
+    seen = f"{latest}{survey.exams:,} exams of feed {hl7.feed}"
+    if survey.mixed and not hl7.mrn_authorities:
+        several = (
+            f" ({survey.several:,} exam{' has' if survey.several == 1 else 's have'} more than one)"
+            if survey.several
+            else ""
+        )
+        found = f"; enrolled MRNs are found in {_counted(survey.enrolled)}" if survey.enrolled else ""
+        best = max(survey.enrolled.items(), key=lambda item: (item[1], item[0]), default=None)
+        choices = " or ".join(pool_label(name) for name in sorted(survey.pools))
+        pool = pool_label(best[0]) if best else f"<the pool of your MRNs: {choices}>"
+        report.warnings.append(
+            f"MRN pools: [hl7] mrn_authorities is empty, and {seen} carry identifiers of type "
+            f"{types} from {len(survey.pools)} pools: {_counted(survey.pools)}{several}{found}. "
+            "The MRN is then the first identifier of that type, whatever its pool: another pool's "
+            "number can be chosen and an enrolled subject's exam match nobody. Name the site's "
+            f'own pool: [hl7] mrn_authorities = ["{pool}"]'
+        )
+    if survey.passed_over:
+        report.warnings.append(
+            f"MRN pools: in {seen}, an identifier of type {types} from a configured pool is not the "
+            f"exam's MRN ({_counted(survey.passed_over)}). Exams stored before "
+            "[hl7] mrn_authorities was set keep their MRN until their next message; if new exams "
+            "show this, two configured pools come in one PID-3 and the first of them wins, "
+            "whatever the order of mrn_authorities: list only the site's own pool"
+        )
+    if missed.total:
+        zone = ZoneInfo(settings.site.timezone)
+        paths = Counter(f"{m.chosen_pool} chosen over {m.found_pool}" for m in missed.exams)
+        among = f" in the latest {len(missed.exams)}" if missed.total > len(missed.exams) else ""
+        one = missed.total == 1
+        report.warnings.append(
+            f"MRN pools: {missed.total:,} exam{'' if one else 's'} starting "
+            f"{missed.since.astimezone(zone):%Y-%m-%d} to {missed.until.astimezone(zone):%Y-%m-%d} "
+            f"match{'es' if one else ''} no enrolment although another of {'its' if one else 'their'} "
+            "identifiers is an enrolled MRN ("
+            + ", ".join(f"{path}: {n}" for path, n in paths.most_common(3))
+            + f"{among}); Feed health lists {'it' if one else 'them'}"
+        )
 
 
 def _check_protocols(engine: Engine, report: Report) -> list[Trial]:
@@ -301,7 +381,7 @@ def check(settings: Settings, engine: Engine, now: datetime) -> Report:
     if settings.fhir.enabled and settings.fhir.auth == "bearer" and not secret("HIRO_FHIR_TOKEN"):
         report.problems.append("fhir: auth = bearer but HIRO_FHIR_TOKEN is not set")
     _check_files(settings, report)
-    trials = _check_store(settings, engine, report)
+    trials = _check_store(settings, engine, report, now)
     _check_templates(settings, trials, report, now)
     _check_channels(settings, trials, report)
     _plan(settings, report)
@@ -342,10 +422,13 @@ def cmd_check_config(settings: Settings, args: argparse.Namespace) -> int:
         print(f"ok       {line}")
     for line in report.notes:
         print(f"note     {line}")
+    for line in report.warnings:
+        print(f"WARNING  {line}")
     for line in report.problems:
         print(f"PROBLEM  {line}")
     print("hiro-monitor run would start:")
     for line in report.plan:
         print(f"  {line}")
-    print(f"{len(report.problems)} problem(s)" if report.problems else "configuration OK")
+    warned = f", {len(report.warnings)} warning(s)" if report.warnings else ""
+    print(f"{len(report.problems)} problem(s){warned}" if report.problems else f"configuration OK{warned}")
     return 1 if report.problems else 0

@@ -35,6 +35,7 @@ from monitor.store.dashboard import (
     visible_exam,
     visible_trial,
 )
+from monitor.store.exams.pools import missed_enrolled
 from monitor.store.messages import feed_health, raw_message
 from monitor.store.outbox import RetryResult, outbox_health, outbox_rows, retry_failed
 from monitor.store.registry.protocols import protocols_in_force
@@ -321,10 +322,21 @@ def feeds(
     refused: int = 0,
 ) -> Response:
     web = web_of(request)
-    with web.engine.connect() as conn:
-        health = feed_health(conn, web.clock())
-        outbox = outbox_health(conn, web.clock(), session.user.trial_scope())
-    context = {"health": health, "outbox": outbox, "retried": retried, "refused": refused}
+    now = web.clock()
+    with web.engine.begin() as conn:
+        health = feed_health(conn, now)
+        outbox = outbox_health(conn, now, session.user.trial_scope())
+        # Exams of enrolled subjects whose MRN came from another identifier pool (the
+        # account's trials only). They name exams and subjects by study id: audited.
+        missed = missed_enrolled(conn, now, session.user.trial_scope())
+        if missed.exams:
+            record_audit(
+                conn, now, session.user.username, "view", "feeds", "", client_address(request),
+                "unmatched exams " + ", ".join(str(m.id) for m in missed.exams),
+            )  # fmt: skip
+    context = {
+        "health": health, "outbox": outbox, "missed": missed, "retried": retried, "refused": refused,
+    }  # fmt: skip
     return web.page(request, session, "feeds.html", context)
 
 

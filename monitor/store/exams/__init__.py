@@ -2,7 +2,9 @@
 
 - :mod:`.history`: applying a feed's event (the state is the events in their own time order;
   an exam never moves backwards), rebooking links;
-- :mod:`.listing`: exams as the ``exams`` command lists them.
+- :mod:`.listing`: exams as the ``exams`` command lists them;
+- :mod:`.pools`: the identifier pools (assigning authorities) the exams carry, and exams
+  whose MRN matched no enrolment while another of their identifiers is an enrolled MRN.
 """
 
 from monitor.store.exams.history import REBOOK_WINDOW, apply_event, exam_row, exam_start
