@@ -129,7 +129,9 @@ def test_a_reschedule_updates_the_posted_message_and_says_what_moved_in_its_thre
     assert_no_phi(slack.fake.all_raw())
 
 
-def test_a_move_out_of_the_window_is_a_new_message_the_channel_sees(office: Office, slack: SlackServer) -> None:
+def test_a_move_out_of_the_window_is_a_new_message_the_channel_sees(
+    office: Office, slack: SlackServer
+) -> None:
     """Not an edit of the old booking post: a warning hidden in yesterday's message is one nobody reads."""
     office.feed(siu(mrn="E10001"))
     office.dispatch()
