@@ -131,7 +131,9 @@ def demo_dispatcher(
         "webhook": bool(settings.webhooks),
     }
     renderer = Renderer.from_settings(settings)
-    console = ConsoleNotifier(renderer=renderer, stream=stream, brief=True)
+    # Faster than real time, each block says the simulated time it was printed at.
+    simulated = clock if clock.speed != 1 else None
+    console = ConsoleNotifier(renderer=renderer, stream=stream, brief=True, simulated=simulated)
     printed = [channel for channel in CHANNELS if not enabled.get(channel, False)]
     dispatcher = Dispatcher(
         engine, settings, renderer=renderer, clock=clock, notifiers=dict.fromkeys(printed, console)

@@ -7,7 +7,7 @@ import asyncio
 import io
 import re
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -19,6 +19,7 @@ from monitor.clock import FixedClock, ScaledClock
 from monitor.config import Settings
 from monitor.daemon import Daemon
 from monitor.demo import demo_dispatcher, demo_settings, load_examples
+from monitor.dispatch.dispatcher import Dispatcher
 from monitor.feeds.hl7.simulated import FAKE_FAMILY, FAKE_GIVEN
 from monitor.store.database import make_engine, upgrade
 from monitor.store.schema import notifications
@@ -49,8 +50,8 @@ def test_demo_feeds_the_example_trials_and_prints_exams_findings_and_a_dashboard
     assert re.search(r"Exams \(\d+", out) and re.search(r"Findings \(\d+\)", out)
     assert "E10001" not in out.split("Findings (")[1]  # findings name subjects, never MRNs
     # The console: one block per message, saying what it is, for whom and where it would go.
-    alerts = re.findall(r"===== COORDINATOR ALERT for coordinators -> (\S+),", out)
-    sheets = re.findall(r"===== TECHNOLOGIST SHEET for technologists -> (\S+),", out)
+    alerts = re.findall(r"^===== COORDINATOR ALERT for coordinators -> (\S+)$", out, re.MULTILINE)
+    sheets = re.findall(r"^===== TECHNOLOGIST SHEET for technologists -> (\S+)$", out, re.MULTILINE)
     assert alerts and sheets
     technologists = {"slack:#ct-techs", "slack:#ct3-console", "slack:#mr-techs", "slack:#pet-techs"}
     assert set(sheets) <= technologists | {
@@ -58,7 +59,7 @@ def test_demo_feeds_the_example_trials_and_prints_exams_findings_and_a_dashboard
         "slack:#pet2-console",
         "email:nucmed-leads@example.org",
     }
-    sheet = out.split("===== TECHNOLOGIST SHEET")[1].split("=====")[1]
+    sheet = " ".join(out.split("===== TECHNOLOGIST SHEET")[1].split("\n=====")[0].split())
     assert re.search(r"\[[A-Z]+-\d+\] Scan instructions · .+ · \w{3} \d+ \w{3} \d{4} \d\d:\d\d E[SD]T", sheet)
     assert "Subject " in sheet and "Do: " in sheet
     # Tens of blocks, not hundreds: a fresh store and a 40-message backlog.
@@ -89,6 +90,11 @@ def _reminders(engine: Engine, lead: str) -> list[str]:
     )
     with engine.connect() as conn:
         return [row.status for row in conn.execute(query) if f"|{lead}|" in row.dedupe_key]
+
+
+def _local(text: str) -> datetime:
+    """``Wed 25 Nov 2026 13:00 EST`` as a naive local time (the console's times share a zone)."""
+    return datetime.strptime(text.rsplit(" ", 1)[0], "%a %d %b %Y %H:%M")
 
 
 def test_with_a_scaled_clock_a_reminder_due_hours_ahead_is_sent_while_the_daemon_runs(tmp_path: Path) -> None:
@@ -133,8 +139,15 @@ def test_with_a_scaled_clock_a_reminder_due_hours_ahead_is_sent_while_the_daemon
     assert booked == ["pending", "pending"]  # due six simulated hours after the booking
     assert later == ["sent", "sent"]  # the coordinators' email and Slack channel
     out = console.getvalue()
-    reminders = re.findall(r"===== COORDINATOR REMINDER for coordinators -> (\S+), due (.+) =====", out)
+    reminders = re.findall(
+        r"^===== COORDINATOR REMINDER for coordinators -> (\S+)\n  at (.+) \(simulated\), due (.+)$",
+        out,
+        re.M,
+    )
     assert len(reminders) == 2  # the 72 h one at once (already passed), the 24 h one later
+    # Each block says when it was printed on the demo's clock: the 24 h one once it fell due.
+    (first_at, first_due), (then_at, then_due) = [(_local(at), _local(due)) for _, at, due in reminders]
+    assert first_at >= first_due and then_at >= then_due > first_at
     assert "[ONC-2101] Upcoming research scan · subject 2101-901" in out
     for value in ("E55501", "99887766", PATIENT_NAME, BIRTH_DATE, "TESTPATIENT"):
         assert value not in out
@@ -155,9 +168,15 @@ def test_demo_takes_only_the_channel_sections_of_a_site_config(tmp_path: Path) -
     assert settings.database.url == url and settings.mllp.port == 0 and settings.dispatch.enabled
     engine = make_engine(url)
     dispatcher, printed = demo_dispatcher(engine, settings, ScaledClock(1, start=NOW))
+    # The console standing in for Slack is not held to Slack's one message per second (at
+    # --speed 2016 that second is half a simulated hour); a real Slack channel still is.
+    real = Dispatcher(engine, settings)
+    paces = dispatcher.interval("slack:#onc-2101-imaging"), real.interval("slack:#onc-2101-imaging")
     dispatcher.close()
+    real.close()
     engine.dispose()
     assert "email" not in printed and {"slack", "console"} <= set(printed)
+    assert paces == (0.0, 1.0)
 
 
 def test_demo_with_a_missing_config_file_is_a_usage_error(
