@@ -91,6 +91,9 @@ def _parser() -> argparse.ArgumentParser:
         help="simulated seconds per real second (default 1; 2016: a week in 5 minutes)",
     )
     demo.add_argument(
+        "--keep", action="store_true", help="keep the temporary database on exit (and say where it is)"
+    )
+    demo.add_argument(
         "--config",
         dest="demo_config",
         metavar="FILE",
@@ -208,8 +211,7 @@ def _speed(text: str) -> float:
 
 
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
-    from monitor.commands.findings import cmd_findings
-    from monitor.demo import run_demo
+    from monitor.demo import demo_folder, run_demo
 
     # Channels only from a file named on the command line (never from $HIRO_CONFIG: a demo
     # must not start posting to a site's Slack because the variable happens to be set).
@@ -219,18 +221,14 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
         print(exc, file=sys.stderr)
         return 2
 
-    def show(url: str) -> None:
-        demo = settings.model_copy(update={"database": settings.database.model_copy(update={"url": url})})
-        cmd_exams(demo, argparse.Namespace(json=False, first=None, last=None, limit=15))
-        cmd_findings(demo, argparse.Namespace(json=False, trial=None, subject=None, open=True))
-
-    with contextlib.suppress(KeyboardInterrupt):
+    # Ctrl-C cancels the demo (asyncio.run), which stops the daemon; then the folder goes.
+    with demo_folder(args.keep) as folder, contextlib.suppress(KeyboardInterrupt):
         asyncio.run(
             run_demo(
+                folder,
                 args.messages,
                 args.rate,
                 args.duration,
-                show,
                 speed=args.speed,
                 channels=channels,
                 start=utc_now(args),

@@ -9,9 +9,13 @@ cancellations and no-shows as (simulated) days pass. Each committed batch is re-
 as in the daemon, and the outbox is dispatched: coordinator alerts, reminders, booking
 notices and technologist instruction sheets are printed on the console (brief blocks, PHI
 policy ``none``) instead of going to the example trials' Slack channels and mailboxes.
+After the backlog, and again when it stops, the demo prints a :func:`summary` (exams
+received, open findings counted by kind and severity); the database lives in a
+:func:`demo_folder`, removed when the demo ends however it ends, unless kept.
 
 ``speed`` runs the daemon on a :class:`~monitor.clock.ScaledClock`: at 2016 a week passes
-in five minutes, so reminders fall due and unbooked visits become missed while you watch.
+in five minutes, so reminders fall due and unbooked visits become missed while you watch;
+each console block and the dashboard's header then show the simulated time.
 ``channels`` (``--config FILE``) lends the demo a site's channel sections (``[slack]``,
 ``[email]``, ``[webhooks]``, ``[notifications]``): a channel enabled there gets the real
 messages, the others still print on the console.
@@ -24,9 +28,13 @@ import contextlib
 import itertools
 import logging
 import secrets
+import shutil
+import signal
 import sys
 import tempfile
-from collections.abc import Callable
+import time
+from collections import Counter
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
@@ -44,12 +52,25 @@ from monitor.feeds.hl7.simulated import SimulatedFeed
 from monitor.render import Renderer
 from monitor.store.accounts import Role, add_user
 from monitor.store.database import make_engine, upgrade
+from monitor.store.exams import exam_status_counts
+from monitor.store.findings import open_finding_tally
 from monitor.store.registry import import_enrolments, store_protocol
 from notifiers import CHANNELS
+from notifiers.compose import FINDING_TITLES
 from notifiers.console import ConsoleNotifier
 from rules import load_protocol
+from rules.model import Severity
 
-__all__ = ["EXAMPLES", "demo_dispatcher", "demo_settings", "enrol_demo_subject", "load_examples", "run_demo"]
+__all__ = [
+    "EXAMPLES",
+    "demo_dispatcher",
+    "demo_folder",
+    "demo_settings",
+    "enrol_demo_subject",
+    "load_examples",
+    "run_demo",
+    "summary",
+]
 
 log = logging.getLogger("monitor.demo")
 
@@ -59,6 +80,9 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 MESSAGES_PER_DAY = 40
 CHANNEL_SECTIONS = ("notifications", "slack", "email", "webhooks")
 DEMO_SUBJECT, DEMO_MRN = "2101-D01", "E10099"  # among the simulated feed's patients E10000-E10099
+DATABASE = "demo.db"
+SEVERITIES = (Severity.CRITICAL, Severity.WARNING, Severity.INFO)  # the summary's order
+TITLES = {kind.value: title for kind, title in FINDING_TITLES.items()}
 
 
 def load_examples(engine: Engine, now: datetime) -> int:
@@ -131,7 +155,9 @@ def demo_dispatcher(
         "webhook": bool(settings.webhooks),
     }
     renderer = Renderer.from_settings(settings)
-    console = ConsoleNotifier(renderer=renderer, stream=stream, brief=True)
+    # Faster than real time, each block says the simulated time it was printed at.
+    simulated = clock if clock.speed != 1 else None
+    console = ConsoleNotifier(renderer=renderer, stream=stream, brief=True, simulated=simulated)
     printed = [channel for channel in CHANNELS if not enabled.get(channel, False)]
     dispatcher = Dispatcher(
         engine, settings, renderer=renderer, clock=clock, notifiers=dict.fromkeys(printed, console)
@@ -157,29 +183,98 @@ async def _keep_feeding(engine: Engine, port: int, feed: SimulatedFeed, clock: S
             return
 
 
+def _and(names: list[str]) -> str:
+    """``slack, email and console``."""
+    return " and ".join(filter(None, (", ".join(names[:-1]), names[-1]))) if names else "no channel"
+
+
+async def _settle(dispatcher: Dispatcher, clock: Clock, timeout: float = 10.0) -> None:
+    """Wait, ``timeout`` seconds at most, until the outbox has nothing due and every lane is
+    idle: the backlog's messages are printed before the summary, not under it."""
+
+    def busy() -> bool:
+        return bool(dispatcher.claims.due_addresses(clock())) or not dispatcher.wait(0)
+
+    deadline = time.monotonic() + timeout
+    while await asyncio.to_thread(busy) and time.monotonic() < deadline:
+        await asyncio.sleep(0.2)
+
+
+def summary(
+    engine: Engine, renderer: Renderer, now: datetime, simulated: bool, title: str = "SUMMARY"
+) -> list[str]:
+    """A few lines for a terminal: the exams received, and the open findings counted by kind
+    and severity (what the dashboard's Findings page lists one by one)."""
+    with engine.connect() as conn:
+        exams = exam_status_counts(conn)
+        tally = open_finding_tally(conn)
+    when = renderer.format_datetime(now) + (" (simulated)" if simulated else "")
+    statuses = ", ".join(f"{count} {status.replace('_', '-')}" for status, count in exams.items())
+    lines = [
+        f"===== {title} at {when}",
+        f"Exams received: {sum(exams.values())}" + (f" ({statuses})" if exams else ""),
+    ]
+    severities: Counter[str] = Counter()
+    for _kind, severity, count in tally:
+        severities[severity] += count
+    by_severity = ", ".join(f"{severities[name]} {name}" for name in SEVERITIES if severities[name])
+    lines.append(f"Open findings: {severities.total()}" + (f" ({by_severity})" if by_severity else ""))
+    rank = {name.value: index for index, name in enumerate(SEVERITIES)}
+    for kind, severity, count in sorted(tally, key=lambda row: (rank.get(row[1], len(rank)), -row[2])):
+        lines.append(f"  {count:>5}  {TITLES.get(kind, kind):<28} {severity}")
+    return lines
+
+
+@contextlib.contextmanager
+def demo_folder(keep: bool = False) -> Iterator[Path]:
+    """A new temporary folder for the demo's database, removed when the block ends for any
+    reason (the demo ran its time, Ctrl-C, an error) unless ``keep`` (then says where it is)."""
+    folder = Path(tempfile.mkdtemp(prefix="hiro-demo-"))
+    try:
+        yield folder
+    finally:
+        if keep:
+            print(f"Database kept: {folder / DATABASE}")
+        else:
+            shutil.rmtree(folder, ignore_errors=True)
+            print("Temporary database removed.")
+
+
+def _stop_on_sigterm(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> bool:
+    """End the demo on SIGTERM as when its time is up; False where signals cannot be handled."""
+    try:
+        loop.add_signal_handler(signal.SIGTERM, stop.set)
+    except (NotImplementedError, RuntimeError, ValueError):  # Windows, or not the main thread
+        return False
+    return True
+
+
 async def run_demo(
+    folder: Path,
     count: int,
     rate: float,
     duration: float | None,
-    show: Callable[[str], object],
-    folder: Path | None = None,
     *,
     speed: float = 1.0,
     channels: Settings | None = None,
     stream: TextIO | None = None,
     start: datetime | None = None,
-) -> Path:
-    """Run the demo; ``show(database_url)`` prints the store's state once the backlog is in.
+) -> None:
+    """Run the demo on a database in ``folder`` (the caller's: :func:`demo_folder`).
 
-    ``stream`` receives the console's messages (standard output when None); the demo's
-    clock starts at ``start`` (default: the real time now). Raises ``ValueError`` for a speed
-    that is not positive.
+    Sends ``count`` backlog messages at ``rate`` a second, prints a summary, then feeds on for
+    ``duration`` seconds (None: until cancelled, as Ctrl-C does, or SIGTERM), and prints the
+    summary again as it stops. ``stream`` receives the console's messages (standard output
+    when None); the demo's clock starts at ``start`` (default: the real time now). Raises
+    ``ValueError`` for a speed that is not positive.
     """
     clock = ScaledClock(speed, start)
-    workdir = folder or Path(tempfile.mkdtemp(prefix="hiro-demo-"))
-    url = f"sqlite:///{workdir / 'demo.db'}"
+    simulated = speed != 1
+    database = folder / DATABASE
+    url = f"sqlite:///{database}"
     settings = demo_settings(url, speed, channels)
     zone = ZoneInfo(settings.hl7.timezone)
+    renderer = Renderer.from_settings(settings)
     engine = make_engine(url)
     upgrade(engine)
     now = clock()
@@ -192,42 +287,74 @@ async def run_demo(
     evaluate_all(engine, settings, now)
     dispatcher, printed = demo_dispatcher(engine, settings, clock, stream)
     daemon = Daemon(settings, engine, clock=clock, dispatcher=dispatcher)
-    await daemon.start()
-    print(f"hiro-monitor demo: database {workdir / 'demo.db'}, {trials} example trials loaded")
-    if speed != 1:
-        week = clock.real_seconds(timedelta(weeks=1))
-        print(f"Speed {speed:g}: a simulated week passes in {week / 60:.1f} minutes")
-    if daemon.web is not None:
-        print(f"Dashboard: http://127.0.0.1:{daemon.web.port}/  (user demo, password {password})")
-    print(
-        f"Notifications: {', '.join(printed)} messages print below; "
-        f"{', '.join(c for c in ('slack', 'email') if c not in printed) or 'no channel'} sends for real"
-    )
-    print(f"MLLP listener on 127.0.0.1:{daemon.server.port}; sending {count} simulated Epic SIU messages")
-    # Patients E10000-E10099: the example enrolments (E10001 ...) are among them, and the
-    # research visits due now are booked (a quarter of them with a problem to alert about).
-    research = research_subjects(engine, now.astimezone(zone).date())
-    feed = SimulatedFeed(
-        seed=2026, zone=zone, patients=100, research=research, research_soon=0.5, clock=clock
-    )
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
     trickle: asyncio.Task[None] | None = None
+    started = sigterm = False
     try:
-        sent = await send_feed("127.0.0.1", daemon.server.port, feed, count, rate)
-        print(f"ACKs received: {dict(sent.acks)}")
-        await asyncio.sleep(daemon.writer.observe_every + 0.3)  # let the last re-evaluation land
-        show(url)
+        await daemon.start()
+        started = True
+        sigterm = _stop_on_sigterm(loop, stop)
+        print(f"hiro-monitor demo: {trials} example trials loaded into a temporary database")
+        print(f"  {database}")
+        if simulated:
+            week = clock.real_seconds(timedelta(weeks=1))
+            print(f"Speed {speed:g}: a simulated week passes in {week / 60:.1f} minutes")
+            print(f"  it is now {renderer.format_datetime(now)} (simulated)")
+        real = [channel for channel in CHANNELS if channel not in printed]
+        print(
+            f"Messages to {_and(printed)} print here"
+            + (f"; those to {_and(real)} are sent for real" if real else " (none is sent for real)")
+        )
+        print(f"MLLP listener on 127.0.0.1:{daemon.server.port}; sending {count} simulated Epic SIU messages")
         sys.stdout.flush()
-        trickle = asyncio.create_task(_keep_feeding(engine, daemon.server.port, feed, clock))
+        # Patients E10000-E10099: the example enrolments (E10001 ...) are among them, and the
+        # research visits due now are booked (a quarter of them with a problem to alert about).
+        # The first and half of the others are booked soon: in real time within hours, so that
+        # their technologists' sheets print at once; faster, a few days ahead, so that their
+        # reminders and day-before sheets fall due while you watch.
+        research = research_subjects(engine, now.astimezone(zone).date())
+        feed = SimulatedFeed(
+            seed=2026,
+            zone=zone,
+            patients=100,
+            research=research,
+            research_soon=0.5,
+            soon_hours=(30, 90) if simulated else (3, 20),
+            clock=clock,
+        )
+        sent = await send_feed("127.0.0.1", daemon.server.port, feed, count, rate)
+        acks = ", ".join(f"{code} {number}" for code, number in sent.acks.most_common())
+        await asyncio.sleep(daemon.writer.observe_every + 0.3)  # let the last re-evaluation land
+        await _settle(dispatcher, clock)
+        lines = ["", *summary(engine, renderer, clock(), simulated)]
+        lines.insert(2, f"HL7 messages sent: {sent.sent} (ACKs: {acks or 'none'})")
+        if daemon.web is not None:
+            lines.append(f"Dashboard: http://127.0.0.1:{daemon.web.port}/  (user demo, password {password})")
         if duration is None:
-            print("Listening; send your own HL7 to the port above. Ctrl-C to stop.")
-            await asyncio.Event().wait()
+            lines.append(f"Listening: send your own HL7 to 127.0.0.1:{daemon.server.port}. Ctrl-C stops.")
         elif duration > 0:
-            await asyncio.sleep(duration)
+            days = clock.real_seconds(timedelta(days=1))
+            lines.append(
+                f"Feeding on for {duration:g} s"
+                + (f" ({duration / days:.1f} simulated days)" if simulated else "")
+                + "; Ctrl-C stops earlier."
+            )
+        print("\n".join(lines), flush=True)
+        trickle = asyncio.create_task(_keep_feeding(engine, daemon.server.port, feed, clock))
+        if duration is None or duration > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), duration)
     finally:
+        if started and sigterm:
+            loop.remove_signal_handler(signal.SIGTERM)
         if trickle is not None:
             trickle.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await trickle
-        await daemon.stop()
-        engine.dispose()
-    return workdir
+        try:
+            if started:
+                await daemon.stop()
+                print("\n".join(["", *summary(engine, renderer, clock(), simulated, "STOPPED")]), flush=True)
+        finally:
+            engine.dispose()

@@ -7,19 +7,31 @@ body email uses, under this channel's PHI policy; the log target only ever uses 
 
 ``brief=True`` (the demo, which sends every channel's messages here) prints a few lines per
 message instead (``templates/console/brief.txt``) under a banner that says what it is, for
-whom and where it would have gone (``COORDINATOR ALERT for coordinators -> slack:#onc``),
-and a message already printed word for word for another address (the same alert to the
-coordinators' email and Slack) as one line.
+whom and where it would have gone, and when it was due::
+
+    ===== COORDINATOR REMINDER for coordinators -> email:onc2101-team@example.org
+      at Tue 3 Mar 2026 09:30 EST (simulated), due Tue 3 Mar 2026 09:30 EST
+    [ONC-2101] Upcoming research scan · subject 2101-001 · Week 12 restaging ·
+        Wed 4 Mar 2026 09:30 EST · CT3 / HOSP
+
+``simulated`` is the demo's faster clock, when it runs faster than real time: each block
+then says the simulated time it was printed at. A message already printed word for word
+for another address (the same alert to the coordinators' email and Slack) is one short
+line. Brief output is folded at ``width`` columns (80: a terminal), a headline between its
+`` · `` parts and a labelled line under its value.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import sys
+import textwrap
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from datetime import datetime
 from typing import ClassVar, TextIO
 
 import jinja2
@@ -29,7 +41,7 @@ from notifiers.compose import message_context, text_body
 from notifiers.policy import PhiPolicy
 from notifiers.settings import ChannelSettings
 
-__all__ = ["BANNERS", "ConsoleNotifier", "brief_body"]
+__all__ = ["BANNERS", "ConsoleNotifier", "brief_body", "fold"]
 
 log = logging.getLogger("notifiers.console")
 
@@ -42,6 +54,36 @@ BANNERS: dict[MessageKind, str] = {
 }
 
 _REMEMBERED = 4096  # brief bodies kept to recognise a copy for another address
+_LABEL = re.compile(r"^ +[A-Z][A-Za-z ]{0,11}: +(?=\S)")  # "  Next step: ", "  Do:        "
+_KEEP = "\x00"  # stands for a space that must not break a line (no text field holds a NUL)
+
+
+def fold(line: str, width: int) -> list[str]:
+    """``line`` as lines of at most ``width`` columns where it has spaces to break at.
+
+    A labelled line (``  What:      ...``) continues under its value; any other line four
+    columns in from its own indent. In a line made of `` · `` parts (a headline), a part
+    that fits on a line is not broken: the line breaks after a `` · ``.
+    """
+    if len(line) <= width:
+        return [line]
+    label = _LABEL.match(line)
+    prefix = label.group(0) if label else line[: len(line) - len(line.lstrip(" "))]
+    indent = " " * (len(prefix) if label else len(prefix) + 4)
+    text = line[len(prefix) :]
+    room = width - len(indent) - 2  # a part and its " ·"
+    parts = text.split(" · ")
+    if len(parts) > 1:
+        text = f"{_KEEP}· ".join(part.replace(" ", _KEEP) if len(part) <= room else part for part in parts)
+    lines = textwrap.wrap(
+        text,
+        width,
+        initial_indent=prefix,
+        subsequent_indent=indent,
+        break_long_words=False,
+        break_on_hyphens=False,
+    )
+    return [folded.replace(_KEEP, " ") for folded in lines] or [line]
 
 
 def brief_body(renderer: Renderer, notification: Notification, policy: PhiPolicy) -> str:
@@ -70,11 +112,15 @@ class ConsoleNotifier(Notifier):
         policy: PhiPolicy = PhiPolicy.NONE,
         stream: TextIO | None = None,
         brief: bool = False,
+        simulated: Callable[[], datetime] | None = None,
+        width: int = 80,
     ) -> None:
         self.renderer = renderer
         self.policy = policy
         self.stream = stream
         self.brief = brief
+        self.simulated = simulated
+        self.width = width
         self._lock = threading.Lock()
         self._printed: OrderedDict[str, str] = OrderedDict()  # brief body digest -> first address
 
@@ -91,16 +137,25 @@ class ConsoleNotifier(Notifier):
         copy_of = f"{notification.kind}|{update}|{notification.due_at}|{body}"
         digest = hashlib.sha256(copy_of.encode()).hexdigest()
         banner = BANNERS[notification.kind] + (" (update)" if update else "")
-        due = notification.due_at
-        when = f", due {self.renderer.format_datetime(due)}" if due is not None else ""
-        block = (
-            f"\n===== {banner} for {notification.audience.value}s -> {notification.address}{when} =====\n"
-            f"{body}\n"
-        )
+        times = []
+        if self.simulated is not None:
+            times.append(f"at {self.renderer.format_datetime(self.simulated())} (simulated)")
+        if notification.due_at is not None:
+            times.append(f"due {self.renderer.format_datetime(notification.due_at)}")
+        lines = [f"===== {banner} for {notification.audience.value}s -> {notification.address}"]
+        lines += [f"  {', '.join(times)}"] if times else []
+        lines += body.split("\n")
+        block = "\n" + "".join(f"{part}\n" for line in lines for part in fold(line, self.width))
         headline = body.partition("\n")[0]
         # Copies are sent by other lanes and print later, under whatever came last: say
         # which message they repeat instead of sitting under a block they may not belong to.
-        copy = f"  ----- copy of a message printed earlier, to {notification.address}: {headline}\n"
+        copy = "".join(
+            f"{part}\n"
+            for part in fold(
+                f"  ----- copy of a message printed earlier, to {notification.address}: {headline}",
+                self.width,
+            )
+        )
         stream = self.stream or sys.stdout
         with self._lock:
             first = digest not in self._printed

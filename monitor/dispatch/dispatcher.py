@@ -145,7 +145,7 @@ class Dispatcher:
             for address in self.claims.due_addresses(now):
                 lane = self._lanes.get(address)
                 if lane is None:
-                    lane = self._lanes[address] = _Lane(address, self._interval(address))
+                    lane = self._lanes[address] = _Lane(address, self.interval(address))
                 if lane.future is None or lane.future.done():
                     lane.future = self._pool.submit(self._drain, lane)
                     started += 1
@@ -198,12 +198,17 @@ class Dispatcher:
 
     # -- one lane ------------------------------------------------------------------------
 
-    def _interval(self, address: str) -> float:
+    def interval(self, address: str) -> float:
+        """Seconds between two messages to ``address``: the pace of the notifier that sends
+        them (one handed in for the channel, as the demo's console is for Slack, else the
+        channel's own class)."""
         channel = address.partition(":")[0].strip().lower()
+        sender: object | None = self._notifiers.get(channel)
         try:
-            rate = getattr(notifier_class(channel), "messages_per_second_per_channel", None)
+            sender = sender if sender is not None else notifier_class(channel)
         except NotifierError:
             return 0.0
+        rate = getattr(sender, "messages_per_second_per_channel", None)
         return 1.0 / float(rate) if rate else 0.0
 
     def _drain(self, lane: _Lane) -> None:

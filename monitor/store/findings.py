@@ -250,6 +250,18 @@ def open_finding_counts(conn: Connection) -> list[tuple[str, int]]:
     return [(kind, int(count)) for kind, count in conn.execute(query)]
 
 
+def open_finding_tally(conn: Connection) -> list[tuple[str, str, int]]:
+    """Open findings counted by kind and severity: ``(kind, severity, count)``, most first."""
+    count = func.count().label("count")
+    query = (
+        select(findings.c.kind, findings.c.severity, count)
+        .where(findings.c.status == OPEN)
+        .group_by(findings.c.kind, findings.c.severity)
+        .order_by(count.desc(), findings.c.kind, findings.c.severity)
+    )
+    return [(kind, severity, int(number)) for kind, severity, number in conn.execute(query)]
+
+
 @dataclass(frozen=True, slots=True)
 class FindingView:
     """A stored finding. Carries the subject's study id, never an MRN or name."""

@@ -51,8 +51,10 @@ def create_app(
     clock: Callable[[], datetime] | None = None,
     runtime: Runtime | None = None,
 ) -> FastAPI:
-    """The dashboard and API for ``settings`` over ``engine``; ``clock`` is for tests.
+    """The dashboard and API for ``settings`` over ``engine``; ``clock`` is for tests and the demo.
 
+    A clock that runs faster than real time (a ``speed`` other than 1: the demo's
+    ``--speed``) is shown in every page's header as the simulated time.
     ``runtime`` is the hosting daemon's (``hiro-monitor run``): ``/healthz`` then checks its
     listener, writer and scheduler, and ``/metrics`` adds its ACK latency and job counters.
     """
@@ -73,6 +75,7 @@ def create_app(
         catalogue=ProtocolCatalogue(),
         runtime=runtime,
         cache=PageCache(settings.web.page_cache_seconds),
+        simulated=getattr(now, "speed", 1.0) != 1,
     )
     app.add_middleware(SecurityHeaders)
 

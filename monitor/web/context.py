@@ -41,15 +41,18 @@ class Web:
     runtime: Runtime | None = None  # the hosting daemon's probes and metrics; None: dashboard alone
     cache: PageCache = field(default_factory=lambda: PageCache(0))  # parts of the busiest pages
     probes: Executor = field(default_factory=store_probe_pool)  # /healthz's store probe
+    simulated: bool = False  # the clock is not the real time (the demo's --speed): the header says it
 
     def page(
         self, request: Request, session: Session | None, name: str, context: dict[str, Any], status: int = 200
     ) -> HTMLResponse:
-        """The template ``web/<name>`` rendered with ``context`` plus the account and CSRF token."""
+        """The template ``web/<name>`` rendered with ``context`` plus the account and CSRF token
+        (and, on a simulated clock, its ``now`` for the header)."""
         full = {
             "user": session.user if session else None,
             "csrf_token": session.csrf_token if session else "",
             "path": request.url.path,
+            "simulated_now": self.clock() if self.simulated else None,
             **context,
         }
         return HTMLResponse(self.renderer.render(f"web/{name}", full), status_code=status)

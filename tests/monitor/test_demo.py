@@ -6,8 +6,11 @@ from __future__ import annotations
 import asyncio
 import io
 import re
+import signal
+import sys
+import tempfile
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -19,8 +22,10 @@ from monitor.clock import FixedClock, ScaledClock
 from monitor.config import Settings
 from monitor.daemon import Daemon
 from monitor.demo import demo_dispatcher, demo_settings, load_examples
+from monitor.dispatch.dispatcher import Dispatcher
 from monitor.feeds.hl7.simulated import FAKE_FAMILY, FAKE_GIVEN
 from monitor.store.database import make_engine, upgrade
+from monitor.store.exams import exam_status_counts
 from monitor.store.schema import notifications
 from tests.monitor.dispatch.office import enrol_due_in
 from tests.monitor.hl7_messages import BIRTH_DATE, PATIENT_NAME, siu
@@ -31,10 +36,10 @@ SIMULATED_MRN = re.compile(r"\bE1\d{4}\b")
 SIMULATED_NAME = re.compile(rf"\b({'|'.join(FAKE_FAMILY + FAKE_GIVEN)})\b")  # upper case, as sent
 
 
-def test_demo_feeds_the_example_trials_and_prints_exams_findings_and_a_dashboard_login(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+def test_demo_prints_the_alerts_and_a_summary_in_80_columns_and_removes_its_database(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    monkeypatch.setenv("COLUMNS", "200")
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where the demo makes its folder
     assert (
         main(
             ["--log-level", "WARNING", "demo", "--duration", "3", "--messages", "40", "--rate", "500"],
@@ -44,13 +49,10 @@ def test_demo_feeds_the_example_trials_and_prints_exams_findings_and_a_dashboard
     )
     out = capsys.readouterr().out
     assert "3 example trials loaded" in out
-    assert re.search(r"Dashboard: http://127\.0\.0\.1:\d+/  \(user demo, password \S+\)", out)
-    assert "ACKs received: {'AA': 40}" in out
-    assert re.search(r"Exams \(\d+", out) and re.search(r"Findings \(\d+\)", out)
-    assert "E10001" not in out.split("Findings (")[1]  # findings name subjects, never MRNs
+    assert "HL7 messages sent: 40 (ACKs: AA 40)" in out
     # The console: one block per message, saying what it is, for whom and where it would go.
-    alerts = re.findall(r"===== COORDINATOR ALERT for coordinators -> (\S+),", out)
-    sheets = re.findall(r"===== TECHNOLOGIST SHEET for technologists -> (\S+),", out)
+    alerts = re.findall(r"^===== COORDINATOR ALERT for coordinators -> (\S+)$", out, re.MULTILINE)
+    sheets = re.findall(r"^===== TECHNOLOGIST SHEET for technologists -> (\S+)$", out, re.MULTILINE)
     assert alerts and sheets
     technologists = {"slack:#ct-techs", "slack:#ct3-console", "slack:#mr-techs", "slack:#pet-techs"}
     assert set(sheets) <= technologists | {
@@ -58,14 +60,74 @@ def test_demo_feeds_the_example_trials_and_prints_exams_findings_and_a_dashboard
         "slack:#pet2-console",
         "email:nucmed-leads@example.org",
     }
-    sheet = out.split("===== TECHNOLOGIST SHEET")[1].split("=====")[1]
+    sheet = " ".join(out.split("===== TECHNOLOGIST SHEET")[1].split("\n=====")[0].split())
     assert re.search(r"\[[A-Z]+-\d+\] Scan instructions · .+ · \w{3} \d+ \w{3} \d{4} \d\d:\d\d E[SD]T", sheet)
     assert "Subject " in sheet and "Do: " in sheet
     # Tens of blocks, not hundreds: a fresh store and a 40-message backlog.
     assert len(re.findall(r"^===== ", out, re.MULTILINE)) < 60
+    # Then the summary: counts, not a table of every exam and finding; the dashboard and its login.
+    summary = out.split("\n===== SUMMARY at ")[1]
+    assert "=====" not in summary.split("\n===== STOPPED at ")[0]  # the backlog's messages came first
+    assert re.search(r"^Exams received: (\d+) \((\d+) scheduled", summary, re.MULTILINE)
+    found = re.search(r"^Open findings: (\d+) \(", summary, re.MULTILINE)
+    rows = re.findall(
+        r"^ +(\d+)  (\S.*?) +(critical|warning|info)$", summary.split("\n===== STOPPED")[0], re.M
+    )
+    assert found and rows and sum(int(count) for count, _, _ in rows) == int(found.group(1))
+    assert {"Visit missed", "Wrong orderable"} <= {title for _, title, _ in rows}
+    assert re.search(r"^Dashboard: http://127\.0\.0\.1:\d+/  \(user demo, password \S+\)$", summary, re.M)
+    assert "Findings (" not in out and "┃" not in out and "│" not in out
+    assert max(len(line) for line in out.splitlines() if str(tmp_path) not in line) <= 80
     # No PHI under the console's policy "none": no MRN, no name of the simulated patients.
     assert not SIMULATED_MRN.findall(out), SIMULATED_MRN.findall(out)[:3]
     assert not SIMULATED_NAME.findall(out), SIMULATED_NAME.findall(out)[:3]
+    # The demo's database went with it.
+    assert out.rstrip().endswith("Temporary database removed.")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_demo_with_keep_keeps_its_database_and_says_where(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    argv = ["--log-level", "WARNING", "demo", "--duration", "0", "--messages", "5", "--keep"]
+    assert main(argv, clock=FixedClock(NOW)) == 0
+    [database] = tmp_path.glob("hiro-demo-*/demo.db")
+    assert capsys.readouterr().out.rstrip().endswith(f"Database kept: {database}")
+    engine = make_engine(f"sqlite:///{database}")
+    with engine.connect() as conn:
+        assert exam_status_counts(conn)  # the backlog is in it
+    engine.dispose()
+
+
+class _Interrupting(io.StringIO):
+    """Standard output that sends ``signum`` to this process once the demo is listening."""
+
+    def __init__(self, signum: signal.Signals) -> None:
+        super().__init__()
+        self.signum = signum
+
+    def write(self, text: str) -> int:
+        written = super().write(text)
+        if "Listening: " in text:
+            # SIGTERM without the demo's handler would end the test run: refuse instead.
+            assert signal.getsignal(self.signum) not in (signal.SIG_DFL, None)
+            signal.raise_signal(self.signum)
+        return written
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_demo_stopped_by_ctrl_c_or_sigterm_stops_the_daemon_and_removes_its_database(
+    signum: signal.Signals, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    out = _Interrupting(signum)
+    monkeypatch.setattr(sys, "stdout", out)
+    # No --duration: the demo runs until it is told to stop.
+    assert main(["--log-level", "WARNING", "demo", "--messages", "5"], clock=FixedClock(NOW)) == 0
+    printed = out.getvalue()
+    assert "\n===== STOPPED at " in printed and printed.rstrip().endswith("Temporary database removed.")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_demo_refuses_a_speed_that_is_not_positive(capsys: pytest.CaptureFixture[str]) -> None:
@@ -89,6 +151,11 @@ def _reminders(engine: Engine, lead: str) -> list[str]:
     )
     with engine.connect() as conn:
         return [row.status for row in conn.execute(query) if f"|{lead}|" in row.dedupe_key]
+
+
+def _local(text: str) -> datetime:
+    """``Wed 25 Nov 2026 13:00 EST`` as a naive local time (the console's times share a zone)."""
+    return datetime.strptime(text.rsplit(" ", 1)[0], "%a %d %b %Y %H:%M")
 
 
 def test_with_a_scaled_clock_a_reminder_due_hours_ahead_is_sent_while_the_daemon_runs(tmp_path: Path) -> None:
@@ -133,8 +200,15 @@ def test_with_a_scaled_clock_a_reminder_due_hours_ahead_is_sent_while_the_daemon
     assert booked == ["pending", "pending"]  # due six simulated hours after the booking
     assert later == ["sent", "sent"]  # the coordinators' email and Slack channel
     out = console.getvalue()
-    reminders = re.findall(r"===== COORDINATOR REMINDER for coordinators -> (\S+), due (.+) =====", out)
+    reminders = re.findall(
+        r"^===== COORDINATOR REMINDER for coordinators -> (\S+)\n  at (.+) \(simulated\), due (.+)$",
+        out,
+        re.M,
+    )
     assert len(reminders) == 2  # the 72 h one at once (already passed), the 24 h one later
+    # Each block says when it was printed on the demo's clock: the 24 h one once it fell due.
+    (first_at, first_due), (then_at, then_due) = [(_local(at), _local(due)) for _, at, due in reminders]
+    assert first_at >= first_due and then_at >= then_due > first_at
     assert "[ONC-2101] Upcoming research scan · subject 2101-901" in out
     for value in ("E55501", "99887766", PATIENT_NAME, BIRTH_DATE, "TESTPATIENT"):
         assert value not in out
@@ -155,9 +229,15 @@ def test_demo_takes_only_the_channel_sections_of_a_site_config(tmp_path: Path) -
     assert settings.database.url == url and settings.mllp.port == 0 and settings.dispatch.enabled
     engine = make_engine(url)
     dispatcher, printed = demo_dispatcher(engine, settings, ScaledClock(1, start=NOW))
+    # The console standing in for Slack is not held to Slack's one message per second (at
+    # --speed 2016 that second is half a simulated hour); a real Slack channel still is.
+    real = Dispatcher(engine, settings)
+    paces = dispatcher.interval("slack:#onc-2101-imaging"), real.interval("slack:#onc-2101-imaging")
     dispatcher.close()
+    real.close()
     engine.dispose()
     assert "email" not in printed and {"slack", "console"} <= set(printed)
+    assert paces == (0.0, 1.0)
 
 
 def test_demo_with_a_missing_config_file_is_a_usage_error(

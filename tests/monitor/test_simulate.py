@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections import Counter
+from datetime import timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -17,7 +18,7 @@ from monitor.config import Settings
 from monitor.demo import load_examples
 from monitor.evaluation import evaluate_all
 from monitor.feeds.hl7.mapping import MappingSettings, to_events
-from monitor.feeds.hl7.simulated import SimulatedFeed
+from monitor.feeds.hl7.simulated import ResearchSubject, SimulatedFeed
 from monitor.store.database import make_engine, upgrade
 from monitor.store.findings import list_findings
 from monitor.store.schema import exams, messages
@@ -121,3 +122,22 @@ def test_research_bookings_with_deliberate_problems_become_findings(tmp_path: ob
     engine.dispose()
     assert "wrong_orderable" in kinds
     assert kinds & {"late", "early"}
+
+
+def test_soon_bookings_are_made_as_far_ahead_as_asked_and_never_moved_or_cancelled() -> None:
+    """The fast demo books them 30 to 90 hours ahead: their reminders (72 h, 24 h before) and
+    day-before sheets fall due while one watches, not at once and not weeks later."""
+    zone = ZoneInfo("America/New_York")
+    today = NOW.astimezone(zone).date()
+    window = (today - timedelta(days=3), today + timedelta(days=20))
+    due = [ResearchSubject(f"R{n}", ("IMG1234",), "CT", window) for n in range(4)]  # not a feed MRN
+    feed = SimulatedFeed(
+        seed=7, zone=zone, research=due, research_soon=1.0, soon_hours=(30, 90), clock=FixedClock(NOW)
+    )
+    list(feed.messages(300))
+    research = [appointment for appointment in feed.booked if appointment.mrn in {s.mrn for s in due}]
+    assert len(research) == 4 and all(
+        appointment.kept and not appointment.problem for appointment in research
+    )
+    for appointment in research:  # as booked: a kept appointment is never rescheduled
+        assert timedelta(hours=29) < appointment.start - NOW < timedelta(hours=91)

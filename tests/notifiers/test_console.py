@@ -2,9 +2,12 @@ from __future__ import annotations
 
 import io
 import logging
+import re
+from datetime import UTC, datetime
 
 import pytest
 
+from monitor.clock import FixedClock
 from monitor.render import Renderer
 from notifiers import MessageKind, NotifierError, PhiPolicy
 from notifiers.console import BANNERS, ConsoleNotifier
@@ -71,7 +74,7 @@ def test_the_brief_console_prints_a_banner_and_a_few_lines_without_phi(
     assert_no_phi(printed)
 
 
-def test_the_brief_console_shows_what_to_do_and_prints_a_copy_for_another_address_as_one_line(
+def test_the_brief_console_shows_what_to_do_and_prints_a_copy_for_another_address_as_a_note(
     renderer: Renderer, make_notification: MakeNotification
 ) -> None:
     stream = io.StringIO()
@@ -82,11 +85,33 @@ def test_the_brief_console_shows_what_to_do_and_prints_a_copy_for_another_addres
     notifier.send(sheet)
     printed = stream.getvalue()
     assert printed.count("===== COORDINATOR ALERT for coordinators") == 1
-    assert (
-        "  ----- copy of a message printed earlier, to slack:#onc-2101-imaging: "
-        "[ONC-2101] Wrong orderable · subject 014" in printed
-    )
+    note = printed.split("\n  ----- copy of a message printed earlier, to slack:#onc-2101-imaging:")[1]
+    assert " ".join(note.split()).startswith("[ONC-2101] Wrong orderable · subject 014")
     assert "Next step: " in printed
     assert "===== TECHNOLOGIST SHEET for technologists -> slack:#ct3-console" in printed
     assert "Subject 014 · CT chest/abdomen/pelvis with IV contrast" in printed
     assert printed.count("Do:  ") == len(sheet.content.parameters)  # type: ignore[union-attr]
+
+
+def test_the_brief_console_says_the_simulated_time_of_each_block_and_fits_80_columns(
+    renderer: Renderer, make_notification: MakeNotification
+) -> None:
+    """The demo at --speed 2016: a coordinator sees the simulated days pass block by block."""
+    clock = FixedClock(datetime(2026, 3, 3, 14, 30, tzinfo=UTC))
+    stream = io.StringIO()
+    notifier = ConsoleNotifier(renderer=renderer, stream=stream, brief=True, simulated=clock)
+    notifier.send(make_notification("email:onc2101-team@example.org"))
+    clock.advance(days=1)
+    notifier.send(make_notification("slack:#ct3-console", MessageKind.INSTRUCTIONS))
+    printed = stream.getvalue()
+    alert, sheet = printed.split("\n===== ")[1:]
+    assert alert.splitlines()[1].startswith("  at Tue 3 Mar 2026 09:30 EST (simulated)")
+    assert sheet.splitlines()[1].startswith("  at Wed 4 Mar 2026 09:30 EST (simulated)")
+    # Folded for a terminal: a headline between its parts, a labelled line under its value.
+    assert max(len(line) for line in printed.splitlines()) <= 80
+    assert "[ONC-2101] Wrong orderable · subject 014 · Week 12 restaging ·\n    Tue 3 Mar 2026" in alert
+    assert re.search(r"\n  What:      .+\n {13}\S", alert)
+    # On the real clock (speed 1) there is nothing to say.
+    plain = io.StringIO()
+    ConsoleNotifier(renderer=renderer, stream=plain, brief=True).send(make_notification("slack:#onc"))
+    assert "(simulated)" not in plain.getvalue()

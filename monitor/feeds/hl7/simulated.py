@@ -15,8 +15,10 @@ Options, all off by default so that a seed keeps giving the stream it always gav
   deliberate problem: a wrong orderable (a code of the right modality that the trial does
   not accept) or a booking outside the window. With ``research_soon``, the first research
   booking (a visit whose window allows it) and that share of the others are booked for the
-  next few hours, without a problem (the demo: the technologists' sheets, sent a day ahead,
-  show at once).
+  next few hours, without a problem, and never moved or cancelled (the demo: the
+  technologists' sheets, sent a day ahead, show at once). ``soon_hours`` is how far ahead
+  that is (3 to 20 hours; the fast demo books them 30 to 90 hours ahead, so that their
+  reminders and day-before sheets fall due while you watch).
 - ``clock``: the feed follows that clock (the demo's, which may run faster than real time)
   instead of advancing a minute or so per message: MSH-7 is the clock's time, bookings are
   made for the days after it, and only appointments whose time has passed are no-shows.
@@ -95,6 +97,7 @@ class SimulatedFeed:
         research_rate: float = 0.2,
         problem_rate: float = 0.25,
         research_soon: float = 0.0,
+        soon_hours: tuple[int, int] = (3, 20),
         clock: Callable[[], datetime] | None = None,
     ) -> None:
         self.random = random.Random(seed)
@@ -112,6 +115,7 @@ class SimulatedFeed:
         self.research_rate = research_rate
         self.problem_rate = problem_rate
         self.research_soon = research_soon
+        self.soon_hours = soon_hours
         self.orders = 0
         self.ordered: list[_Appointment] = []
         self.problems: dict[str, int] = {}
@@ -200,7 +204,9 @@ class SimulatedFeed:
         return self._order("NW", appt)
 
     def _soon(self) -> datetime:
-        return (self.now + timedelta(hours=self._extra.randint(3, 20))).replace(minute=30, second=0)
+        return (self.now + timedelta(hours=self._extra.randint(*self.soon_hours))).replace(
+            minute=30, second=0
+        )
 
     def _research_booking(self) -> _Appointment:
         soon: datetime | None = None

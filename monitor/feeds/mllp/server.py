@@ -12,7 +12,10 @@ sender is held back by TCP flow control rather than by memory. Connections run c
 
 Logs go to ``monitor.mllp`` and never contain message bytes (they are PHI): only the peer,
 connection id, sizes, counts and timings. For the same reason a handler exception is logged
-by type and code location, never by its message text.
+by type and code location, never by its message text. A connection opening, closing or
+idling out is routine (an interface engine may connect once per message): DEBUG; what an
+operator acts on (a refused peer, a broken or late frame, a failed connection, a handler
+error) is WARNING or ERROR; INFO is only the listener starting and closing.
 """
 
 from __future__ import annotations
@@ -274,7 +277,7 @@ class MllpServer:
         self._connections.add(connection)
         self.stats.connections_open += 1
         self.stats.connections_total += 1
-        log.info("mllp conn=%d opened from %s:%d", *_ids(peer))
+        log.debug("mllp conn=%d opened from %s:%d", *_ids(peer))
         try:
             if self._tls is not None:
                 await writer.start_tls(
@@ -303,7 +306,7 @@ class MllpServer:
                 writer.transport.abort()  # no TLS close_notify wait for a connection cut off by close()
             else:
                 writer.close()
-            log.info(
+            log.debug(
                 "mllp conn=%d closed (%d bytes outside frames, %d end blocks without CR)",
                 peer.connection_id,
                 connection.garbage_bytes,
@@ -338,7 +341,7 @@ class MllpServer:
                         decoder.pending_bytes,
                     )
                 else:
-                    log.info(
+                    log.debug(
                         "mllp conn=%d: idle for %.0f s; closing",
                         peer.connection_id,
                         settings.idle_timeout_seconds,

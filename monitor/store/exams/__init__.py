@@ -8,6 +8,15 @@
 """
 
 from monitor.store.exams.history import REBOOK_WINDOW, apply_event, exam_row, exam_start
-from monitor.store.exams.listing import ExamView, day_bounds, list_exams
+from monitor.store.exams.listing import ExamView, day_bounds, exam_status_counts, list_exams
 
-__all__ = ["REBOOK_WINDOW", "ExamView", "apply_event", "day_bounds", "exam_row", "exam_start", "list_exams"]
+__all__ = [
+    "REBOOK_WINDOW",
+    "ExamView",
+    "apply_event",
+    "day_bounds",
+    "exam_row",
+    "exam_start",
+    "exam_status_counts",
+    "list_exams",
+]

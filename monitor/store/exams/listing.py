@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Connection, Engine, func, select
 
 from monitor.store.schema import exams
 
@@ -85,3 +85,9 @@ def list_exams(
     query = query.order_by(exams.c.start_at.is_(None), exams.c.start_at, exams.c.id)
     with engine.connect() as conn:
         return [ExamView(**row._mapping) for row in conn.execute(query)]
+
+
+def exam_status_counts(conn: Connection) -> dict[str, int]:
+    """How many exams the feeds have brought in, by current status (``scheduled``: 98, ...)."""
+    query = select(exams.c.status, func.count()).group_by(exams.c.status).order_by(func.count().desc())
+    return {status: int(count) for status, count in conn.execute(query)}

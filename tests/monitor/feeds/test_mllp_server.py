@@ -284,6 +284,35 @@ def test_an_idle_connection_is_closed_after_the_idle_timeout() -> None:
     run(body)
 
 
+def test_routine_connections_log_at_debug_and_what_an_operator_acts_on_at_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An interface engine may connect once per message: opening, idling out and closing
+    must not fill the daemon's INFO log; bytes outside a frame still warn."""
+    handler = Recorder()
+
+    async def body() -> None:
+        async with serving(handler, idle_timeout_seconds=0.2) as server:
+            for data in (frame(SHORT), b"\r\n" + frame(SHORT)):
+                reader, writer = await connect(server)
+                await send(writer, data)
+                assert await read_ack(reader) == ack_for(SHORT)
+                assert await read_until_closed(reader) == b""  # closed after the idle timeout
+                writer.close()
+            await eventually(lambda: server.stats.connections_open == 0)
+
+    caplog.set_level(logging.DEBUG, logger="monitor.mllp")
+    run(body)
+    by_level: dict[int, list[str]] = {}
+    for record in caplog.records:
+        by_level.setdefault(record.levelno, []).append(record.getMessage())
+    words = (" opened from ", " closed (", "idle for")
+    routine = [m for m in by_level[logging.DEBUG] if any(word in m for word in words)]
+    assert len(routine) == 6  # two connections: opened, idle, closed
+    assert [m.split(": ")[-1] for m in by_level[logging.WARNING]] == ["skipped 2 bytes outside a frame"]
+    assert all("conn=" not in m for m in by_level[logging.INFO])  # only the listener starting, closing
+
+
 def test_a_sender_outside_allowed_senders_is_closed_without_handling() -> None:
     handler = Recorder()
 

@@ -5,8 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 
 from monitor.cli import main
+from monitor.clock import ScaledClock
+from monitor.web import create_app
+from tests.monitor.trial_setup import NOW
 from tests.monitor.web.conftest import Login, Site
 
 
@@ -114,3 +118,14 @@ def test_the_web_command_is_registered(capsys: pytest.CaptureFixture[str]) -> No
         main(["web", "--help"])
     assert exit_.value.code == 0
     assert "--workers" in capsys.readouterr().out
+
+
+def test_on_the_demos_faster_clock_every_page_header_shows_the_simulated_time(site: Site) -> None:
+    """``hiro-monitor demo --speed 2016``: "today" on the Upcoming page is the simulated day,
+    and the header says so; on the real clock (speed 1) the header shows no time."""
+    fast = ScaledClock(2016, start=NOW, real=lambda: 0.0)  # standing still at NOW, at speed 2016
+    client = TestClient(create_app(site.settings, site.engine, clock=fast), base_url="https://testserver")
+    header = client.get("/login").text.split("</header>")[0]
+    now = '<time datetime="2026-11-25T12:00:00+00:00">Wed 25 Nov 2026 07:00 EST</time>'
+    assert f"Simulated time: {now}" in header
+    assert "Simulated time" not in site.client().get("/login").text
