@@ -163,6 +163,17 @@ class SchedulerSettings(_Section):
     purge_hour: int = Field(default=3, ge=0, le=23)
 
 
+class EvaluationSettings(_Section):
+    """How the compliance engine judges the schedule (``monitor/evaluation.py``, ``rules/``)."""
+
+    # An unbooked visit is due (alerted) from this many days before its window opens.
+    due_soon_days: int = Field(default=7, ge=0, le=90)
+    # No alerts about facts older than this (an exam date or a window's end): history is not news.
+    alert_lookback_days: int = Field(default=14, ge=0, le=366)
+    # A booked exam this long past its start with no arrival or completion is "unconfirmed".
+    unconfirmed_after_hours: float = Field(default=24.0, gt=0, le=24 * 60)
+
+
 class DispatchSettings(_Section):
     """The outbox dispatcher: retries, backoff and how a crashed sender's rows are taken back."""
 
@@ -202,6 +213,7 @@ class Settings(_Section):
     scheduler: SchedulerSettings = SchedulerSettings()
     dispatch: DispatchSettings = DispatchSettings()
     web: WebSettings = WebSettings()
+    evaluation: EvaluationSettings = EvaluationSettings()
 
     _webhook_names = field_validator("webhooks")(_check_webhook_names)
 

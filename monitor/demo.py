@@ -25,8 +25,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import csv
+import io
 import itertools
 import logging
+import re
 import secrets
 import shutil
 import signal
@@ -35,7 +38,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
 from zoneinfo import ZoneInfo
@@ -49,6 +52,7 @@ from monitor.daemon import Daemon
 from monitor.dispatch.dispatcher import Dispatcher
 from monitor.evaluation import evaluate_all
 from monitor.feeds.hl7.simulated import SimulatedFeed
+from monitor.feeds.visits import import_visits
 from monitor.render import Renderer
 from monitor.store.accounts import Role, add_user
 from monitor.store.database import make_engine, upgrade
@@ -85,23 +89,55 @@ SEVERITIES = (Severity.CRITICAL, Severity.WARNING, Severity.INFO)  # the summary
 TITLES = {kind.value: title for kind, title in FINDING_TITLES.items()}
 
 
-def load_examples(engine: Engine, now: datetime) -> int:
-    """Store the example protocols and enrolments; returns how many trials (0 if not found)."""
+# examples/enrolments.csv and examples/visits.csv tell the office's story as of this day: the
+# demo moves every date in them by the days since, so it looks the same whenever it runs.
+EXAMPLES_AS_OF = date(2026, 11, 25)
+_ISO_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def shift_dates(text: str, days: int) -> str:
+    """The CSV ``text`` with every ``YYYY-MM-DD`` cell ``days`` later (other cells unchanged)."""
+    rows = list(csv.reader(io.StringIO(text, newline="")))
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    for row in rows:
+        writer.writerow(
+            [(date.fromisoformat(cell) + timedelta(days=days)).isoformat() if _ISO_DAY.match(cell) else cell
+             for cell in row]
+        )  # fmt: skip
+    return out.getvalue()
+
+
+def load_examples(engine: Engine, now: datetime, zone: ZoneInfo | None = None) -> int:
+    """Store the example protocols, enrolments and visit history, their dates moved so that the
+    examples' day is today (``now`` in ``zone``); returns how many trials (0 if not found).
+
+    The subjects are watched from today (a fresh office), and the visits already done are on
+    record, so the trial matrix shows their history and no past visit is a false "missed".
+    """
+    zone = zone or ZoneInfo("America/New_York")
+    today = now.astimezone(zone).date()
+    days = (today - EXAMPLES_AS_OF).days
     trials = sorted((EXAMPLES / "trials").glob("*.toml"))
     with engine.begin() as conn:
         for path in trials:
             text = path.read_text(encoding="utf-8")
             store_protocol(conn, load_protocol(text, path.name), text, path.name, now)
         if trials:
-            import_enrolments(conn, (EXAMPLES / "enrolments.csv").read_text(encoding="utf-8"), now)
+            enrolments = shift_dates((EXAMPLES / "enrolments.csv").read_text(encoding="utf-8"), days)
+            import_enrolments(conn, enrolments, now, today=today)
+            visits = EXAMPLES / "visits.csv"
+            if visits.exists():
+                import_visits(conn, shift_dates(visits.read_text(encoding="utf-8"), days), now, zone)
     return len(trials)
 
 
 def enrol_demo_subject(engine: Engine, now: datetime, zone: ZoneInfo) -> str:
     """Enrol one more synthetic ONC-2101 subject whose Week 6 restaging CT is due tomorrow.
 
-    The example enrolments have fixed dates and drift out of schedule as the years pass;
-    this one keeps a research visit open whenever the demo runs. Returns its study id.
+    The example enrolments are moved to today, but which of their visits fall due in the
+    first minutes depends on the day; this one keeps a research visit open whenever the demo
+    runs. Returns its study id.
     """
     due = now.astimezone(zone).date() + timedelta(days=1)
     c1d1 = due - timedelta(weeks=6)  # ONC-2101: Week 6 restaging, 6 weeks after C1D1, +-7 days
@@ -110,7 +146,7 @@ def enrol_demo_subject(engine: Engine, now: datetime, zone: ZoneInfo) -> str:
         f"ONC-2101,{DEMO_SUBJECT},{DEMO_MRN},A,on_study,{c1d1 - timedelta(days=21)},{c1d1}\n"
     )
     with engine.begin() as conn:
-        import_enrolments(conn, csv, now)
+        import_enrolments(conn, csv, now, today=now.astimezone(zone).date())
     return DEMO_SUBJECT
 
 
@@ -278,7 +314,7 @@ async def run_demo(
     engine = make_engine(url)
     upgrade(engine)
     now = clock()
-    trials = load_examples(engine, now)
+    trials = load_examples(engine, now, zone)
     if trials:
         enrol_demo_subject(engine, now, zone)
     password = secrets.token_urlsafe(9)

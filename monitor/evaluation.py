@@ -113,12 +113,13 @@ class Evaluator:
         engine: Engine,
         settings: Settings,
         *,
-        due_soon_days: int = 7,
+        due_soon_days: int | None = None,
         attempts: int = 3,
     ) -> None:
         self.engine = engine
         self.zone = ZoneInfo(settings.site.timezone)
-        self.due_soon_days = due_soon_days
+        self.rules = settings.evaluation
+        self.due_soon_days = self.rules.due_soon_days if due_soon_days is None else due_soon_days
         self.attempts = max(attempts, 1)
         self.catalogue = ProtocolCatalogue()
         self.quiet_first_run = settings.dispatch.quiet_first_run
@@ -145,6 +146,12 @@ class Evaluator:
         with self.engine.connect() as conn:
             scope = same_patients(conn, enrolment_ids)
         return self._run(scope, now, quiet=self.quiet_first_run)
+
+    def preview(self, now: datetime) -> Evaluation:
+        """What the engine concludes for every enrolment at ``now``, recording nothing (the
+        ``evaluate --at`` what-if: a coordinator asks what next Friday will look like)."""
+        with self.engine.connect() as conn:
+            return self._judge(conn, self._read(conn, None), now, all_patients=True)
 
     def observe_exams(self, exam_ids: Sequence[int], now: datetime) -> EvaluationSummary | None:
         """:meth:`evaluate_for_exams` for code that must not fail because of it (the feed writer).
@@ -190,6 +197,8 @@ class Evaluator:
             now,
             site_zone=self.zone,
             due_soon_days=self.due_soon_days,
+            alert_lookback_days=self.rules.alert_lookback_days,
+            unconfirmed_after_hours=self.rules.unconfirmed_after_hours,
         )
 
     def _run(self, scope: Collection[int] | None, now: datetime, *, quiet: bool) -> EvaluationSummary:

@@ -62,7 +62,7 @@ def describe_exam(exam: ExamRecord) -> str:
     store's internal id, which nobody outside this program can look up."""
     what = exam.procedure_text or (f"{exam.modality} exam" if exam.modality else "exam")
     numbers = [exam.procedure_code] if exam.procedure_code else []
-    if exam.external_id:
+    if exam.external_id and exam.external_id != exam.accession:
         numbers.append(f"appointment {exam.external_id}")
     if exam.accession:
         numbers.append(f"accession {exam.accession}")

@@ -2,7 +2,8 @@
 
     enroll add --trial ID --subject S --mrn M [--mrn M2] [--arm A] [--status S]
                [--off-study DATE] --anchor consent=2026-01-05 ...
-    enroll import FILE.csv            all rows or none (see monitor.store.registry.importing)
+    enroll import FILE.csv [--visits VISITS.csv]   all rows or none (monitor.store.registry.importing)
+    enroll visits VISITS.csv          visits already done, from the office's records (monitor.feeds.visits)
     enroll list [--json] [--trial ID]
     enroll update --trial ID --subject S [--anchor k=v ...] [--arm A] [--status S]
                   [--off-study DATE] [--mrn M ...]
@@ -19,10 +20,12 @@ import sys
 from dataclasses import replace
 from datetime import date, datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from monitor.commands import anchor_setting, iso_date, open_engine, print_json, report_evaluation, utc_now
 from monitor.config import Settings
 from monitor.evaluation import Evaluator
+from monitor.feeds.visits import import_visits
 from monitor.store.registry import (
     EnrolmentEntry,
     ImportRejected,
@@ -63,11 +66,22 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     add.add_argument("--status", type=_status, default=EnrolmentStatus.ON_STUDY)
     add.add_argument("--off-study", dest="off_study", type=iso_date)
     add.add_argument("--anchor", action="append", type=anchor_setting, default=[], metavar="NAME=YYYY-MM-DD")
+    add.add_argument("--monitoring-start", dest="monitoring_start", type=iso_date, help=_MONITORING_HELP)
     add.set_defaults(handler=cmd_add)
 
     importing = actions.add_parser("import", help="enrol the subjects of a CSV file (all rows or none)")
     importing.add_argument("file", type=Path, metavar="FILE.csv")
+    importing.add_argument(
+        "--visits",
+        type=Path,
+        metavar="VISITS.csv",
+        help="visits already done: trial,subject,timepoint,date,accession",
+    )
     importing.set_defaults(handler=cmd_import)
+
+    visits = actions.add_parser("visits", help="record visits already done, from the office's records")
+    visits.add_argument("file", type=Path, metavar="VISITS.csv")
+    visits.set_defaults(handler=cmd_visits)
 
     listing = actions.add_parser("list", help="list enrolments (with MRNs)")
     listing.add_argument("--json", action="store_true", help="print a JSON array")
@@ -91,7 +105,19 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "--off-study", dest="off_study", type=_optional_date, default=..., help="date or none"
     )
     change.add_argument("--mrn", action="append", help="replace the MRN list (repeat for more)")
+    change.add_argument("--monitoring-start", dest="monitoring_start", type=iso_date, help=_MONITORING_HELP)
     change.set_defaults(handler=cmd_update)
+
+
+_MONITORING_HELP = (
+    "the day the office starts watching the subject, YYYY-MM-DD (default: today): visits whose "
+    "window closed before it are history, not missed"
+)
+
+
+def _today(settings: Settings, now: datetime) -> date:
+    """The site's date at ``now``: when a new enrolment's monitoring starts."""
+    return now.astimezone(ZoneInfo(settings.site.timezone)).date()
 
 
 def _save(settings: Settings, entries: list[EnrolmentEntry], now: datetime, *, must_exist: bool) -> int:
@@ -117,7 +143,7 @@ def _save(settings: Settings, entries: list[EnrolmentEntry], now: datetime, *, m
                 print(problem, file=sys.stderr)
             engine.dispose()
             return 1
-        saved = save_entries(conn, entries, now)
+        saved = save_entries(conn, entries, now, today=_today(settings, now))
     verb = "updated" if must_exist else "enrolled"
     for entry in entries:
         print(f"{verb} {entry.trial} {entry.subject}" + ("" if saved.changed_ids else " (no change)"))
@@ -141,6 +167,7 @@ def cmd_add(settings: Settings, args: argparse.Namespace) -> int:
         arm=args.arm or None,
         status=args.status,
         off_study=args.off_study,
+        monitored_from=args.monitoring_start,
     )
     return _save(settings, [entry], utc_now(args), must_exist=False)
 
@@ -167,32 +194,73 @@ def cmd_update(settings: Settings, args: argparse.Namespace) -> int:
         entry = replace(entry, status=args.status)
     if args.off_study is not ...:
         entry = replace(entry, off_study=args.off_study)
+    if args.monitoring_start is not None:
+        entry = replace(entry, monitored_from=args.monitoring_start)
     if args.mrn:
         entry = replace(entry, mrns=tuple(dict.fromkeys(mrn.strip() for mrn in args.mrn if mrn.strip())))
     return _save(settings, [entry], utc_now(args), must_exist=True)
 
 
-def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
+def _read(path: Path) -> str | None:
     try:
-        text = args.file.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
         reason = error.strerror if isinstance(error, OSError) else "not UTF-8 text"
-        print(f"{args.file}: cannot read it ({reason})", file=sys.stderr)
+        print(f"{path}: cannot read it ({reason})", file=sys.stderr)
+        return None
+
+
+def _rejected(path: Path, rejected: ImportRejected) -> int:
+    for problem in rejected.problems:
+        print(f"{path}: {problem}", file=sys.stderr)
+    print(f"{path}: nothing imported ({len(rejected.problems)} problem(s))", file=sys.stderr)
+    return 1
+
+
+def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
+    text = _read(args.file)
+    visits = _read(args.visits) if args.visits is not None else ""
+    if text is None or visits is None:
+        return 1
+    engine = open_engine(settings)
+    now = utc_now(args)
+    zone = ZoneInfo(settings.site.timezone)
+    reading = args.file
+    try:
+        with engine.begin() as conn:  # both files or neither
+            saved = import_enrolments(conn, text, now, today=_today(settings, now))
+            reading = args.visits or args.file
+            exam_ids = import_visits(conn, visits, now, zone) if args.visits is not None else []
+    except ImportRejected as rejected:
+        engine.dispose()
+        return _rejected(reading, rejected)
+    print(f"{args.file}: {saved.added} added, {saved.updated} updated, {saved.unchanged} unchanged")
+    if args.visits is not None:
+        print(f"{args.visits}: {len(exam_ids)} visit(s) recorded")
+    evaluator = Evaluator(engine, settings)
+    if saved.changed_ids:
+        report_evaluation(evaluator.evaluate_enrolments(saved.changed_ids, now))
+    if exam_ids:
+        report_evaluation(evaluator.evaluate_for_exams(exam_ids, now), title="visits")
+    engine.dispose()
+    return 0
+
+
+def cmd_visits(settings: Settings, args: argparse.Namespace) -> int:
+    text = _read(args.file)
+    if text is None:
         return 1
     engine = open_engine(settings)
     now = utc_now(args)
     try:
         with engine.begin() as conn:
-            saved = import_enrolments(conn, text, now)
+            exam_ids = import_visits(conn, text, now, ZoneInfo(settings.site.timezone))
     except ImportRejected as rejected:
-        for problem in rejected.problems:
-            print(f"{args.file}: {problem}", file=sys.stderr)
-        print(f"{args.file}: nothing imported ({len(rejected.problems)} problem(s))", file=sys.stderr)
         engine.dispose()
-        return 1
-    print(f"{args.file}: {saved.added} added, {saved.updated} updated, {saved.unchanged} unchanged")
-    if saved.changed_ids:
-        report_evaluation(Evaluator(engine, settings).evaluate_enrolments(saved.changed_ids, now))
+        return _rejected(args.file, rejected)
+    print(f"{args.file}: {len(exam_ids)} visit(s) recorded")
+    if exam_ids:
+        report_evaluation(Evaluator(engine, settings).evaluate_for_exams(exam_ids, now), title="visits")
     engine.dispose()
     return 0
 

@@ -1,6 +1,7 @@
 """``hiro-monitor evaluate`` and ``hiro-monitor findings``.
 
     evaluate                                   judge every enrolment now; print what changed
+    evaluate --at WHEN [--json] [--record]     what-if: the findings as of another moment
     findings [--json] [--trial ID] [--subject S] [--open]
 
 Findings name subjects by study id only: no MRN, name or birth date in either output.
@@ -11,12 +12,18 @@ Window dates are the site's local dates; ``opened``/``updated`` are shown in the
 from __future__ import annotations
 
 import argparse
+from collections import Counter
+from dataclasses import asdict
+from datetime import UTC, date, datetime, time
+from enum import Enum
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from monitor.commands import open_engine, print_json, report_evaluation, utc_now
 from monitor.config import Settings
 from monitor.evaluation import Evaluator
 from monitor.store.findings import list_findings
+from rules import Finding
 
 __all__ = ["register"]
 
@@ -27,6 +34,15 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     evaluate = commands.add_parser(
         "evaluate", help="run the compliance engine over the store, record findings"
     )
+    evaluate.add_argument(
+        "--at",
+        type=moment,
+        metavar="WHEN",
+        help="judge as of another moment, recording nothing (what-if): YYYY-MM-DD (noon, site time), "
+        "YYYY-MM-DDTHH:MM (site time) or with an offset",
+    )
+    evaluate.add_argument("--record", action="store_true", help="with --at: record the findings as of then")
+    evaluate.add_argument("--json", action="store_true", help="with --at: print the findings as JSON")
     evaluate.set_defaults(handler=cmd_evaluate)
 
     findings = commands.add_parser("findings", help="list findings (open and resolved)")
@@ -37,11 +53,49 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     findings.set_defaults(handler=cmd_findings)
 
 
+def moment(text: str) -> str:
+    """argparse type for ``--at``: checked here, read in the site's zone by :func:`_at`."""
+    try:
+        date.fromisoformat(text) if len(text.strip()) == 10 else datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: write YYYY-MM-DD or YYYY-MM-DDTHH:MM") from None
+    return text.strip()
+
+
+def _at(text: str, zone: ZoneInfo) -> datetime:
+    """A date (noon, site time), a local datetime (site time) or one with an offset, as aware UTC."""
+    if len(text) == 10:
+        return datetime.combine(date.fromisoformat(text), time(12, 0), zone).astimezone(UTC)
+    found = datetime.fromisoformat(text)
+    return (found if found.tzinfo else found.replace(tzinfo=zone)).astimezone(UTC)
+
+
+def _finding_json(finding: Finding) -> dict[str, Any]:
+    found = asdict(finding)
+    return {key: value.isoformat() if isinstance(value, date) else str(value) if isinstance(value, Enum)
+            else value for key, value in found.items()}  # fmt: skip
+
+
 def cmd_evaluate(settings: Settings, args: argparse.Namespace) -> int:
     engine = open_engine(settings)
-    summary = Evaluator(engine, settings).evaluate_all(utc_now(args))
+    evaluator = Evaluator(engine, settings)
+    if args.at is None or args.record:
+        now = utc_now(args) if args.at is None else _at(args.at, ZoneInfo(settings.site.timezone))
+        summary = evaluator.evaluate_all(now)
+        engine.dispose()
+        report_evaluation(summary, title="evaluation" if args.at is None else f"evaluation as of {args.at}")
+        return 0
+    evaluation = evaluator.preview(_at(args.at, ZoneInfo(settings.site.timezone)))
     engine.dispose()
-    report_evaluation(summary)
+    if args.json:
+        print_json([_finding_json(finding) for finding in evaluation.findings])
+        return 0
+    counts = Counter(
+        (f.kind.value, f.severity.value) for f in evaluation.findings if f.kind.value != "in_window"
+    )
+    print(f"as of {args.at} (nothing recorded): {len(evaluation.findings)} finding(s)")
+    for (kind, severity), count in sorted(counts.items(), key=lambda item: (-item[1], item[0])):
+        print(f"  {kind:<18} {severity:<9} {count}")
     return 0
 
 
