@@ -99,6 +99,8 @@ class AlertContent:
     procedure_code: str = ""
     dashboard_url: str = ""
     next_step: str = ""
+    warning: str = ""  # what a technologist must know before scanning (an order not fixed)
+    late: str = ""  # a reminder or sheet sent after its time says so ("it was due ...")
     finding_kind: FindingKind | None = None
     severity: Severity | None = None
     detail: str = ""

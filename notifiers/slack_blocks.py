@@ -108,6 +108,8 @@ def _identity(ctx: dict[str, Any]) -> list[tuple[str, str]]:
 def _alert(renderer: Renderer, ctx: dict[str, Any]) -> list[Block | None]:
     emoji = _SEVERITY_EMOJI.get(str(ctx.get("severity") or ""), "")
     lines = [escape(ctx["detail"])] if ctx["detail"] else []
+    if ctx["late"]:
+        lines.insert(0, f"_Note: this message was {escape(ctx['late'])}._")
     if ctx["change"]:
         lines.append(f"*What changed:* {escape(ctx['change'])}")
     elif ctx["previous_exam_start"] and ctx["exam_start"]:
@@ -151,6 +153,8 @@ def _instructions(renderer: Renderer, ctx: dict[str, Any]) -> list[Block | None]
         baseline = []
     blocks: list[Block | None] = [
         _header(f"Scan instructions · {ctx['trial']} · {ctx['timepoint'] or ctx['exam_label']}"),
+        _section(f":warning: *{escape(ctx['warning'])}*") if ctx["warning"] else None,
+        _section(f"_Note: this sheet was {escape(ctx['late'])}._") if ctx["late"] else None,
         _fields(pairs),
     ]
     blocks += _list_sections("Required parameters", ctx["parameters"], "Standard clinical protocol")

@@ -8,13 +8,14 @@ path and a plain-language fix when the value is missing, of the wrong type or un
 from __future__ import annotations
 
 import difflib
+import re
 import string
 from collections.abc import Collection, Mapping
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from rules.durations import DurationError, parse_days, parse_duration, parse_tolerance_days
-from rules.protocol import Problem, Window
+from rules.protocol import LeadTime, Problem, Window
 
 __all__ = ["FieldReader", "join_path"]
 
@@ -121,26 +122,35 @@ class FieldReader:
             self.problem(join_path(path, key), f"bad duration {parent[key]!r}: {error.problem}", error.fix)
             return None
 
-    def durations(self, parent: Table, key: str, path: str) -> tuple[timedelta, ...]:
-        """A list of positive durations such as lead times ``["72h", "24h"]``, longest first."""
-        found: list[timedelta] = []
+    def lead_times(self, parent: Table, key: str, path: str) -> tuple[LeadTime, ...]:
+        """Lead times such as ``["72h", "the day before at 14:00"]`` (:class:`rules.protocol.LeadTime`)."""
+        found: list[LeadTime] = []
         for index, item in enumerate(self.text_list(parent, key, path)):
+            where = join_path(join_path(path, key), index)
+            at_time = _AT_TIME.match(item.strip().lower())
+            if at_time is not None:
+                lead = _at_lead(at_time)
+                if lead is None:
+                    self.problem(
+                        where, f"bad time of day in {item!r}", 'write e.g. "the day before at 14:00"'
+                    )
+                else:
+                    found.append(lead)
+                continue
             try:
                 delta = parse_duration(item)
             except DurationError as error:
-                self.problem(
-                    join_path(join_path(path, key), index),
-                    f"bad duration {item!r}: {error.problem}",
-                    error.fix,
+                fix = (
+                    f'{error.fix}, or a day and a time: "the day before at 14:00", "the morning of at 07:00"'
                 )
+                self.problem(where, f"bad lead time {item!r}: {error.problem}", fix)
                 continue
             if delta <= timedelta(0):
-                self.problem(
-                    join_path(join_path(path, key), index), "a lead time must be positive", 'write e.g. "24h"'
-                )
+                self.problem(where, "a lead time must be positive", 'write e.g. "24h"')
                 continue
-            found.append(delta)
-        return tuple(sorted(set(found), reverse=True))
+            found.append(LeadTime(before=delta))
+        unique = {lead.key: lead for lead in found}
+        return tuple(unique.values())
 
     def window(self, parent: Table, key: str, path: str) -> Window | None:
         """``"+-7d"`` or ``{ from = "-28d", to = "-1d" }``; reports a window that ends before it starts."""
@@ -192,3 +202,19 @@ class FieldReader:
             )
             return default
         return label
+
+
+# "the day before at 14:00", "2 days before at 09:00", "the morning of at 07:00", "same day at 7:30"
+_AT_TIME = re.compile(
+    r"^(?:(?:the\s+)?day\s+before|(?P<days>\d+)\s+days?\s+before|(?:the\s+)?(?:morning|day)\s+of|same\s+day)"
+    r"\s+at\s+(?P<hour>\d{1,2}):(?P<minute>\d{2})$"
+)
+
+
+def _at_lead(found: re.Match[str]) -> LeadTime | None:
+    hour, minute = int(found["hour"]), int(found["minute"])
+    if hour > 23 or minute > 59:
+        return None
+    text = found.group(0)
+    days = int(found["days"]) if found["days"] else (1 if "before" in text else 0)
+    return LeadTime(days_before=days, at=time(hour, minute))

@@ -36,7 +36,7 @@ from rules.model import (
     OccurrenceStatus,
     PlannedNotification,
 )
-from rules.notifications import plan_alerts, plan_reminders, worth_alerting
+from rules.notifications import plan_alerts, plan_reminders, plan_sheets, worth_alerting
 from rules.protocol import Trial
 from rules.windows import Slot, days_outside
 
@@ -151,14 +151,18 @@ def judge_unplaced_exams(context: EnrolmentContext, slots: list[Slot], outcome: 
     first_window = slots[0].opens - context.trial.match_within if slots else None
     off = enrolment.off_study.toordinal() if enrolment.off_study is not None else None
     for exam, day, near in assignment.unplaced:
+        sheets: list[PlannedNotification] = []
         if near is not None:
             key = occurrence_key(enrolment, near)
             finding = slot_finding(FindingKind.WRONG_ORDERABLE, enrolment, near, key, exam=exam, exam_day=day)
+            if exam.status in _BOOKED:  # the technologists hear before the scan, with the warning
+                run, routing = context.run, context.trial.routing
+                sheets = plan_sheets(routing, enrolment, exam, exam.modality, finding, run.now, run.zone)
         elif first_window is not None and day >= first_window and (off is None or day <= off):
             finding = exam_finding(FindingKind.UNMATCHED_EXAM, enrolment, exam, day)
         else:
             continue
-        outcome.held.append((exam.id, finding, context.alerts(finding, day)))
+        outcome.held.append((exam.id, finding, [*context.alerts(finding, day), *sheets]))
 
 
 def judge_occurrences(context: EnrolmentContext, slots: list[Slot], outcome: Outcome) -> None:
@@ -225,7 +229,10 @@ def _booking_notices(
     """
     exam_type = slot.version.exam_for(exam.procedure_code)
     modality = exam_type.modality if exam_type is not None else exam.modality
-    return plan_reminders(context.trial.routing, context.enrolment, exam, modality, finding, context.run.now)
+    run = context.run
+    return plan_reminders(
+        context.trial.routing, context.enrolment, exam, modality, finding, run.now, run.zone
+    )
 
 
 def _judge_unserved(context: EnrolmentContext, slot: Slot, key: str, outcome: Outcome) -> OccurrenceStatus:

@@ -19,7 +19,8 @@ unchanged schedule plans the same keys, and a moved exam plans new ones.
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
+from zoneinfo import ZoneInfo
 
 from rules.model import (
     Audience,
@@ -30,30 +31,45 @@ from rules.model import (
     NotificationKind,
     PlannedNotification,
 )
-from rules.protocol import Routing
+from rules.protocol import LeadTime, Routing
 
-__all__ = ["plan_alerts", "plan_reminders"]
-
-
-def _lead(lead: timedelta) -> str:
-    minutes = int(lead.total_seconds()) // 60
-    return f"{minutes // 60}h" if minutes % 60 == 0 else f"{minutes}min"
+__all__ = ["plan_alerts", "plan_reminders", "plan_sheets"]
 
 
 def _due_times(
-    start: datetime, leads: tuple[timedelta, ...], now: datetime
-) -> list[tuple[timedelta, datetime]]:
-    """``(lead, due_at)`` still worth sending: every future one, plus the closest one already passed.
+    start: datetime, leads: tuple[LeadTime, ...], now: datetime, zone: ZoneInfo
+) -> list[tuple[LeadTime, datetime]]:
+    """``(lead, due_at)`` still worth sending: every future one, plus the one already passed
+    that is closest to the exam. A lead that falls at or after the start is dropped.
 
-    A passed one keeps its own due time (in the past: the dispatcher sends it at once), so the
-    plan does not depend on when the evaluation ran.
+    A passed one keeps its own due time (in the past: the dispatcher sends it at once, and
+    says that it is late), so the plan does not depend on when the evaluation ran.
     """
-    future = [(lead, start - lead) for lead in leads if start - lead > now]
-    passed = [lead for lead in leads if start - lead <= now]
+    dues = [(lead, lead.due(start, zone)) for lead in leads]
+    dues = [(lead, due) for lead, due in dues if due < start]
+    wanted = [(lead, due) for lead, due in dues if due > now]
+    passed = [(lead, due) for lead, due in dues if due <= now]
     if passed:
-        closest = min(passed)
-        future.append((closest, start - closest))
-    return future
+        wanted.append(max(passed, key=lambda item: item[1]))
+    return wanted
+
+
+def plan_sheets(
+    routing: Routing,
+    enrolment: Enrolment,
+    exam: ExamRecord,
+    modality: str,
+    finding: Finding,
+    now: datetime,
+    zone: ZoneInfo,
+) -> list[PlannedNotification]:
+    """Only the technologists' instruction sheets of :func:`plan_reminders`: for an exam booked
+    with a wrong orderable (the sheet warns that the order is not fixed, before the scan)."""
+    return [
+        plan
+        for plan in plan_reminders(routing, enrolment, exam, modality, finding, now, zone)
+        if plan.kind is NotificationKind.INSTRUCTIONS
+    ]
 
 
 def plan_reminders(
@@ -63,9 +79,10 @@ def plan_reminders(
     modality: str,
     finding: Finding,
     now: datetime,
+    zone: ZoneInfo,
 ) -> list[PlannedNotification]:
     """The booking notice, coordinator reminders and technologist instruction sheets for one
-    booked research exam.
+    booked research exam (lead times on the site's calendar, ``zone``).
 
     The booking notice (in-window bookings only: the others get an alert) is due at ``now``;
     its dedupe key carries the exam start, so a rescheduled exam plans a new one (the
@@ -97,9 +114,9 @@ def plan_reminders(
         ),
     )
     for audience, kind, addresses, leads in audiences:
-        for lead, due_at in _due_times(start, leads, now):
+        for lead, due_at in _due_times(start, leads, now, zone):
             for address in addresses:  # plain loops: generators here cost ~5% of the whole call
-                dedupe_key = f"{kind}|{address}|{finding.key}|{_lead(lead)}|{start_key}"
+                dedupe_key = f"{kind}|{address}|{finding.key}|{lead.key}|{start_key}"
                 wanted.append((audience, kind, address, due_at, dedupe_key))
     return [
         PlannedNotification(

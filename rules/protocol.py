@@ -33,7 +33,8 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 __all__ = [
     "ANCHOR_OFF_STUDY",
@@ -174,6 +175,52 @@ class ProtocolVersion:
 
 
 @dataclass(frozen=True, slots=True)
+class LeadTime:
+    """How long before a booked research exam a reminder or instruction sheet goes out.
+
+    Either a duration before the exam's start (``"72h"``: ``before``), or a day and a time of
+    day in the site's zone, the way an office plans its work (``"the day before at 14:00"``,
+    ``"2 days before at 09:00"``, ``"the morning of at 07:00"``: ``days_before`` and ``at``).
+    The second form is computed on the site's calendar, so it stays 14:00 across a DST change.
+    """
+
+    before: timedelta = timedelta(0)
+    days_before: int = 0
+    at: time | None = None
+
+    def due(self, start: datetime, zone: ZoneInfo) -> datetime:
+        """When the message is due for an exam starting at ``start`` (aware), in UTC."""
+        if self.at is None:
+            return (start - self.before).astimezone(UTC)
+        day = start.astimezone(zone).date() - timedelta(days=self.days_before)
+        return datetime.combine(day, self.at, zone).astimezone(UTC)
+
+    @property
+    def key(self) -> str:
+        """Short and stable, for dedupe keys: ``72h``, ``90min``, ``d1@14:00``."""
+        if self.at is not None:
+            return f"d{self.days_before}@{self.at:%H:%M}"
+        minutes = int(self.before.total_seconds()) // 60
+        return f"{minutes // 60}h" if minutes % 60 == 0 else f"{minutes}min"
+
+    def words(self) -> str:
+        """As the office says it: ``72 hours before``, ``the day before at 14:00``."""
+        if self.at is None:
+            minutes = int(self.before.total_seconds()) // 60
+            amount = f"{minutes // 60} hours" if minutes % 60 == 0 else f"{minutes} minutes"
+            return f"{amount} before"
+        if self.days_before == 0:
+            return (
+                f"the morning of at {self.at:%H:%M}"
+                if self.at.hour < 12
+                else f"the day of at {self.at:%H:%M}"
+            )
+        if self.days_before == 1:
+            return f"the day before at {self.at:%H:%M}"
+        return f"{self.days_before} days before at {self.at:%H:%M}"
+
+
+@dataclass(frozen=True, slots=True)
 class Routing:
     """Who hears about what: channel addresses such as ``"email:team@example.org"``, ``"slack:#ct"``.
 
@@ -184,8 +231,8 @@ class Routing:
     coordinators: tuple[str, ...]
     technologists: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     rooms: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
-    coordinator_lead_times: tuple[timedelta, ...] = ()
-    technologist_lead_times: tuple[timedelta, ...] = ()
+    coordinator_lead_times: tuple[LeadTime, ...] = ()
+    technologist_lead_times: tuple[LeadTime, ...] = ()
 
     def technologists_for(self, modality: str, location: str) -> tuple[str, ...]:
         """Addresses for an exam in ``location`` (a room such as ``CT3``) of ``modality``."""

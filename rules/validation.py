@@ -373,8 +373,8 @@ class _ProtocolReader(FieldReader):
             coordinators=coordinators,
             technologists=by_modality,
             rooms=rooms,
-            coordinator_lead_times=self.durations(lead_times, "coordinator", "routing.lead_times"),
-            technologist_lead_times=self.durations(lead_times, "technologist", "routing.lead_times"),
+            coordinator_lead_times=self.lead_times(lead_times, "coordinator", "routing.lead_times"),
+            technologist_lead_times=self.lead_times(lead_times, "technologist", "routing.lead_times"),
         )
 
     def addresses(self, table: Table, key: str, path: str) -> tuple[str, ...]:

@@ -167,8 +167,17 @@ class ContentBuilder:
             appointment=exam.external_id if exam is not None else "",
             audience=audience,
         )
+        warning = ""
+        if kind is FindingKind.WRONG_ORDERABLE and audience == "technologist":
+            code = (exam.procedure_code or "?") if exam is not None else "?"
+            warning = (
+                f"Order not fixed: {code} is not an orderable this visit accepts (it needs "
+                f"{' or '.join(expected) or 'the protocol orderable'}). Call the research coordinator "
+                "before scanning: the scan may not count for the trial."
+            )
         return replace(
             content,
+            warning=warning,
             timepoint=content.timepoint or (finding.occurrence_label or ""),
             finding_kind=kind,
             severity=Severity(finding.severity),
@@ -250,10 +259,14 @@ class ContentBuilder:
             return None
         version = trial.version_on(occurrence.due)
         found = version.exam_for(exam.procedure_code or "") if exam is not None else None
-        if found is None:  # a wrong orderable: the sheet shows what the visit requires
+        if found is None:  # a wrong orderable: the sheet shows what the visit requires of it
+            modality = ((exam.modality or "") if exam is not None else "").upper()
             for timepoint in version.timepoints:
                 if timepoint.id == occurrence.timepoint and timepoint.exams:
-                    return version.exams.get(timepoint.exams[0])
+                    types = [version.exams[e] for e in timepoint.exams if e in version.exams]
+                    same = [t for t in types if t.modality.upper() == modality]
+                    chosen = same or types
+                    return chosen[0] if chosen else None
         return found
 
     @staticmethod

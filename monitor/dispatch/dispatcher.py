@@ -48,7 +48,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo
@@ -73,6 +73,12 @@ __all__ = ["DispatchStats", "Dispatcher"]
 log = logging.getLogger("monitor.dispatch")
 
 _UNPACED_BATCH = 20
+
+
+# Reminders and sheets have a time; one sent this long after it says so (a booking made
+# after the lead time, a channel that was down). Alerts are "now" by nature.
+_TIMED = frozenset({MessageKind.REMINDER, MessageKind.INSTRUCTIONS})
+_LATE_AFTER = timedelta(minutes=15)
 
 
 @dataclass
@@ -308,6 +314,9 @@ class Dispatcher:
                 content = builder.alert(conn, row.finding_key, address=row.address, audience=row.audience)
         if isinstance(content, AlertContent) and history:
             content, previous = against_history(kind, row.finding_kind, content, history)
+        if isinstance(content, AlertContent) and kind in _TIMED and row.due_at < self.clock() - _LATE_AFTER:
+            when = self.renderer.format_datetime(row.due_at)
+            content = replace(content, late=f"sent late: it was due {when} (the exam was booked after that time)")
         notification = Notification(
             address=row.address,
             audience=Audience(row.audience),

@@ -6,6 +6,7 @@ import asyncio
 import io
 import json
 import logging
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -154,3 +155,27 @@ def test_no_record_carries_mrn_name_or_birth_date_while_a_message_is_processed(t
     family, given = PATIENT_NAME.split("^")
     for value in (MRN, family, given, BIRTH_DATE, "1961-02-03", "02/03/1961"):
         assert value.lower() not in text.lower(), f"PHI value {value!r} in the log"
+
+
+def test_log_lines_say_what_changed_in_words_not_python_reprs(
+    database_url: str, caplog: pytest.CaptureFixture[str]
+) -> None:
+    """The scheduled evaluation's line used to read 'PlanChanges(added=2, moved=0, ...)'."""
+    from monitor.clock import FixedClock
+    from monitor.dispatch.scheduler import JobScheduler
+    from monitor.store.database import make_engine
+    from tests.monitor.trial_setup import NOW, load_examples
+
+    engine = make_engine(database_url)
+    load_examples(engine)
+    settings = Settings.model_validate({"database": {"url": database_url}, "dispatch": {"enabled": False}})
+    jobs = JobScheduler(engine, settings, clock=FixedClock(NOW))
+    try:
+        with caplog.at_level(logging.INFO):
+            assert jobs.evaluate() is True
+    finally:
+        jobs.shutdown()
+        engine.dispose()
+    [line] = [r.getMessage() for r in caplog.records if r.getMessage().startswith("evaluated ")]
+    assert re.search(r"evaluated \d+ enrolment\(s\): \d+ added", line), line
+    assert not re.search(r"\b[A-Z]\w+\(\w+=", caplog.text), caplog.text

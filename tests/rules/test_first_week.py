@@ -11,7 +11,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -224,3 +224,55 @@ def test_every_missed_visit_was_alerted_while_its_window_was_open(
             if missed.window_start <= d <= missed.window_end
         }
         assert while_open, f"{missed.key} went missed without an alert while its window was open"
+
+
+# -- lead times in the office's terms ------------------------------------------------------
+
+
+def test_lead_times_on_the_sites_calendar_stay_at_their_hour_across_dst() -> None:
+    from rules import load_protocol
+    from tests.rules.builders import PROTOCOL
+
+    text = PROTOCOL.replace(
+        'lead_times = { coordinator = ["72h", "24h"], technologist = ["24h"] }',
+        'lead_times = { coordinator = ["the day before at 14:00"],'
+        ' technologist = ["the morning of at 07:00"] }',
+    )
+    office_terms = load_protocol(text, "t.toml")
+    lead = office_terms.routing.coordinator_lead_times[0]
+    assert lead.words() == "the day before at 14:00" and lead.key == "d1@14:00"
+    assert office_terms.routing.technologist_lead_times[0].words() == "the morning of at 07:00"
+    # New York moves its clocks on Sun 8 Mar 2026: 14:00 and 07:00 stay 14:00 and 07:00 local.
+    for day, offset in ((date(2026, 3, 6), 5), (date(2026, 3, 10), 4)):
+        booked = exam(1, day, hour=9, minute=30)
+        result = evaluate([office_terms], [enrolment()], [booked], local(day - timedelta(days=10), 12),
+                          site_zone=NEW_YORK)  # fmt: skip
+        dues = {
+            n.kind: n.due_at
+            for n in result.planned_notifications
+            if n.exam_id == 1 and n.kind.value != "booking"
+        }
+        before = day - timedelta(days=1)
+        assert dues[NotificationKind.REMINDER] == datetime(
+            before.year, before.month, before.day, 14 + offset, tzinfo=UTC
+        )
+        assert dues[NotificationKind.INSTRUCTIONS] == datetime(
+            day.year, day.month, day.day, 7 + offset, tzinfo=UTC
+        )
+
+
+def test_a_lead_time_that_is_neither_a_duration_nor_a_day_and_time_is_named() -> None:
+    from rules import ProtocolError, load_protocol
+    from tests.rules.builders import PROTOCOL
+
+    text = PROTOCOL.replace(
+        'coordinator = ["72h", "24h"]', 'coordinator = ["72h", "the day before at 25:00", "soon"]'
+    )
+    try:
+        load_protocol(text, "t.toml")
+    except ProtocolError as error:
+        message = str(error)
+    else:
+        raise AssertionError("the protocol loaded")
+    assert "routing.lead_times.coordinator[1]" in message and "bad time of day" in message
+    assert "routing.lead_times.coordinator[2]" in message and "the day before at 14:00" in message

@@ -48,7 +48,7 @@ FIELDS_READ: Mapping[str, frozenset[int]] = {
     "AIP": frozenset({3, 6}),
     "NTE": frozenset({2, 3}),
     "ORC": frozenset({1, 2, 3, 5, 7}),
-    "OBR": frozenset({2, 3, 4, 24, 27, 36}),
+    "OBR": frozenset({2, 3, 4, 24, 25, 27, 36}),
     "IPC": frozenset({1, 5, 6}),
     "CTI": frozenset({1}),
     "EVN": frozenset({2}),  # recorded date/time: orders an exam's events

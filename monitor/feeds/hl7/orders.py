@@ -148,13 +148,25 @@ def _groups(msg: Message) -> tuple[list[Segment], list[_Group]]:
     return shared, groups
 
 
+# OBR-25 result status (HL7 table 0123): a result exists, so the exam was performed.
+# P preliminary, C corrected, F final, R results stored not verified, A some results.
+_RESULTED = frozenset({"P", "C", "F", "R", "A"})
+
+
 def _kind(group: _Group, settings: MappingSettings) -> EventKind | None:
     if group.orc is None:
         return None
     status = common.status_kind(settings.status_codes, group.orc, 5)
     if status in STATUS_OVERRIDES:
         return status
-    return ORDER_CONTROL.get(group.orc.get(1).upper())
+    control = ORDER_CONTROL.get(group.orc.get(1).upper())
+    if control is not None and control not in STATUS_OVERRIDES and _resulted(group):
+        return K.COMPLETED  # done means done: a result is evidence the scan happened
+    return control
+
+
+def _resulted(group: _Group) -> bool:
+    return group.obr is not None and group.obr.get(25).upper() in _RESULTED
 
 
 def _first(*values: str) -> str:

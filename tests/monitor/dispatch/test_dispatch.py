@@ -316,3 +316,43 @@ def test_a_row_left_sending_by_a_live_dispatcher_is_not_taken_before_the_timeout
     office.dispatch()
     assert office.row(SLACK_BOOKING).status == "sent" and len(slack.fake.posted(ONC)) == 1
     assert claimed.id == office.row(SLACK_BOOKING).id
+
+
+def test_a_wrong_orderable_warns_the_technologists_before_the_scan_with_one_list_of_orderables(
+    office: Office, slack: SlackServer
+) -> None:
+    """The CT is booked with an orderable the visit does not accept: the coordinator's alert
+    and the technologists' sheet name the same CT orderables (never the visit's MR code)."""
+    office.feed(siu(mrn="E10001", code="IMG9999"))  # a CT near the Week 72 restaging, wrong code
+    office.dispatch()
+    [alert] = [m for m in slack.fake.posted(ONC) if "Wrong orderable" in m["text"]]
+    text = json.dumps(alert["blocks"])
+    assert "order IMG1234 or IMG1240" in text and "change the order to IMG1234 or IMG1240" in text
+    assert "IMG5510" not in text  # the visit's MRI orderable is not a fix for a CT booking
+    assert "appointment 7000000001" in text and "exam 1 " not in text
+    office.clock.now = NOW + timedelta(days=5, hours=3)  # 24 h before the scan: the sheet's lead time
+    office.dispatch()
+    [sheet] = slack.fake.posted(CT3)
+    warning = json.dumps(sheet["blocks"])
+    assert "Order not fixed: IMG9999 is not an orderable this visit accepts" in warning
+    assert "IMG1234 or IMG1240" in warning and "Call the research coordinator before scanning" in warning
+    assert_no_phi(warning)
+
+
+def test_a_reminder_whose_time_had_passed_when_the_exam_was_booked_says_it_is_late(
+    office: Office, slack: SlackServer
+) -> None:
+    # Booked at noon UTC for 20:00 New York the same day: the 72 h and 24 h reminder times
+    # have passed; one reminder goes out now, and says it is late.
+    office.feed(siu(mrn="E10001", start="20261125200000"))
+    office.dispatch()
+    [reminder] = [
+        m for m in slack.fake.posted(ONC) if m["text"].startswith("[ONC-2101] Upcoming research scan")
+    ]
+    assert "sent late: it was due Tue 24 Nov 2026 20:00 EST" in json.dumps(reminder["blocks"])
+    [booking] = [
+        m
+        for m in slack.fake.posted(ONC)
+        if "Research scan booked" in m["text"] or "before the window" in m["text"]
+    ]
+    assert "sent late" not in json.dumps(booking["blocks"])  # an alert or notice is "now" by nature

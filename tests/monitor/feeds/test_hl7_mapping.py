@@ -435,6 +435,26 @@ def test_order_kind_comes_from_orc1_and_orc5(control: str, status: str, kind: Ev
     assert result[0].kind is kind
 
 
+@pytest.mark.parametrize(
+    ("result_status", "kind"),
+    [
+        pytest.param("F", EventKind.COMPLETED, id="OBR25-F-final-result-performed"),
+        pytest.param("P", EventKind.COMPLETED, id="OBR25-P-preliminary-performed"),
+        pytest.param("C", EventKind.COMPLETED, id="OBR25-C-corrected-performed"),
+        pytest.param("O", EventKind.MODIFIED, id="OBR25-O-order-received-not-evidence"),
+        pytest.param("", EventKind.MODIFIED, id="OBR25-empty"),
+    ],
+)
+def test_a_result_status_in_obr25_is_evidence_the_exam_was_performed(
+    result_status: str, kind: EventKind
+) -> None:
+    order = ORM.split("ORC|CA")[0].replace("ORC|NW|", "ORC|SC|")
+    order = order.replace("|CT|||^^^20260312093000", f"|CT|{result_status}||^^^20260312093000")
+    result = to_events(order, EPIC)
+    assert isinstance(result, list)
+    assert result[0].kind is kind
+
+
 def test_an_order_without_any_number_is_rejected() -> None:
     raw = "MSH|^~\\&|A|B|C|D|2026||ORM^O01|1|P|2.3\rPID|1||E1^^^EPI^MR\rORC|NW\rOBR|1|||X^Y\r"
     assert rejected(raw).error_code == "101"
