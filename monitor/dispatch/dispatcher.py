@@ -316,7 +316,8 @@ class Dispatcher:
             content, previous = against_history(kind, row.finding_kind, content, history)
         if isinstance(content, AlertContent) and kind in _TIMED and row.due_at < self.clock() - _LATE_AFTER:
             when = self.renderer.format_datetime(row.due_at)
-            content = replace(content, late=f"sent late: it was due {when} (the exam was booked after that time)")
+            late = f"sent late: it was due {when} (the exam was booked after that time)"
+            content = replace(content, late=late)
         notification = Notification(
             address=row.address,
             audience=Audience(row.audience),
