@@ -221,6 +221,8 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
         print(exc, file=sys.stderr)
         return 2
 
+    if args.log_level is None:  # the console is for the alerts: the daemon's INFO lines are noise here
+        logging.getLogger("monitor").setLevel(logging.WARNING)
     # Ctrl-C cancels the demo (asyncio.run), which stops the daemon; then the folder goes.
     with demo_folder(args.keep) as folder, contextlib.suppress(KeyboardInterrupt):
         asyncio.run(
