@@ -8,4 +8,6 @@ STATUS_TEXT = {
     "done_in_window": "done in window",
     "done_out_of_window": "done out of window",
     "missed": "missed",
+    "unconfirmed": "unconfirmed",  # booked, its time passed, no arrival or completion came
+    "before_monitoring": "before monitoring",  # closed before the office watched the subject
 }

@@ -129,3 +129,21 @@ def test_on_the_demos_faster_clock_every_page_header_shows_the_simulated_time(si
     now = '<time datetime="2026-11-25T12:00:00+00:00">Wed 25 Nov 2026 07:00 EST</time>'
     assert f"Simulated time: {now}" in header
     assert "Simulated time" not in site.client().get("/login").text
+
+
+def test_a_visit_before_monitoring_is_a_grey_cell_that_says_so() -> None:
+    from datetime import date
+
+    from monitor.store.dashboard import MatrixCell, TrialMatrix
+    from monitor.web.pages import matrix_rows
+
+    matrix = TrialMatrix("ONC-2101", columns=[("screening", 1, "Screening"), ("restaging", 1, "Week 6")])
+    matrix.subjects = ["2101-001"]
+    day = date(2025, 7, 1)
+    matrix.cells[("2101-001", "screening", 1)] = MatrixCell(
+        "before_monitoring", "Screening", day, day, day, None
+    )
+    matrix.cells[("2101-001", "restaging", 1)] = MatrixCell("unconfirmed", "Week 6", day, day, day, 7)
+    [(_, row)] = matrix_rows(matrix)
+    assert 'class="badge s-before_monitoring"' in row and ">before monitoring<" in row
+    assert 'href="/exams/7"' in row and ">unconfirmed<" in row
