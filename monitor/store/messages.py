@@ -2,7 +2,7 @@
 
 Writing (the intakes, :mod:`monitor.feeds.hl7.intake` and :mod:`monitor.feeds.fhir.storing`):
 
-- :func:`insert_message` stores one message in one statement where the database has
+- :func:`insert_message` stores one message in one statement on the driver,
   ``INSERT ... ON CONFLICT DO NOTHING RETURNING`` (SQLite 3.35+, PostgreSQL): no row comes
   back when its ``content_key`` (a resend) or its ``dedupe_key`` (the first message of a
   key, taken) is already stored; looking them up first cost a statement per message.
@@ -23,10 +23,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Executable, and_, bindparam, case, func, select, update
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import Connection, Engine, and_, bindparam, case, func, select, update
 
+from monitor.store.driver import driver_for
 from monitor.store.schema import feed_polls, messages
 
 __all__ = [
@@ -115,7 +114,6 @@ class PendingMessage:
     key_reused: bool
 
 
-_INSERT = messages.insert()
 _SAME_CONTENT = select(
     messages.c.id, messages.c.outcome, messages.c.ack_code, messages.c.error_code, messages.c.error
 ).where(messages.c.content_key == bindparam("b_content"))
@@ -124,30 +122,27 @@ _COUNT_RESEND = (
     update(messages).where(messages.c.id == bindparam("b_id")).values(duplicates=messages.c.duplicates + 1)
 )
 _SET_OUTCOME = update(messages).where(messages.c.id == bindparam("b_id"))
-_INSERT_UNLESS_SEEN: dict[str, Executable] = {
-    "sqlite": sqlite_insert(messages).on_conflict_do_nothing().returning(messages.c.id),
-    "postgresql": postgresql_insert(messages).on_conflict_do_nothing().returning(messages.c.id),
-}
+# On the driver (one statement per message, :mod:`monitor.store.driver`); no target: either
+# unique key (content_key, dedupe_key) taken means "seen".
+_MESSAGE_COLUMNS = (
+    "feed", "sender_application", "sender_facility", "control_id", "message_type", "received_at",
+    "peer", "payload", "body_digest", "outcome", "ack_code", "error_code", "error", "dedupe_key",
+    "content_key", "original_id", "key_reused",
+)  # fmt: skip
+# Built from the constant column names above; every value is a bound parameter.
+_INSERT_UNLESS_SEEN = (
+    f"INSERT INTO messages ({', '.join(_MESSAGE_COLUMNS)}, duplicates) VALUES "  # noqa: S608
+    f"({', '.join(':' + name for name in _MESSAGE_COLUMNS)}, 0) ON CONFLICT DO NOTHING RETURNING id"
+)
 
 
 def insert_message(conn: Connection, message: NewMessage) -> int | None:
     """Store ``message``; its id, or None when its content or its key is already taken."""
+    driver = driver_for(conn)
     values = message.values()
-    if message.content_key is None and message.dedupe_key is None:
-        inserted = conn.execute(_INSERT, values).inserted_primary_key
-        assert inserted is not None
-        return int(inserted[0])
-    statement = _INSERT_UNLESS_SEEN.get(conn.dialect.name)
-    if statement is None:  # a database without ON CONFLICT: look first
-        if (message.content_key and stored_answer(conn, message.content_key)) or (
-            message.dedupe_key and first_of_key(conn, message.dedupe_key) is not None
-        ):
-            return None
-        inserted = conn.execute(_INSERT, values).inserted_primary_key
-        assert inserted is not None
-        return int(inserted[0])
-    new_id = conn.execute(statement, values).scalar_one_or_none()
-    return None if new_id is None else int(new_id)
+    values["received_at"] = driver.time(values["received_at"])
+    row = driver.execute(conn, _INSERT_UNLESS_SEEN, values).fetchone()
+    return None if row is None else int(row[0])
 
 
 def stored_answer(conn: Connection, content_key: str) -> StoredAnswer | None:

@@ -31,6 +31,8 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, select
 
 from monitor.events import STATUS_AFTER, EventKind, ExamStatus, ScheduleEvent
+from monitor.store.driver import Driver, driver_for
+from monitor.store.exams.hot import as_params, cancelled_in_group, insert_event, upsert_exam
 from monitor.store.schema import exam_events, exams
 
 # A cancelled exam is taken as the predecessor of a new booking for the same patient and
@@ -101,16 +103,6 @@ _HISTORY = (
     .where(exam_events.c.exam_id == bindparam("b_exam_id"))
     .order_by(exam_events.c.event_time, exam_events.c.id)
 )
-_CANCELLED_IN_GROUP = (
-    select(exams.c.id)
-    .join(exam_events, exam_events.c.exam_id == exams.c.id)
-    .where(
-        exams.c.mrn == bindparam("b_mrn"),
-        exams.c.procedure_code == bindparam("b_procedure"),
-        exam_events.c.kind == EventKind.CANCELLED.value,
-    )
-    .limit(1)
-)
 _GROUP = select(exams.c.id, exams.c.external_id, exams.c.replaces_exam_id, exams.c.start_at).where(
     exams.c.mrn == bindparam("b_mrn"), exams.c.procedure_code == bindparam("b_procedure")
 )
@@ -121,8 +113,6 @@ _GROUP_HISTORY = (
     .order_by(exam_events.c.event_time, exam_events.c.id)
 )
 _UPDATE_EXAM = exams.update().where(exams.c.id == bindparam("b_exam_id"))
-_INSERT_EXAM = exams.insert()
-_INSERT_EVENT = exam_events.insert()
 
 
 @dataclass(slots=True)
@@ -186,72 +176,55 @@ def _relink(conn: Connection, mrn: str, procedure: str) -> None:
             conn.execute(_UPDATE_EXAM, {"b_exam_id": exam_id, "replaces_exam_id": after})
 
 
-def _maybe_relink(conn: Connection, mrn: str | None, procedure: str | None) -> None:
-    if (
-        mrn
-        and procedure
-        and conn.execute(_CANCELLED_IN_GROUP, {"b_mrn": mrn, "b_procedure": procedure}).first() is not None
-    ):
+def _maybe_relink(conn: Connection, driver: Driver, mrn: str | None, procedure: str | None) -> None:
+    if mrn and procedure and cancelled_in_group(conn, driver, mrn, procedure):
         _relink(conn, mrn, procedure)
 
 
 def apply_event(conn: Connection, event: ScheduleEvent, message_id: int | None, now: datetime) -> int:
     """Record ``event`` in its exam's history and bring the exam's state up to date (see the
-    module docstring for the order); returns the exam id."""
+    module docstring for the order); returns the exam id.
+
+    The usual case is two statements on the driver (:mod:`.hot`): the upsert that applies an
+    in-order event, and the history row. An older event costs a few more (the fold)."""
+    driver = driver_for(conn)
     when = event.event_time or now
-    found = conn.execute(_FIND_EXAM, {"b_source": event.source, "b_external_id": event.external_id}).first()
     fields = _fields(event)
-    values = dict(fields)
-    values.update(
-        last_event=event.kind.value,
+    kind = event.kind
+    status_after = STATUS_AFTER[kind]
+    params = as_params(
+        driver,
+        fields,
+        source=event.source,
+        external_id=_clip(event.external_id, 199),
+        first_status=_next_status(kind, None),
+        status_after=None if status_after is None else status_after.value,
+        last_event=kind.value,
+        kind=kind.value,
+        trigger=_clip(event.trigger, 40) or "",
         status_code=_clip(event.status_code, 80) or "",
-        last_message_id=message_id,
-        last_event_time=when,
-        updated_at=now,
+        message_id=message_id,
+        event_time=when,
+        now=now,
+        fields=driver.json(_as_json(fields)),
     )
-    in_order = found is None or found.last_event_time is None or when >= found.last_event_time
-    if found is None:
-        values.update(
-            source=event.source,
-            external_id=_clip(event.external_id, 199),
-            status=_next_status(event.kind, None),
-            first_event_time=when,
-            created_at=now,
-        )
-        inserted = conn.execute(_INSERT_EXAM, values).inserted_primary_key
-        assert inserted is not None
-        exam_id = int(inserted[0])
-    else:
-        exam_id = int(found.id)
-        if in_order:
-            values["status"] = _next_status(event.kind, found.status)
-            conn.execute(_UPDATE_EXAM, {"b_exam_id": exam_id, **values})
-    conn.execute(
-        _INSERT_EVENT,
-        {
-            "exam_id": exam_id,
-            "message_id": message_id,
-            "kind": event.kind.value,
-            "trigger": _clip(event.trigger, 40) or "",
-            "status_code": values["status_code"],
-            "start_at": event.start,
-            "location": values.get("location"),
-            "procedure_code": values.get("procedure_code"),
-            "recorded_at": now,
-            "event_time": when,
-            "fields": _as_json(fields),
-        },
-    )
-    if not in_order:
-        _fold_history(conn, exam_id, now)
-    if found is None or not in_order or event.kind is EventKind.CANCELLED:
-        _maybe_relink(conn, *_group_of(conn, exam_id, values))
+    applied = upsert_exam(conn, driver, params)
+    if applied is not None:
+        params["exam_id"] = applied.exam_id
+        insert_event(conn, driver, params)
+        if applied.created or kind is EventKind.CANCELLED:
+            _maybe_relink(conn, driver, applied.mrn, applied.procedure_code)
+        return applied.exam_id
+    # The exam has a newer event: keep this one in the history and fold it in.
+    found = conn.execute(_FIND_EXAM, {"b_source": event.source, "b_external_id": params["external_id"]}).one()
+    params["exam_id"] = exam_id = int(found.id)
+    insert_event(conn, driver, params)
+    _fold_history(conn, exam_id, now)
+    _maybe_relink(conn, driver, *_group_of(conn, exam_id))
     return exam_id
 
 
-def _group_of(conn: Connection, exam_id: int, values: dict[str, Any]) -> tuple[str | None, str | None]:
-    if "mrn" in values and "procedure_code" in values:
-        return values["mrn"], values["procedure_code"]
+def _group_of(conn: Connection, exam_id: int) -> tuple[str | None, str | None]:
     row = conn.execute(select(exams.c.mrn, exams.c.procedure_code).where(exams.c.id == exam_id)).one()
     return row.mrn, row.procedure_code
 

@@ -1,0 +1,93 @@
+"""The statements every feed event runs, on the driver (:mod:`monitor.store.driver`).
+
+One upsert brings the exam up to date when the event is as new as the exam's newest (the
+usual case): ``INSERT ... ON CONFLICT (source, external_id) DO UPDATE ... WHERE`` the exam's
+newest event is not newer, ``RETURNING`` the exam. A column the event does not carry is NULL
+in the statement and keeps the stored value (``COALESCE``). No row back means the exam
+exists with a newer event: the caller keeps the event as history and folds (:mod:`.history`).
+Then one insert appends the event to the history.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, NamedTuple
+
+from sqlalchemy import Connection
+
+from monitor.store.driver import Driver
+
+# Columns an event sets when it carries them (NULL: keep what is stored).
+SCALARS = ("mrn", "accession", "order_number", "procedure_code", "procedure_text", "procedure_system",
+           "modality", "location", "start_at", "duration_minutes")  # fmt: skip
+LISTS = ("patient_ids", "resources", "comments", "extra")  # JSON, NOT NULL
+_EMPTY = {"patient_ids": "'[]'", "resources": "'[]'", "comments": "'[]'", "extra": "'{}'"}
+
+# Built from the constant column names above; every value is a bound parameter.
+_UPSERT = (
+    "INSERT INTO exams (source, external_id, status, last_event, status_code, "  # noqa: S608
+    + ", ".join(SCALARS + LISTS)
+    + ", last_message_id, first_event_time, last_event_time, created_at, updated_at) VALUES "
+    "(:source, :external_id, :first_status, :last_event, :status_code, "
+    + ", ".join(f":{name}" for name in SCALARS) + ", "
+    + ", ".join(f"COALESCE({{json:{name}}}, {_EMPTY[name]})" for name in LISTS)
+    + ", :message_id, :event_time, :event_time, :now, :now) "
+    "ON CONFLICT (source, external_id) DO UPDATE SET "
+    "status = COALESCE(:status_after, exams.status), last_event = excluded.last_event, "
+    "status_code = excluded.status_code, "
+    + ", ".join(f"{name} = COALESCE(:{name}, exams.{name})" for name in SCALARS) + ", "
+    + ", ".join(f"{name} = COALESCE({{json:{name}}}, exams.{name})" for name in LISTS)
+    + ", last_message_id = excluded.last_message_id, last_event_time = excluded.last_event_time, "
+    "updated_at = excluded.updated_at "
+    "WHERE exams.last_event_time IS NULL OR exams.last_event_time <= excluded.last_event_time "
+    "RETURNING id, created_at, mrn, procedure_code"
+)  # fmt: skip
+_EVENT = (
+    "INSERT INTO exam_events (exam_id, message_id, kind, trigger, status_code, start_at, location, "
+    "procedure_code, recorded_at, event_time, fields) VALUES (:exam_id, :message_id, :kind, "
+    ":trigger, :status_code, :start_at, :location, :procedure_code, :now, :event_time, {json:fields})"
+)
+_CANCELLED = (
+    "SELECT 1 FROM exams JOIN exam_events ON exam_events.exam_id = exams.id WHERE exams.mrn = :mrn "
+    "AND exams.procedure_code = :procedure AND exam_events.kind = 'cancelled' LIMIT 1"
+)
+
+
+class Upserted(NamedTuple):
+    """The exam an in-order event was applied to."""
+
+    exam_id: int
+    created: bool  # True also for a later event of an exam created at the same instant
+    mrn: str | None
+    procedure_code: str | None
+
+
+def upsert_exam(conn: Connection, driver: Driver, params: dict[str, Any]) -> Upserted | None:
+    """Apply an in-order event; None when the exam's newest event is newer (nothing written).
+    ``params`` holds every name of the statement, times and JSON already converted."""
+    row = driver.execute(conn, _UPSERT, params).fetchone()
+    if row is None:
+        return None
+    created = (str(row[1]) == params["now"]) if driver.sqlite else row[1] == params["now"]
+    return Upserted(int(row[0]), created, row[2], row[3])
+
+
+def insert_event(conn: Connection, driver: Driver, params: dict[str, Any]) -> None:
+    """Append the event to ``params["exam_id"]``'s history (same conversions as the upsert)."""
+    driver.execute(conn, _EVENT, params)
+
+
+def cancelled_in_group(conn: Connection, driver: Driver, mrn: str, procedure: str) -> bool:
+    """Whether any exam of this patient and procedure was ever cancelled (rebooking links)."""
+    return driver.execute(conn, _CANCELLED, {"mrn": mrn, "procedure": procedure}).fetchone() is not None
+
+
+def as_params(driver: Driver, carried: dict[str, Any], **more: Any) -> dict[str, Any]:
+    """Statement parameters for the columns an event ``carried`` (absent: NULL) and ``more``."""
+    params: dict[str, Any] = {name: carried.get(name) for name in SCALARS}
+    params["start_at"] = driver.time(params["start_at"])
+    for name in LISTS:
+        params[name] = driver.json(carried.get(name))
+    for name, value in more.items():
+        params[name] = driver.time(value) if isinstance(value, datetime) else value
+    return params
