@@ -47,6 +47,16 @@ class Driver:
         return naive.isoformat(" ", "microseconds") if self.sqlite else naive
 
     @staticmethod
+    def read_time(value: Any) -> datetime | None:
+        """A stored time as an aware UTC datetime, as :class:`monitor.store.schema.UTCDateTime`
+        reads it (SQLite gives text, PostgreSQL a naive datetime)."""
+        if value is None:
+            return None
+        moment = datetime.fromisoformat(value) if isinstance(value, str) else value
+        assert isinstance(moment, datetime)
+        return moment.replace(tzinfo=UTC)
+
+    @staticmethod
     def json(value: Any) -> str | None:
         return None if value is None else json.dumps(value)
 

@@ -128,6 +128,40 @@ def test_cancel_then_rebook_under_a_new_id_links_the_two_exams(intake: Intake, e
     assert _exam(engine, "7000000003")["replaces_exam_id"] is None
 
 
+def test_a_rebooking_is_matched_by_the_start_the_cancelled_exam_had_at_the_time(
+    intake: Intake, engine: Engine
+) -> None:
+    # 7000000001: booked for 1 December, moved to 1 March, then cancelled. A booking for
+    # 2 December made after that is not its replacement (the exam had moved 89 days away);
+    # 7000000002, cancelled while still on 3 December, is.
+    intake.receive(Arrival(siu(sent_at="20261101080000")))
+    intake.receive(
+        Arrival(siu(control_id="M2", csn="7000000002", start="20261203093000", sent_at="20261101090000"))
+    )
+    intake.receive(Arrival(siu("S13", control_id="M3", start="20270301093000", sent_at="20261102080000")))
+    intake.receive(
+        Arrival(
+            siu("S15", control_id="M4", status="Cancelled", start="20270301093000", sent_at="20261103080000")
+        )
+    )
+    intake.receive(
+        Arrival(
+            siu(
+                "S15",
+                control_id="M5",
+                csn="7000000002",
+                status="Cancelled",
+                start="20261203093000",
+                sent_at="20261103090000",
+            )
+        )
+    )
+    intake.receive(
+        Arrival(siu(control_id="M6", csn="7000000003", start="20261202093000", sent_at="20261104080000"))
+    )
+    assert _exam(engine, "7000000003")["replaces_exam_id"] == _exam(engine, "7000000002")["id"]
+
+
 def test_no_phi_in_what_the_store_says_about_a_rejection(intake: Intake, engine: Engine) -> None:
     raw = siu(start="2026-12-01T09:30")  # a malformed timestamp in a message full of PHI
     receipt = intake.receive(Arrival(raw))

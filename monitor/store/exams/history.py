@@ -32,13 +32,20 @@ from sqlalchemy import Connection, bindparam, select
 
 from monitor.events import STATUS_AFTER, EventKind, ExamStatus, ScheduleEvent
 from monitor.store.driver import Driver, driver_for
-from monitor.store.exams.hot import as_params, cancelled_in_group, insert_event, upsert_exam
+from monitor.store.exams.hot import (
+    as_params,
+    cancelled_in_group,
+    insert_event,
+    rebooking_group,
+    upsert_exam,
+)
 from monitor.store.schema import exam_events, exams
 
 # A cancelled exam is taken as the predecessor of a new booking for the same patient and
 # procedure when their times lie this close (Epic often rebooks under a new CSN).
 REBOOK_WINDOW = timedelta(days=30)
 _REBOOKING = frozenset({EventKind.BOOKED, EventKind.RESCHEDULED, EventKind.ORDERED})
+_CANCELLING = frozenset(kind for kind, status in STATUS_AFTER.items() if status is ExamStatus.CANCELLED)
 _FIRST_STATUS = {EventKind.MODIFIED: ExamStatus.SCHEDULED}
 _TIMES = ("start_at",)  # event fields stored as ISO text in exam_events.fields
 
@@ -103,15 +110,6 @@ _HISTORY = (
     .where(exam_events.c.exam_id == bindparam("b_exam_id"))
     .order_by(exam_events.c.event_time, exam_events.c.id)
 )
-_GROUP = select(exams.c.id, exams.c.external_id, exams.c.replaces_exam_id, exams.c.start_at).where(
-    exams.c.mrn == bindparam("b_mrn"), exams.c.procedure_code == bindparam("b_procedure")
-)
-_GROUP_HISTORY = (
-    select(exam_events.c.exam_id, exam_events.c.kind, exam_events.c.event_time, exam_events.c.fields)
-    .join(exams, exam_events.c.exam_id == exams.c.id)
-    .where(exams.c.mrn == bindparam("b_mrn"), exams.c.procedure_code == bindparam("b_procedure"))
-    .order_by(exam_events.c.event_time, exam_events.c.id)
-)
 _UPDATE_EXAM = exams.update().where(exams.c.id == bindparam("b_exam_id"))
 
 
@@ -136,31 +134,35 @@ class _Timeline:
         return status, start
 
 
-def _relink(conn: Connection, mrn: str, procedure: str) -> None:
+def _relink(conn: Connection, driver: Driver, mrn: str, procedure: str) -> None:
     """Work out which exam each booking of this patient and procedure replaces (module doc)."""
+    group, history = rebooking_group(conn, driver, mrn, procedure)
     timelines: dict[int, _Timeline] = {}
     linked_now: dict[int, int | None] = {}
-    for row in conn.execute(_GROUP, {"b_mrn": mrn, "b_procedure": procedure}):
-        timelines[row.id] = _Timeline(int(row.id), row.external_id, row.start_at)
-        linked_now[row.id] = row.replaces_exam_id
-    for row in conn.execute(_GROUP_HISTORY, {"b_mrn": mrn, "b_procedure": procedure}):
-        start = (row.fields or {}).get("start_at")
-        timelines[row.exam_id].events.append(
-            (row.event_time, EventKind(row.kind), datetime.fromisoformat(start) if start else None)
+    for exam_id, external_id, replaces, start_now in group:
+        timelines[exam_id] = _Timeline(int(exam_id), external_id, start_now)
+        linked_now[exam_id] = replaces
+    for exam_id, kind, event_time, moved_to in history:
+        timelines[exam_id].events.append(
+            (event_time, EventKind(kind), datetime.fromisoformat(moved_to) if moved_to else None)
         )
     bookings = sorted(
         (t for t in timelines.values() if t.events and t.events[0][1] in _REBOOKING),
         key=lambda t: (t.events[0][0], t.external_id),
     )
+    # Only an exam that was cancelled at some point can be replaced: a patient with hundreds
+    # of bookings of one procedure has few of those, so each booking looks at a few exams.
+    cancelled = [t for t in timelines.values() if any(kind in _CANCELLING for _, kind, _ in t.events)]
     replaced: dict[int, int] = {}  # booking -> the exam it replaces
+    taken: set[int] = set()
     for booking in bookings:
         booked_at, _, booked_start = booking.events[0]
         booked_start = booked_start or booking.start_now
         if booked_start is None:
             continue
         candidates = []
-        for other in timelines.values():
-            if other is booking or other.exam_id in replaced.values() or not other.events:
+        for other in cancelled:
+            if other is booking or other.exam_id in taken:
                 continue
             status, start = other.as_of(booked_at)
             start = start or other.start_now
@@ -169,7 +171,8 @@ def _relink(conn: Connection, mrn: str, procedure: str) -> None:
                 if gap <= REBOOK_WINDOW:
                     candidates.append((gap, other.events[0][0], other.external_id, other.exam_id))
         if candidates:
-            replaced[booking.exam_id] = min(candidates)[3]
+            replaced[booking.exam_id] = choice = min(candidates)[3]
+            taken.add(choice)
     for exam_id, before in linked_now.items():
         after = replaced.get(exam_id)
         if after != before:
@@ -178,7 +181,7 @@ def _relink(conn: Connection, mrn: str, procedure: str) -> None:
 
 def _maybe_relink(conn: Connection, driver: Driver, mrn: str | None, procedure: str | None) -> None:
     if mrn and procedure and cancelled_in_group(conn, driver, mrn, procedure):
-        _relink(conn, mrn, procedure)
+        _relink(conn, driver, mrn, procedure)
 
 
 def apply_event(conn: Connection, event: ScheduleEvent, message_id: int | None, now: datetime) -> int:

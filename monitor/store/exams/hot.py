@@ -77,6 +77,46 @@ def insert_event(conn: Connection, driver: Driver, params: dict[str, Any]) -> No
     driver.execute(conn, _EVENT, params)
 
 
+# One patient's exams of one procedure (a rebooking group), then their events in time order
+# with the start each one moved the exam to, read in SQL (not the whole JSON of the fields).
+_GROUP = (
+    "SELECT id, external_id, replaces_exam_id, start_at FROM exams "
+    "WHERE mrn = :mrn AND procedure_code = :procedure"
+)
+_GROUP_HISTORY = (
+    "SELECT exam_events.exam_id, exam_events.kind, exam_events.event_time, {start} "
+    "FROM exam_events JOIN exams ON exam_events.exam_id = exams.id "
+    "WHERE exams.mrn = :mrn AND exams.procedure_code = :procedure "
+    "ORDER BY exam_events.event_time, exam_events.id"
+)
+_START_IN_FIELDS = {
+    "sqlite": "json_extract(exam_events.fields, '$.start_at')",
+    "postgresql": "exam_events.fields ->> 'start_at'",
+}
+
+
+def rebooking_group(
+    conn: Connection, driver: Driver, mrn: str, procedure: str
+) -> tuple[list[Any], list[Any]]:
+    """The exams of a rebooking group ``(id, external_id, replaces_exam_id, start_at)`` and
+    their events ``(exam_id, kind, event_time, moved_to)`` in time order; times aware UTC,
+    ``moved_to`` the ISO text the event stored (None: the event did not move the exam).
+
+    On the driver because every new booking in a group with a cancellation reads it: with
+    Core and the fields' JSON decoded it was 43% of an ingest of 100,000 messages whose 500
+    patients each had a few hundred exams (bench_mllp ingest, 2026-12-04)."""
+    key = {"mrn": mrn, "procedure": procedure}
+    group = driver.execute(conn, _GROUP, key).fetchall()
+    history = driver.execute(
+        conn, _GROUP_HISTORY.format(start=_START_IN_FIELDS[driver.dialect]), key
+    ).fetchall()
+    read = driver.read_time
+    return (
+        [(exam_id, external_id, replaces, read(start)) for exam_id, external_id, replaces, start in group],
+        [(exam_id, kind, read(when), moved_to) for exam_id, kind, when, moved_to in history],
+    )
+
+
 def cancelled_in_group(conn: Connection, driver: Driver, mrn: str, procedure: str) -> bool:
     """Whether any exam of this patient and procedure was ever cancelled (rebooking links)."""
     return driver.execute(conn, _CANCELLED, {"mrn": mrn, "procedure": procedure}).fetchone() is not None
