@@ -10,7 +10,7 @@
    SIU^S12 booking in the window is sent over MLLP (after a random pause, so arrivals fall
    anywhere in the dispatch cycle); the latency is from sending the message to the booking
    notice arriving at the local Slack-like server (``tests/notifiers/slack_server.py``,
-   its arrival time). Target: median <= 2 s.
+   its arrival time). Targets: median <= 2 s (issue 3), p95 <= 0.5 s (issue 15).
 2. Burst. ``--burst`` due notifications across ``--channels`` Slack channels are drained by
    one in-process dispatcher (ticked every 2 s, as the scheduler does) against the same
    server, which enforces Slack's pace (a second post to a channel within 0.9 s is answered
@@ -302,10 +302,14 @@ def main() -> None:
         latencies = sorted(bench_latency(args.bookings))
         print(f"booking -> Slack post, {len(latencies)} bookings over MLLP, default settings:")
         p90 = latencies[int(0.9 * (len(latencies) - 1))]
+        p95 = latencies[int(0.95 * (len(latencies) - 1))]
         print(
-            f"  median {statistics.median(latencies):.2f} s, p90 {p90:.2f} s, "
-            f"min {latencies[0]:.2f} s, max {latencies[-1]:.2f} s  (target: median <= 2 s)"
+            f"  median {statistics.median(latencies):.2f} s, p90 {p90:.2f} s, p95 {p95:.2f} s, "
+            f"min {latencies[0]:.2f} s, max {latencies[-1]:.2f} s"
         )
+        # Bookings 0-2 s apart all go to one channel: one that follows the previous post by
+        # less than Slack's pace (1 message per second per channel) waits for it.
+        print("  targets: median <= 2 s (issue 3), p95 <= 0.5 s (issue 15)")
     if not args.skip_burst:
         result = bench_burst(args.burst, args.channels, args.inject_every)
         rates = sorted(result["rates"])
