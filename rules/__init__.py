@@ -4,7 +4,8 @@
 schedule (:mod:`rules.engine`). Read in this order: :mod:`rules.protocol` (what a protocol
 says), :mod:`rules.windows` (when visits are due), :mod:`rules.engine` (the steps of one
 evaluation), :mod:`rules.matching` (which exam serves which visit), :mod:`rules.judging` (what
-is wrong), :mod:`rules.findings` and :mod:`rules.notifications`.
+is wrong), :mod:`rules.findings` and :mod:`rules.notifications`; :mod:`rules.stability` says
+how long a judgement holds.
 """
 
 from rules.durations import DurationError, parse_days, parse_duration, parse_tolerance_days
@@ -25,6 +26,7 @@ from rules.model import (
     Severity,
 )
 from rules.protocol import Problem, ProtocolError, ProtocolVersion, Trial
+from rules.stability import stable_until
 from rules.validation import check_enrolment, load_protocol
 from rules.windows import local_date, occurrences
 
@@ -58,4 +60,5 @@ __all__ = [
     "parse_days",
     "parse_duration",
     "parse_tolerance_days",
+    "stable_until",
 ]
