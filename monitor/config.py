@@ -172,6 +172,10 @@ class EvaluationSettings(_Section):
     alert_lookback_days: int = Field(default=14, ge=0, le=366)
     # A booked exam this long past its start with no arrival or completion is "unconfirmed".
     unconfirmed_after_hours: float = Field(default=24.0, gt=0, le=24 * 60)
+    # A long-running evaluator (the daemon's scheduled job) judges only the enrolments whose
+    # inputs changed or whose dates and lead times have come (rules.stability); every this
+    # many hours it judges them all again, whatever the store says changed.
+    full_sweep_hours: float = Field(default=1.0, gt=0, le=24)
 
 
 class DispatchSettings(_Section):

@@ -25,6 +25,19 @@ writer's hook plan messages; the dispatcher sends them. The summary also carries
 engine's :class:`rules.Evaluation`, whose ``planned_notifications`` are complete for
 ``EvaluationSummary.scope``.
 
+A long-lived evaluator's sweeps (the daemon's scheduled ``evaluate_all``) judge only what
+changed. The first sweep judges everyone and remembers, per enrolment, what it was judged
+from (the enrolment, its protocol) and until when that judgement holds with the same inputs
+(:func:`rules.stable_until`: the site's next midnight, or an exam's next lead time, start
+or unconfirmed instant). A later sweep judges again only the enrolments, widened to the
+same patients, whose enrolment or protocol differs, whose MRNs' exams received an exam
+event since (every change to an exam comes with one; :func:`mrns_touched_since` also
+names the MRN an exam was filed under before), or whose judgement ran out. The others
+would come out the same: their rows already say what a judgement would write (only the
+engine plans notifications and writes findings). Every ``[evaluation] full_sweep_hours``,
+and when the clock goes back, a sweep judges everyone again: a safety net for a change
+no exam event marks (or, on PostgreSQL, an event committed after a later one was read).
+
 Sweeps (``evaluate_all``, ``evaluate_enrolments``) plan a quiet first run (``[dispatch]
 quiet_first_run``: an empty outbox records booking notices as skipped), except for the
 enrolments caught up in step 3: their exams changed while the sweep ran, which is news. The
@@ -37,8 +50,8 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, Engine
@@ -53,10 +66,10 @@ from monitor.store.registry.records import (
     event_mark,
     load_enrolments,
     load_exams,
-    mrns_changed_since,
+    mrns_touched_since,
     same_patients,
 )
-from rules import Enrolment, Evaluation, Trial, evaluate_enrolments, index_exams
+from rules import Enrolment, Evaluation, ExamsByMrn, Trial, evaluate_enrolments, index_exams, stable_until
 
 __all__ = ["EvaluationSummary", "Evaluator", "evaluate_all", "evaluate_for_exams"]
 
@@ -77,6 +90,7 @@ class EvaluationSummary:
     scope: frozenset[int] = frozenset()
     unknown_trials: tuple[str, ...] = ()
     seconds: float = 0.0
+    up_to_date: int = 0  # enrolments a sweep did not judge: nothing they depend on changed
 
     @property
     def enrolments(self) -> int:
@@ -98,6 +112,24 @@ class _Inputs:
     enrolments: list[Enrolment]
     trials: dict[str, Trial]
     mark: int
+
+
+@dataclass(slots=True)
+class _Judged:
+    evaluation: Evaluation
+    until: dict[int, datetime]  # per judged enrolment: how long its judgement holds
+
+
+@dataclass(slots=True)
+class _Memo:
+    """What the sweeps so far judged, and from what: the next one judges only what changed."""
+
+    mark: int  # exam events up to this id were taken into account
+    judged_at: datetime
+    full_until: datetime  # the next sweep from this instant judges everything again
+    enrolments: dict[int, Enrolment]
+    trials: dict[str, Trial]
+    until: dict[int, datetime]
 
 
 class Evaluator:
@@ -123,12 +155,47 @@ class Evaluator:
         self.attempts = max(attempts, 1)
         self.catalogue = ProtocolCatalogue()
         self.quiet_first_run = settings.dispatch.quiet_first_run
+        self.full_sweep = timedelta(hours=self.rules.full_sweep_hours)
+        self._memo: _Memo | None = None
 
     # -- entry points --------------------------------------------------------------------
 
     def evaluate_all(self, now: datetime) -> EvaluationSummary:
-        """Judge every enrolment and record the findings."""
-        return self._run(None, now, quiet=self.quiet_first_run)
+        """Bring the findings of every enrolment up to date at ``now``.
+
+        The first sweep of an evaluator judges every enrolment, and so does the first one
+        ``[evaluation] full_sweep_hours`` after that, or when the clock went back. In
+        between, a sweep judges only the enrolments (and the others of the same patients)
+        whose enrolment or protocol changed, whose exams received an event, or whose
+        judgement has run out (:func:`rules.stable_until`): the others would come out the
+        same, so their findings and outbox rows already say what a judgement would write.
+        """
+        memo = self._memo
+        if memo is None or not memo.judged_at <= now < memo.full_until:
+            return self._run(None, now, quiet=self.quiet_first_run)
+        started = time.perf_counter()
+        with self.engine.connect() as conn:
+            mark = event_mark(conn)
+            current = load_enrolments(conn)
+            trials = self.catalogue.trials(conn, {enrolment.trial for enrolment in current})
+            touched = mrns_touched_since(conn, memo.mark)
+            stale = {
+                enrolment.id
+                for enrolment in current
+                if memo.enrolments.get(enrolment.id) != enrolment
+                or trials.get(enrolment.trial) is not memo.trials.get(enrolment.trial)
+                or memo.until.get(enrolment.id, now) <= now
+                or touched.intersection(enrolment.mrns)
+            }
+            scope = same_patients(conn, stale) if stale else set()
+        for gone in memo.enrolments.keys() - {enrolment.id for enrolment in current}:
+            memo.enrolments.pop(gone, None)
+            memo.until.pop(gone, None)
+        summary = EvaluationSummary()
+        if scope:
+            summary = self._run(scope, now, quiet=self.quiet_first_run, sweep_mark=mark)
+        memo.mark, memo.judged_at = mark, now  # only once what changed is recorded
+        return replace(summary, up_to_date=len(current) - len(scope), seconds=time.perf_counter() - started)
 
     def evaluate_for_exams(self, exam_ids: Collection[int], now: datetime) -> EvaluationSummary:
         """Judge the enrolments of the patients of ``exam_ids`` (nothing to do: an empty summary)."""
@@ -151,7 +218,7 @@ class Evaluator:
         """What the engine concludes for every enrolment at ``now``, recording nothing (the
         ``evaluate --at`` what-if: a coordinator asks what next Friday will look like)."""
         with self.engine.connect() as conn:
-            return self._judge(conn, self._read(conn, None), now, all_patients=True)
+            return self._judge(conn, self._read(conn, None), now, all_patients=True).evaluation
 
     def observe_exams(self, exam_ids: Sequence[int], now: datetime) -> EvaluationSummary | None:
         """:meth:`evaluate_for_exams` for code that must not fail because of it (the feed writer).
@@ -186,31 +253,57 @@ class Evaluator:
         trials = self.catalogue.trials(conn, {enrolment.trial for enrolment in enrolments})
         return _Inputs(enrolments, trials, mark)
 
-    def _judge(self, conn: Connection, inputs: _Inputs, now: datetime, all_patients: bool) -> Evaluation:
+    def _judge(self, conn: Connection, inputs: _Inputs, now: datetime, all_patients: bool) -> _Judged:
         judged = [enrolment for enrolment in inputs.enrolments if enrolment.trial in inputs.trials]
         mrns = None if all_patients else {mrn for enrolment in judged for mrn in enrolment.mrns}
-        exams = load_exams(conn, mrns) if mrns is None or mrns else []
-        return evaluate_enrolments(
+        exams = index_exams(load_exams(conn, mrns) if mrns is None or mrns else [])
+        evaluation = evaluate_enrolments(
             inputs.trials,
             inputs.enrolments,
-            index_exams(exams),
+            exams,
             now,
             site_zone=self.zone,
             due_soon_days=self.due_soon_days,
             alert_lookback_days=self.rules.alert_lookback_days,
             unconfirmed_after_hours=self.rules.unconfirmed_after_hours,
         )
+        return _Judged(evaluation, self._until(inputs.trials, judged, exams, now))
 
-    def _run(self, scope: Collection[int] | None, now: datetime, *, quiet: bool) -> EvaluationSummary:
+    def _until(
+        self, trials: dict[str, Trial], judged: Sequence[Enrolment], exams: ExamsByMrn, now: datetime
+    ) -> dict[int, datetime]:
+        return {
+            enrolment.id: stable_until(
+                trials[enrolment.trial],
+                enrolment,
+                exams,
+                now,
+                site_zone=self.zone,
+                unconfirmed_after_hours=self.rules.unconfirmed_after_hours,
+            )
+            for enrolment in judged
+        }
+
+    def _run(
+        self,
+        scope: Collection[int] | None,
+        now: datetime,
+        *,
+        quiet: bool,
+        sweep_mark: int | None = None,
+    ) -> EvaluationSummary:
+        """Judge ``scope`` (None: everyone) and record it. A full run (``scope`` None) starts
+        the sweeps' memo again; a sweep's partial run (``sweep_mark`` given) updates it."""
         started = time.perf_counter()
         with self.engine.connect() as conn:
             inputs = self._read(conn, scope)
-            evaluation = self._judge(conn, inputs, now, all_patients=scope is None)
+            judged_now = self._judge(conn, inputs, now, all_patients=scope is None)
+        evaluation = judged_now.evaluation
         judged = frozenset(e.id for e in inputs.enrolments if e.trial in inputs.trials)
         for attempt in range(1, self.attempts + 1):
             try:
                 with self.engine.begin() as conn:
-                    current, arrived = self._catch_up(conn, inputs, evaluation, now)
+                    current, arrived, until = self._catch_up(conn, inputs, judged_now, now)
                     quiet_ones = judged - arrived if quiet else frozenset()
                     changes = record_evaluation(conn, current.findings, current.occurrences, judged, now)
                     details = {finding.key: finding.detail for finding in current.findings}
@@ -223,6 +316,10 @@ class Evaluator:
                     raise
                 log.warning("recording findings conflicted (%s); retrying", type(exc).__name__)
                 time.sleep(0.05 * attempt)
+        if scope is None:
+            self._memo = _Memo(inputs.mark, now, now + self.full_sweep, {}, {}, {})
+        if self._memo is not None and (scope is None or sweep_mark is not None):
+            self._remember(self._memo, inputs, until)
         return EvaluationSummary(
             evaluation=current,
             changes=changes,
@@ -232,31 +329,45 @@ class Evaluator:
             seconds=time.perf_counter() - started,
         )
 
+    def _remember(self, memo: _Memo, inputs: _Inputs, until: dict[int, datetime]) -> None:
+        """What ``inputs`` were judged from, into ``memo``; an enrolment whose trial has no
+        protocol holds until the protocol comes (the trial check) or the next full sweep."""
+        memo.trials.update(inputs.trials)
+        for enrolment in inputs.enrolments:
+            memo.enrolments[enrolment.id] = enrolment
+            memo.until[enrolment.id] = until.get(enrolment.id, memo.full_until)
+            if enrolment.trial not in inputs.trials:  # no protocol (any more)
+                memo.trials.pop(enrolment.trial, None)
+
     def _catch_up(
-        self, conn: Connection, inputs: _Inputs, evaluation: Evaluation, now: datetime
-    ) -> tuple[Evaluation, frozenset[int]]:
-        """``evaluation`` with the enrolments touched by exam events since it was read judged
-        again, and the ids of those enrolments."""
-        touched = mrns_changed_since(conn, inputs.mark)
+        self, conn: Connection, inputs: _Inputs, judged: _Judged, now: datetime
+    ) -> tuple[Evaluation, frozenset[int], dict[int, datetime]]:
+        """``judged`` with the enrolments touched by exam events since it was read judged
+        again, the ids of those enrolments, and how long each judgement holds."""
+        evaluation = judged.evaluation
+        touched = mrns_touched_since(conn, inputs.mark)
         stale = {e.id for e in inputs.enrolments if touched.intersection(e.mrns)}
         if not stale:
-            return evaluation, frozenset()
+            return evaluation, frozenset(), judged.until
         stale = _same_patients_among(inputs.enrolments, stale)
         again = _Inputs([e for e in inputs.enrolments if e.id in stale], inputs.trials, inputs.mark)
         fresh = self._judge(conn, again, now, all_patients=False)
         caught_up = Evaluation(
-            findings=(*(f for f in evaluation.findings if f.enrolment_id not in stale), *fresh.findings),
+            findings=(
+                *(f for f in evaluation.findings if f.enrolment_id not in stale),
+                *fresh.evaluation.findings,
+            ),
             occurrences=(
                 *(o for o in evaluation.occurrences if o.enrolment_id not in stale),
-                *fresh.occurrences,
+                *fresh.evaluation.occurrences,
             ),
             planned_notifications=(
                 *(n for n in evaluation.planned_notifications if n.enrolment_id not in stale),
-                *fresh.planned_notifications,
+                *fresh.evaluation.planned_notifications,
             ),
             unknown_trials=evaluation.unknown_trials,
         )
-        return caught_up, frozenset(stale)
+        return caught_up, frozenset(stale), {**judged.until, **fresh.until}
 
 
 def _same_patients_among(enrolments: Sequence[Enrolment], ids: set[int]) -> set[int]:

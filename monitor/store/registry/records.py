@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, func, select
 
+from monitor.store.driver import driver_for
 from monitor.store.findings import chunks
 from monitor.store.schema import enrolment_mrns, enrolments, exam_events, exams
 from rules import Enrolment, EnrolmentStatus, ExamRecord, ExamStatus
@@ -26,6 +27,7 @@ __all__ = [
     "load_enrolments",
     "load_exams",
     "mrns_changed_since",
+    "mrns_touched_since",
     "same_patients",
     "to_enrolment",
 ]
@@ -197,6 +199,25 @@ def mrns_changed_since(conn: Connection, mark: int) -> set[str]:
             .distinct()
         )
     }
+
+
+# Every MRN the events of the exams changed since a mark ever carried (text, not decoded JSON).
+_TOUCHED = (
+    "SELECT DISTINCT {mrn} FROM exam_events WHERE exam_id IN "
+    "(SELECT exam_id FROM exam_events WHERE id > :mark)"
+)
+_MRN_IN_FIELDS = {"sqlite": "json_extract(fields, '$.mrn')", "postgresql": "fields ->> 'mrn'"}
+
+
+def mrns_touched_since(conn: Connection, mark: int) -> set[str]:
+    """The MRNs whose exams may have changed after ``mark``: each changed exam's MRN now
+    (:func:`mrns_changed_since`) and every MRN its events ever carried, so that an exam
+    filed again under another patient leaves the first patient's enrolments changed too."""
+    found = mrns_changed_since(conn, mark)
+    driver = driver_for(conn)
+    statement = _TOUCHED.format(mrn=_MRN_IN_FIELDS[driver.dialect])
+    found.update(mrn for (mrn,) in driver.execute(conn, statement, {"mark": mark}).fetchall() if mrn)
+    return found
 
 
 def mrns_to_watch(conn: Connection) -> list[str]:
