@@ -328,3 +328,21 @@ def test_the_writer_hands_a_burst_of_changes_to_one_re_evaluation(store: Engine,
             await writer.close()
 
     asyncio.run(scenario())
+
+
+def test_an_exam_filed_again_under_another_patient_is_no_longer_the_first_patients_visit(
+    store: Engine, database_url: str
+) -> None:
+    settings = _settings(database_url)
+    evaluator = Evaluator(store, settings)
+    intake = Intake(store, MappingSettings.from_settings(settings.hl7), clock=lambda: NOW)
+    booked = intake.receive(Arrival(siu(mrn="E10001")))
+    evaluator.evaluate_for_exams(booked.exam_ids, NOW)
+    [in_window] = finding_rows(store, occurrence_key=WEEK_72, kind="in_window")
+    assert in_window.status == "open"
+    # The registration desk had the wrong patient: the feed's re-evaluation of the moved exam
+    # judges the first patient again too, whose Week 72 has nothing booked any more.
+    moved = intake.receive(Arrival(siu("S14", control_id="MSG0002", mrn="E10002")))
+    evaluator.evaluate_for_exams(moved.exam_ids, NOW)
+    rows = {row.kind: row.status for row in finding_rows(store, occurrence_key=WEEK_72)}
+    assert rows["in_window"] == "resolved" and rows["due_unscheduled"] == "open"

@@ -16,7 +16,6 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, func, select
 
-from monitor.store.driver import driver_for
 from monitor.store.findings import chunks
 from monitor.store.schema import enrolment_mrns, enrolments, exam_events, exams
 from rules import Enrolment, EnrolmentStatus, ExamRecord, ExamStatus
@@ -148,7 +147,8 @@ def load_exams(conn: Connection, mrns: Collection[str] | None = None) -> list[Ex
 
 
 def enrolment_ids_for_exams(conn: Connection, exam_ids: Collection[int]) -> set[int]:
-    """Enrolments holding the MRN of any of ``exam_ids``."""
+    """Enrolments holding the MRN of any of ``exam_ids``, now or in any of their events (an
+    exam filed again under another patient concerns the first patient's enrolments too)."""
     found: set[int] = set()
     for part in chunks(set(exam_ids)):
         found.update(
@@ -160,6 +160,10 @@ def enrolment_ids_for_exams(conn: Connection, exam_ids: Collection[int]) -> set[
                 .distinct()
             )
         )
+        carried = _mrns_carried(conn, part)
+        if carried:
+            query = select(enrolment_mrns.c.enrolment_id).where(enrolment_mrns.c.mrn.in_(sorted(carried)))
+            found.update(int(enrolment_id) for (enrolment_id,) in conn.execute(query))
     return found
 
 
@@ -201,23 +205,19 @@ def mrns_changed_since(conn: Connection, mark: int) -> set[str]:
     }
 
 
-# Every MRN the events of the exams changed since a mark ever carried (text, not decoded JSON).
-_TOUCHED = (
-    "SELECT DISTINCT {mrn} FROM exam_events WHERE exam_id IN "
-    "(SELECT exam_id FROM exam_events WHERE id > :mark)"
-)
-_MRN_IN_FIELDS = {"sqlite": "json_extract(fields, '$.mrn')", "postgresql": "fields ->> 'mrn'"}
+def _mrns_carried(conn: Connection, exam_ids: Any) -> set[str]:
+    """Every MRN the events of ``exam_ids`` (ids, or a subquery of them) ever carried."""
+    carried = exam_events.c.fields["mrn"].as_string()
+    query = select(carried).where(exam_events.c.exam_id.in_(exam_ids), carried.is_not(None)).distinct()
+    return {mrn for (mrn,) in conn.execute(query) if mrn}
 
 
 def mrns_touched_since(conn: Connection, mark: int) -> set[str]:
     """The MRNs whose exams may have changed after ``mark``: each changed exam's MRN now
     (:func:`mrns_changed_since`) and every MRN its events ever carried, so that an exam
     filed again under another patient leaves the first patient's enrolments changed too."""
-    found = mrns_changed_since(conn, mark)
-    driver = driver_for(conn)
-    statement = _TOUCHED.format(mrn=_MRN_IN_FIELDS[driver.dialect])
-    found.update(mrn for (mrn,) in driver.execute(conn, statement, {"mark": mark}).fetchall() if mrn)
-    return found
+    changed = select(exam_events.c.exam_id).where(exam_events.c.id > mark)
+    return mrns_changed_since(conn, mark) | _mrns_carried(conn, changed)
 
 
 def mrns_to_watch(conn: Connection) -> list[str]:
