@@ -49,7 +49,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -59,7 +59,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 
 from monitor.config import Settings
 from monitor.store.findings import FindingChanges, record_evaluation
-from monitor.store.outbox.planning import PlanChanges, plan_notifications
+from monitor.store.outbox.planning import PlanChanges, never_planned, plan_notifications
 from monitor.store.registry.protocols import ProtocolCatalogue
 from monitor.store.registry.records import (
     enrolment_ids_for_exams,
@@ -67,6 +67,7 @@ from monitor.store.registry.records import (
     load_enrolments,
     load_exams,
     mrns_touched_since,
+    patient_groups,
     same_patients,
 )
 from rules import Enrolment, Evaluation, ExamsByMrn, Trial, evaluate_enrolments, index_exams, stable_until
@@ -147,6 +148,7 @@ class Evaluator:
         *,
         due_soon_days: int | None = None,
         attempts: int = 3,
+        sweep_part: int = 1_000,
     ) -> None:
         self.engine = engine
         self.zone = ZoneInfo(settings.site.timezone)
@@ -156,6 +158,7 @@ class Evaluator:
         self.catalogue = ProtocolCatalogue()
         self.quiet_first_run = settings.dispatch.quiet_first_run
         self.full_sweep = timedelta(hours=self.rules.full_sweep_hours)
+        self.sweep_part = max(sweep_part, 1)  # enrolments judged and recorded together (whole patients)
         self._memo: _Memo | None = None
 
     # -- entry points --------------------------------------------------------------------
@@ -172,7 +175,7 @@ class Evaluator:
         """
         memo = self._memo
         if memo is None or not memo.judged_at <= now < memo.full_until:
-            return self._run(None, now, quiet=self.quiet_first_run)
+            return self._judge_everyone(now)
         started = time.perf_counter()
         with self.engine.connect() as conn:
             mark = event_mark(conn)
@@ -196,6 +199,23 @@ class Evaluator:
             summary = self._run(scope, now, quiet=self.quiet_first_run, sweep_mark=mark)
         memo.mark, memo.judged_at = mark, now  # only once what changed is recorded
         return replace(summary, up_to_date=len(current) - len(scope), seconds=time.perf_counter() - started)
+
+    def _judge_everyone(self, now: datetime) -> EvaluationSummary:
+        """Every enrolment, whole patients at a time, ``sweep_part`` enrolments per part, each
+        part read, judged and recorded in its own transaction: memory and the store's write
+        lock are held for one part, not for 300,000 exams at once. Whether this is the quiet
+        first planning is decided once, before the first part is planned."""
+        started = time.perf_counter()
+        with self.engine.connect() as conn:
+            mark = event_mark(conn)
+            groups = patient_groups(conn)
+            first_planning = self.quiet_first_run and never_planned(conn)
+        self._memo = _Memo(mark, now, now + self.full_sweep, {}, {}, {})
+        parts = [
+            self._run(part, now, quiet=self.quiet_first_run, first_planning=first_planning, sweep_mark=mark)
+            for part in _parts(groups, self.sweep_part)
+        ]
+        return replace(_merged(parts), seconds=time.perf_counter() - started)
 
     def evaluate_for_exams(self, exam_ids: Collection[int], now: datetime) -> EvaluationSummary:
         """Judge the enrolments of the patients of ``exam_ids`` (nothing to do: an empty summary)."""
@@ -286,18 +306,19 @@ class Evaluator:
 
     def _run(
         self,
-        scope: Collection[int] | None,
+        scope: Collection[int],
         now: datetime,
         *,
         quiet: bool,
+        first_planning: bool | None = None,
         sweep_mark: int | None = None,
     ) -> EvaluationSummary:
-        """Judge ``scope`` (None: everyone) and record it. A full run (``scope`` None) starts
-        the sweeps' memo again; a sweep's partial run (``sweep_mark`` given) updates it."""
+        """Judge ``scope`` and record it; a sweep's part (``sweep_mark`` given) goes into
+        the sweeps' memo."""
         started = time.perf_counter()
         with self.engine.connect() as conn:
             inputs = self._read(conn, scope)
-            judged_now = self._judge(conn, inputs, now, all_patients=scope is None)
+            judged_now = self._judge(conn, inputs, now, all_patients=False)
         evaluation = judged_now.evaluation
         judged = frozenset(e.id for e in inputs.enrolments if e.trial in inputs.trials)
         for attempt in range(1, self.attempts + 1):
@@ -308,7 +329,13 @@ class Evaluator:
                     changes = record_evaluation(conn, current.findings, current.occurrences, judged, now)
                     details = {finding.key: finding.detail for finding in current.findings}
                     outbox = plan_notifications(
-                        conn, current.planned_notifications, judged, now, details, quiet_enrolments=quiet_ones
+                        conn,
+                        current.planned_notifications,
+                        judged,
+                        now,
+                        details,
+                        quiet_enrolments=quiet_ones,
+                        first_planning=first_planning,
                     )
                 break
             except (OperationalError, IntegrityError) as exc:
@@ -316,9 +343,7 @@ class Evaluator:
                     raise
                 log.warning("recording findings conflicted (%s); retrying", type(exc).__name__)
                 time.sleep(0.05 * attempt)
-        if scope is None:
-            self._memo = _Memo(inputs.mark, now, now + self.full_sweep, {}, {}, {})
-        if self._memo is not None and (scope is None or sweep_mark is not None):
+        if self._memo is not None and sweep_mark is not None:
             self._remember(self._memo, inputs, until)
         return EvaluationSummary(
             evaluation=current,
@@ -368,6 +393,44 @@ class Evaluator:
             unknown_trials=evaluation.unknown_trials,
         )
         return caught_up, frozenset(stale), {**judged.until, **fresh.until}
+
+
+def _parts(groups: Sequence[list[int]], size: int) -> Iterator[list[int]]:
+    """Patient groups packed into parts of about ``size`` enrolments (a group is never split)."""
+    part: list[int] = []
+    for group in groups:
+        part.extend(group)
+        if len(part) >= size:
+            yield part
+            part = []
+    if part:
+        yield part
+
+
+def _merged(summaries: Sequence[EvaluationSummary]) -> EvaluationSummary:
+    """The summaries of a sweep's parts as one."""
+    changes, outbox = FindingChanges(), PlanChanges()
+    for summary in summaries:
+        for name in ("opened", "reopened", "updated", "resolved"):
+            getattr(changes, name).update(getattr(summary.changes, name))
+        changes.unchanged += summary.changes.unchanged
+        changes.occurrences_changed += summary.changes.occurrences_changed
+        for name in ("added", "moved", "reinstated", "cancelled", "unchanged", "skipped"):
+            setattr(outbox, name, getattr(outbox, name) + getattr(summary.outbox, name))
+    evaluations = [summary.evaluation for summary in summaries]
+    unknown = sorted({trial for summary in summaries for trial in summary.unknown_trials})
+    return EvaluationSummary(
+        evaluation=Evaluation(
+            findings=tuple(f for e in evaluations for f in e.findings),
+            occurrences=tuple(o for e in evaluations for o in e.occurrences),
+            planned_notifications=tuple(n for e in evaluations for n in e.planned_notifications),
+            unknown_trials=tuple(unknown),
+        ),
+        changes=changes,
+        outbox=outbox,
+        scope=frozenset().union(*(summary.scope for summary in summaries)),
+        unknown_trials=tuple(unknown),
+    )
 
 
 def _same_patients_among(enrolments: Sequence[Enrolment], ids: set[int]) -> set[int]:

@@ -150,3 +150,38 @@ def test_an_exam_filed_again_under_another_patient_is_judged_again_for_the_first
         assert _state(swept) == _state(judged), f"after message {step}"
     swept.dispose()
     judged.dispose()
+
+
+def test_a_sweep_in_parts_of_whole_patients_records_what_a_sweep_in_one_part_does(tmp_path: Path) -> None:
+    parts, settings = _store(tmp_path / "parts.db")
+    whole, whole_settings = _store(tmp_path / "whole.db")
+    feed = _Feed(5)
+    # Booked before the monitor first plans (a quiet first run): two research CTs in their
+    # windows, of subjects judged in different parts, and random traffic.
+    booked = [
+        siu(
+            control_id="IN1", csn="7300000001", mrn="E10001", start="20261201093000", sent_at="20261124080000"
+        ),
+        siu(
+            control_id="IN2", csn="7300000002", mrn="E10002", start="20261127093000", sent_at="20261124080100"
+        ),
+        *(feed.message(NOW) for _ in range(30)),
+    ]
+    for raw in booked:
+        for engine in (parts, whole):
+            Intake(engine, MappingSettings.from_settings(settings.hl7), clock=FixedClock(NOW)).receive(
+                Arrival(raw)
+            )
+    for step in range(3):
+        now = NOW + timedelta(hours=11 * step)
+        summary = Evaluator(parts, settings, sweep_part=1).evaluate_all(now)
+        Evaluator(whole, whole_settings, sweep_part=100_000).evaluate_all(now)
+        assert _state(parts) == _state(whole), f"sweep {step}"
+        assert summary.enrolments > 2
+    with parts.connect() as conn:
+        query = select(notifications.c.enrolment_id, notifications.c.status).where(
+            notifications.c.kind == "booking"
+        )
+        bookings = set(conn.execute(query).all())
+    # The first planning was quiet in every part, not only in the first one.
+    assert {status for _, status in bookings} == {"skipped"} and len({e for e, _ in bookings}) == 2

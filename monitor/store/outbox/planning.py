@@ -57,6 +57,7 @@ __all__ = [
     "PlanChanges",
     "digest_day",
     "digest_key",
+    "never_planned",
     "plan_digests",
     "plan_notifications",
     "thread_key_for",
@@ -171,19 +172,24 @@ def plan_notifications(
     summaries: Mapping[str, str] | None = None,
     *,
     quiet_enrolments: Collection[int] = (),
+    first_planning: bool | None = None,
 ) -> PlanChanges:
     """Make the outbox rows of the enrolments in ``scope`` match ``planned`` (see the module doc).
 
     ``summaries`` maps finding keys to their one-line detail (no PHI), shown until a row is
     sent. An outbox that holds no row yet gets the booking notices of ``quiet_enrolments``
-    as ``skipped`` rows (a quiet first run, see the module doc). Runs in the caller's transaction; raises
+    as ``skipped`` rows (a quiet first run, see the module doc); ``first_planning`` says
+    whether this is that first planning when the caller decided it before planning in parts
+    (None: ask the outbox). Runs in the caller's transaction; raises
     SQLAlchemy errors (an IntegrityError when a concurrent evaluation inserted the same key
     first: the caller retries).
     """
     wanted: dict[str, PlannedNotification] = {}
     for plan in planned:
         wanted.setdefault(plan.dedupe_key, plan)
-    quiet = set(quiet_enrolments) if quiet_enrolments and _never_planned(conn) else set()
+    if first_planning is None:
+        first_planning = bool(quiet_enrolments) and never_planned(conn)
+    quiet = set(quiet_enrolments) if quiet_enrolments and first_planning else set()
     changes = PlanChanges()
     writes = _compare(wanted, _existing(conn, wanted), quiet, summaries or {}, now, changes)
     _write(conn, writes, now)
@@ -283,7 +289,7 @@ def _cancel_vanished(conn: Connection, scope: Collection[int], wanted: Collectio
     return len(gone)
 
 
-def _never_planned(conn: Connection) -> bool:
+def never_planned(conn: Connection) -> bool:
     """Whether the outbox holds no row at all (of any status, digests included)."""
     return conn.execute(select(notifications.c.id).limit(1)).first() is None
 

@@ -27,6 +27,7 @@ __all__ = [
     "load_exams",
     "mrns_changed_since",
     "mrns_touched_since",
+    "patient_groups",
     "same_patients",
     "to_enrolment",
 ]
@@ -165,6 +166,29 @@ def enrolment_ids_for_exams(conn: Connection, exam_ids: Collection[int]) -> set[
             query = select(enrolment_mrns.c.enrolment_id).where(enrolment_mrns.c.mrn.in_(sorted(carried)))
             found.update(int(enrolment_id) for (enrolment_id,) in conn.execute(query))
     return found
+
+
+def patient_groups(conn: Connection) -> list[list[int]]:
+    """Every enrolment's id, grouped with the enrolments sharing an MRN with it (the same
+    patient, transitively), each group and the list in id order. What a sweep judges in
+    parts must keep a patient together: an exam serving one enrolment is no finding for
+    another of the same patient."""
+    parent: dict[int, int] = {int(i): int(i) for (i,) in conn.execute(select(enrolments.c.id))}
+
+    def root(node: int) -> int:
+        while parent[node] != node:
+            parent[node] = parent[parent[node]]
+            node = parent[node]
+        return node
+
+    first_of_mrn: dict[str, int] = {}
+    for enrolment_id, mrn in conn.execute(select(enrolment_mrns.c.enrolment_id, enrolment_mrns.c.mrn)):
+        other = first_of_mrn.setdefault(mrn, int(enrolment_id))
+        parent[root(int(enrolment_id))] = root(other)
+    groups: dict[int, list[int]] = {}
+    for enrolment_id in sorted(parent):
+        groups.setdefault(root(enrolment_id), []).append(enrolment_id)
+    return sorted(groups.values())
 
 
 def same_patients(conn: Connection, ids: Collection[int]) -> set[int]:
