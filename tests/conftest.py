@@ -56,7 +56,7 @@ def pytest_configure(config: pytest.Config) -> None:
     # This process, ticking from now on.
     _shifted["travel"] = travel = time_machine.travel(dt.timedelta(days=days), tick=True)
     travel.start()
-    time.time()  # time-machine starts ticking at the first read: make that now
+    time.time()  # real clock: time-machine starts ticking at the first read; make that now
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

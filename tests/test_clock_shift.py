@@ -17,7 +17,8 @@ from tests.monitor.trial_setup import NOW
 CHILD = (
     "import os, sys, time; from datetime import datetime, UTC; from pathlib import Path\n"
     "path = Path(sys.argv[1]); path.write_text('x')\n"
-    "print(datetime.now(UTC).timestamp() - path.stat().st_mtime, time.time() - path.stat().st_mtime)\n"
+    "print(datetime.now(UTC).timestamp() - path.stat().st_mtime,"  # real clock: the child's, shifted
+    " time.time() - path.stat().st_mtime)\n"  # real clock: ditto
 )
 SLACK = timedelta(minutes=1)
 
@@ -33,7 +34,8 @@ def test_the_real_clock_of_this_process_is_moved_by_the_shift(tmp_path: Path, cl
     moved = timedelta(seconds=datetime.now(UTC).timestamp() - real)  # real clock: what is measured
     assert abs(moved - clock_shift) < SLACK
     assert abs(timedelta(seconds=time.time() - real) - clock_shift) < SLACK  # real clock: ditto
-    assert abs(timedelta(seconds=SYSTEM_CLOCK().timestamp() - real) - clock_shift) < SLACK
+    system = SYSTEM_CLOCK()  # real clock: the project's system clock must follow the shift too
+    assert abs(timedelta(seconds=system.timestamp() - real) - clock_shift) < SLACK
 
 
 def test_a_child_python_process_is_moved_by_the_same_shift(tmp_path: Path, clock_shift: timedelta) -> None:
