@@ -50,7 +50,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Collection, Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -273,7 +273,11 @@ class Evaluator:
         trials = self.catalogue.trials(conn, {enrolment.trial for enrolment in enrolments})
         return _Inputs(enrolments, trials, mark)
 
-    def _judge(self, conn: Connection, inputs: _Inputs, now: datetime, all_patients: bool) -> _Judged:
+    def _judge(
+        self, conn: Connection, inputs: _Inputs, now: datetime, all_patients: bool, *, until: bool = False
+    ) -> _Judged:
+        """The engine's answer for ``inputs``; with ``until``, how long each judgement holds
+        (only a sweep keeps that: the feed's re-evaluation and the what-if do not)."""
         judged = [enrolment for enrolment in inputs.enrolments if enrolment.trial in inputs.trials]
         mrns = None if all_patients else {mrn for enrolment in judged for mrn in enrolment.mrns}
         exams = index_exams(load_exams(conn, mrns) if mrns is None or mrns else [])
@@ -287,7 +291,7 @@ class Evaluator:
             alert_lookback_days=self.rules.alert_lookback_days,
             unconfirmed_after_hours=self.rules.unconfirmed_after_hours,
         )
-        return _Judged(evaluation, self._until(inputs.trials, judged, exams, now))
+        return _Judged(evaluation, self._until(inputs.trials, judged, exams, now) if until else {})
 
     def _until(
         self, trials: dict[str, Trial], judged: Sequence[Enrolment], exams: ExamsByMrn, now: datetime
@@ -316,15 +320,16 @@ class Evaluator:
         """Judge ``scope`` and record it; a sweep's part (``sweep_mark`` given) goes into
         the sweeps' memo."""
         started = time.perf_counter()
+        remember = self._memo is not None and sweep_mark is not None
         with self.engine.connect() as conn:
             inputs = self._read(conn, scope)
-            judged_now = self._judge(conn, inputs, now, all_patients=False)
+            judged_now = self._judge(conn, inputs, now, all_patients=False, until=remember)
         evaluation = judged_now.evaluation
         judged = frozenset(e.id for e in inputs.enrolments if e.trial in inputs.trials)
         for attempt in range(1, self.attempts + 1):
             try:
                 with self.engine.begin() as conn:
-                    current, arrived, until = self._catch_up(conn, inputs, judged_now, now)
+                    current, arrived, until = self._catch_up(conn, inputs, judged_now, now, remember)
                     quiet_ones = judged - arrived if quiet else frozenset()
                     changes = record_evaluation(conn, current.findings, current.occurrences, judged, now)
                     details = {finding.key: finding.detail for finding in current.findings}
@@ -343,7 +348,7 @@ class Evaluator:
                     raise
                 log.warning("recording findings conflicted (%s); retrying", type(exc).__name__)
                 time.sleep(0.05 * attempt)
-        if self._memo is not None and sweep_mark is not None:
+        if remember and self._memo is not None:
             self._remember(self._memo, inputs, until)
         return EvaluationSummary(
             evaluation=current,
@@ -365,7 +370,7 @@ class Evaluator:
                 memo.trials.pop(enrolment.trial, None)
 
     def _catch_up(
-        self, conn: Connection, inputs: _Inputs, judged: _Judged, now: datetime
+        self, conn: Connection, inputs: _Inputs, judged: _Judged, now: datetime, until: bool
     ) -> tuple[Evaluation, frozenset[int], dict[int, datetime]]:
         """``judged`` with the enrolments touched by exam events since it was read judged
         again, the ids of those enrolments, and how long each judgement holds."""
@@ -376,7 +381,7 @@ class Evaluator:
             return evaluation, frozenset(), judged.until
         stale = _same_patients_among(inputs.enrolments, stale)
         again = _Inputs([e for e in inputs.enrolments if e.id in stale], inputs.trials, inputs.mark)
-        fresh = self._judge(conn, again, now, all_patients=False)
+        fresh = self._judge(conn, again, now, all_patients=False, until=until)
         caught_up = Evaluation(
             findings=(
                 *(f for f in evaluation.findings if f.enrolment_id not in stale),
@@ -408,28 +413,29 @@ def _parts(groups: Sequence[list[int]], size: int) -> Iterator[list[int]]:
 
 
 def _merged(summaries: Sequence[EvaluationSummary]) -> EvaluationSummary:
-    """The summaries of a sweep's parts as one."""
+    """The summaries of a sweep's parts as one (every count of every part added up)."""
     changes, outbox = FindingChanges(), PlanChanges()
     for summary in summaries:
-        for name in ("opened", "reopened", "updated", "resolved"):
-            getattr(changes, name).update(getattr(summary.changes, name))
-        changes.unchanged += summary.changes.unchanged
-        changes.occurrences_changed += summary.changes.occurrences_changed
-        for name in ("added", "moved", "reinstated", "cancelled", "unchanged", "skipped"):
-            setattr(outbox, name, getattr(outbox, name) + getattr(summary.outbox, name))
+        for total, part in ((changes, summary.changes), (outbox, summary.outbox)):
+            for name in (f.name for f in fields(total)):
+                value = getattr(part, name)
+                if isinstance(value, Counter):
+                    getattr(total, name).update(value)
+                else:
+                    setattr(total, name, getattr(total, name) + value)
     evaluations = [summary.evaluation for summary in summaries]
-    unknown = sorted({trial for summary in summaries for trial in summary.unknown_trials})
+    unknown = tuple(sorted({trial for summary in summaries for trial in summary.unknown_trials}))
     return EvaluationSummary(
         evaluation=Evaluation(
             findings=tuple(f for e in evaluations for f in e.findings),
             occurrences=tuple(o for e in evaluations for o in e.occurrences),
             planned_notifications=tuple(n for e in evaluations for n in e.planned_notifications),
-            unknown_trials=tuple(unknown),
+            unknown_trials=unknown,
         ),
         changes=changes,
         outbox=outbox,
         scope=frozenset().union(*(summary.scope for summary in summaries)),
-        unknown_trials=tuple(unknown),
+        unknown_trials=unknown,
     )
 
 
