@@ -29,6 +29,7 @@ from monitor.feeds.hl7.mapping import MappingSettings
 from monitor.feeds.mllp import MllpServer
 from monitor.feeds.writer import FeedWriter
 from monitor.runtime import Runtime
+from monitor.threads import FeedLoop
 
 if TYPE_CHECKING:
     from monitor.dispatch.dispatcher import Dispatcher
@@ -63,6 +64,9 @@ class Daemon:
         )
         self.evaluator = Evaluator(engine, settings)
         self.writer = FeedWriter(self.intake, after_batch=self._after_batch)
+        # The listener and the writer live on the feed's own loop: the writer's commits block
+        # the loop they run on, and the dashboard's loop (this one) must not wait for them.
+        self.feed_loop = FeedLoop(self.intake.feed)
         self.runtime = Runtime()  # what /healthz and /metrics report of this process
         latency = self.runtime.ack_latency(self.intake.feed)
         self.server = MllpServer(settings.mllp, self.writer, on_ack=latency.observe)
@@ -84,7 +88,7 @@ class Daemon:
             self.web = EmbeddedWeb(app, settings.web)
 
     def _after_batch(self, exam_ids: Sequence[int], now: datetime) -> None:
-        """On the writer's thread: re-evaluate; new outbox rows bring the next dispatch forward."""
+        """On the feed's evaluation thread: re-evaluate; new outbox rows bring the next dispatch forward."""
         summary = self.evaluator.observe_exams(exam_ids, now)
         if (
             summary is not None
@@ -94,26 +98,39 @@ class Daemon:
             self.jobs.dispatch_soon()
 
     async def start(self) -> None:
-        if self.intake.store_raw_first:
-            await asyncio.to_thread(self.writer.drain_pending)
-        await self.writer.start()
-        if self.settings.mllp.enabled:
-            await self.server.start()
-            log.info("MLLP listener on %s:%d", self.settings.mllp.host, self.server.port)
+        self.feed_loop.start()
+        try:
+            await self.feed_loop.run(self._start_feed())
+        except BaseException:
+            await asyncio.to_thread(self.feed_loop.stop)
+            raise
         if self.jobs is not None:
             self.jobs.start()
         if self.web is not None:
             await self.web.start()
             log.info("dashboard on http://%s:%d/", self.settings.web.host, self.web.port)
 
-    async def stop(self, grace: float = 10.0) -> None:
-        if self.web is not None:
-            await self.web.stop()
+    async def _start_feed(self) -> None:
+        """On the feed's loop: apply what was stored raw before a crash, then listen."""
+        if self.intake.store_raw_first:
+            self.writer.drain_pending()
+        await self.writer.start()
+        if self.settings.mllp.enabled:
+            await self.server.start()
+            log.info("MLLP listener on %s:%d", self.settings.mllp.host, self.server.port)
+
+    async def _stop_feed(self, grace: float) -> None:
         if self.settings.mllp.enabled:
             await self.server.close(grace)
         await self.writer.close()
         if self.intake.store_raw_first:
-            await asyncio.to_thread(self.writer.drain_pending)
+            self.writer.drain_pending()
+
+    async def stop(self, grace: float = 10.0) -> None:
+        if self.web is not None:
+            await self.web.stop()
+        await self.feed_loop.run(self._stop_feed(grace))
+        await asyncio.to_thread(self.feed_loop.stop)
         if self.jobs is not None:  # after the writer: what its last batches planned is in the outbox
             await asyncio.to_thread(self.jobs.shutdown, True)
 

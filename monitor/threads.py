@@ -1,4 +1,4 @@
-"""Every thread pool the process starts is made here, so they can be read in one place.
+"""Every thread and thread pool the process starts is made here, so they can be read in one place.
 
 None starts a thread at import: a :class:`~concurrent.futures.ThreadPoolExecutor` starts its
 threads on first use, and each pool is made by the component that owns it (the daemon
@@ -8,16 +8,58 @@ laid out" lists them with what runs on each.
 
 from __future__ import annotations
 
+import asyncio
+import threading
+from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, TypeVar
 
-__all__ = ["dispatch_pool", "feed_writer_thread", "scheduler_executor", "store_probe_pool"]
+__all__ = [
+    "FeedLoop",
+    "dispatch_pool",
+    "feed_evaluation_thread",
+    "scheduler_executor",
+    "store_probe_pool",
+]
+
+T = TypeVar("T")
 
 
-def feed_writer_thread(feed: str) -> ThreadPoolExecutor:
-    """The one thread that commits a feed's messages, in arrival order (``writer-<feed>``);
-    the writer's ``after_batch`` hook (re-evaluation) runs on it too."""
-    return ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"writer-{feed}")
+class FeedLoop:
+    """A feed's own event loop on its own thread (``feed-<feed>``): the MLLP listener, its
+    connections and the feed writer, whose commits block the loop they run on.
+
+    The thread starts on :meth:`start` and ends on :meth:`stop`; :meth:`run` awaits, from
+    another loop, a coroutine run on this one (its exception propagates).
+    """
+
+    def __init__(self, feed: str) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._serve, name=f"feed-{feed}", daemon=True)
+
+    def _serve(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_forever()
+
+    def start(self) -> None:
+        self._thread.start()
+
+    async def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coroutine, self.loop))
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop the loop once what it is running returns to it; close it (blocks up to ``timeout``)."""
+        if self._thread.is_alive():
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(timeout)
+        if not self._thread.is_alive() and not self.loop.is_closed():
+            self.loop.close()
+
+
+def feed_evaluation_thread(feed: str) -> ThreadPoolExecutor:
+    """Where the feed writer's ``after_batch`` hook (the re-evaluation of the exams a batch
+    changed) runs, one call at a time, after the batch's ACKs (``evaluate-<feed>``)."""
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"evaluate-{feed}")
 
 
 def dispatch_pool(workers: int) -> ThreadPoolExecutor:

@@ -190,7 +190,7 @@ class JobScheduler:
     def dispatch_soon(self) -> None:
         """Run the dispatch job now rather than at its next interval (new rows were planned).
 
-        Called from the feed writer's thread; never raises (observing code)."""
+        Called from the feed's evaluation thread; never raises (observing code)."""
         try:
             job = self.scheduler.get_job("dispatch") if self.scheduler.running else None
             if job is not None:

@@ -182,11 +182,11 @@ def test_healthz_is_200_with_every_component_up(tmp_path: Path) -> None:
 
 
 async def _close_listener(daemon: Daemon) -> None:
-    await daemon.server.close(1.0)
+    await daemon.feed_loop.run(daemon.server.close(1.0))
 
 
 async def _close_writer(daemon: Daemon) -> None:
-    await daemon.writer.close()
+    await daemon.feed_loop.run(daemon.writer.close())
 
 
 async def _shut_down_scheduler(daemon: Daemon) -> None:

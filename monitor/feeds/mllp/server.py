@@ -448,8 +448,12 @@ class MllpServer:
         """Write one framed ACK; a peer that stops reading for the idle timeout is dropped."""
         try:
             writer.write(frame(ack))
-            async with asyncio.timeout(self._settings.idle_timeout_seconds):
-                await writer.drain()
+            # drain() only when the socket did not take it all at once, or is going away (it
+            # raises then): its timeout context costs more than the write itself.
+            transport = writer.transport
+            if transport.get_write_buffer_size() or transport.is_closing():
+                async with asyncio.timeout(self._settings.idle_timeout_seconds):
+                    await writer.drain()
         except ValueError:
             log.error(
                 "mllp conn=%d: handler returned an ACK containing MLLP block bytes; not sent",
