@@ -218,8 +218,12 @@ def record_audit(
     object_id: str | int = "",
     client: str = "",
     detail: str = "",
+    *,
+    before: str = "",
+    after: str = "",
 ) -> None:
-    """One audit row: ``username`` did ``action`` on ``object_type``/``object_id`` from ``client``."""
+    """One audit row: ``username`` did ``action`` on ``object_type``/``object_id`` from
+    ``client``; a change says what it found (``before``) and what it left (``after``)."""
     conn.execute(
         insert(audit_log).values(
             at=now,
@@ -229,6 +233,8 @@ def record_audit(
             object_id=str(object_id),
             client=client[:80],
             detail=detail,
+            before=before,
+            after=after,
         )
     )
 

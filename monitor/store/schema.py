@@ -411,6 +411,9 @@ audit_log = Table(
     Column("object_id", String(200), nullable=False, default=""),
     Column("client", String(80), nullable=False, default=""),
     Column("detail", Text, nullable=False, default=""),
+    # What a change found and what it left (migration 0010; empty for views and older rows).
+    Column("before", Text, nullable=False, default="", server_default=""),
+    Column("after", Text, nullable=False, default="", server_default=""),
 )
 Index("ix_audit_log_at", audit_log.c.at)
 Index("ix_audit_log_object", audit_log.c.object_type, audit_log.c.object_id)
