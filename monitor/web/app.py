@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
 from importlib import resources
 from pathlib import Path
@@ -20,9 +20,11 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_plus
 
 from fastapi import FastAPI, Request
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Engine
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from monitor.clock import SYSTEM_CLOCK
 from monitor.config import Settings, WebSettings
@@ -31,7 +33,7 @@ from monitor.runtime import Runtime
 from monitor.store.registry.protocols import ProtocolCatalogue
 from monitor.web import api, calendar, health, pages, review
 from monitor.web.cache import PageCache
-from monitor.web.context import Web
+from monitor.web.context import Web, web_of
 from monitor.web.security import Forbidden, Gate, NotSignedIn, SecurityHeaders, set_session_cookie
 
 if TYPE_CHECKING:
@@ -106,12 +108,48 @@ def create_app(
     async def forbidden(request: Request, exc: Forbidden) -> Response:
         if request.url.path.startswith("/api/"):
             return JSONResponse({"detail": "not allowed for this role"}, status_code=403)
-        return HTMLResponse("<!DOCTYPE html><title>Not allowed</title><p>Not allowed for your role.</p>", 403)
+        return error_response(request, 403, "not allowed for your role", None)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        return error_response(request, exc.status_code, exc.detail, exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> Response:
+        # What failed validation is not echoed: it is the sender's input, which can be PHI.
+        return error_response(request, 422, "some of what was sent is not valid", None)
 
     app.mount("/static", StaticFiles(directory=_static_dir()), name="static")
     for module in (health, pages, review, api, calendar):
         app.include_router(module.router)
     return app
+
+
+_ERRORS = {
+    400: ("That request could not be read", "The request was not understood."),
+    403: ("Not allowed", "This is not allowed for your account."),
+    404: ("Not found", "There is no such page, or it is not one of your trials."),
+    405: ("Not allowed here", "That page cannot be used that way."),
+    422: ("Not accepted", "Some of what was sent is not valid."),
+    429: ("Too many attempts", "Too many attempts: wait a little and try again."),
+}
+
+
+def error_response(
+    request: Request, status: int, detail: object, headers: Mapping[str, str] | None
+) -> Response:
+    """An error as the asker reads it: JSON for the API and the health check, an HTML page
+    (in the dashboard's frame, with the project's own words) for everything a person opens.
+    A ``detail`` is shown only when it is a sentence of ours (a string); headers such as
+    ``Retry-After`` are kept."""
+    path = request.url.path
+    if path.startswith("/api/") or path in ("/healthz", "/metrics"):
+        return JSONResponse({"detail": detail}, status_code=status, headers=headers)
+    title, message = _ERRORS.get(status, ("Something went wrong", "The request could not be completed."))
+    if isinstance(detail, str) and status in (400, 403, 422) and detail:
+        message = detail[:1].upper() + detail[1:] + "."
+    web = web_of(request)
+    return web.page(request, None, "error.html", {"title": title, "message": message}, status, headers)
 
 
 async def serve(app: FastAPI, settings: WebSettings) -> None:

@@ -6,7 +6,7 @@ module; :mod:`monitor.web.app` builds the :class:`Web` and mounts the routes.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -44,7 +44,13 @@ class Web:
     simulated: bool = False  # the clock is not the real time (the demo's --speed): the header says it
 
     def page(
-        self, request: Request, session: Session | None, name: str, context: dict[str, Any], status: int = 200
+        self,
+        request: Request,
+        session: Session | None,
+        name: str,
+        context: dict[str, Any],
+        status: int = 200,
+        headers: Mapping[str, str] | None = None,
     ) -> HTMLResponse:
         """The template ``web/<name>`` rendered with ``context`` plus the account and CSRF token
         (and, on a simulated clock, its ``now`` for the header)."""
@@ -55,7 +61,7 @@ class Web:
             "simulated_now": self.clock() if self.simulated else None,
             **context,
         }
-        return HTMLResponse(self.renderer.render(f"web/{name}", full), status_code=status)
+        return HTMLResponse(self.renderer.render(f"web/{name}", full), status_code=status, headers=headers)
 
 
 def web_of(request: Request) -> Web:

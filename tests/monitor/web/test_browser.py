@@ -104,9 +104,10 @@ def test_the_trial_matrix_shows_window_dates_on_hover(page: object) -> None:
 def test_acknowledging_a_finding_records_who_and_the_comment(page: object, site: Site) -> None:
     _sign_in(page, "coord")
     page.goto("/findings")  # type: ignore[attr-defined]
+    _shot(page, "findings-queue")
     page.get_by_label("Kind").select_option("wrong_orderable")  # type: ignore[attr-defined]
     page.get_by_role("button", name="Filter").click()  # type: ignore[attr-defined]
-    page.wait_for_url("**/findings?kind=wrong_orderable")  # type: ignore[attr-defined]
+    page.wait_for_url("**/findings?*kind=wrong_orderable*")  # type: ignore[attr-defined]
     row = page.locator("tr", has_text="wrong orderable").first  # type: ignore[attr-defined]
     row.get_by_role("checkbox").check()
     page.get_by_label("Comment for the ticked findings").fill("Asked scheduling to change the order")  # type: ignore[attr-defined]

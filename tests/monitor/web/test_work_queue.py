@@ -191,3 +191,19 @@ def test_a_review_reaching_outside_the_trials_or_without_the_token_records_nothi
     resolved = [row.object_id for row in site.audit_rows(action="finding.resolve")]  # type: ignore[attr-defined]
     assert resolved.count(str(mine)) == 1  # only the last post, whose redirect went home instead
     assert site.audit_rows(object_id=str(theirs), object_type="finding") == []
+
+
+def test_a_page_error_is_an_html_page_and_an_api_error_stays_json(
+    login: Login, queue: dict[str, int]
+) -> None:
+    coord = login("coord")
+    for path, status in (("/no/such/page", 404), (f"/exams/{2**70}", 422), ("/audit", 403)):
+        answer = coord.get(path)
+        assert answer.status_code == status, path
+        assert answer.headers["content-type"].startswith("text/html"), path
+        assert "<h1>" in answer.text and '"detail"' not in answer.text, path
+    token = csrf_in(coord.get("/findings").text)
+    empty = coord.post("/findings/review", data={"action": "acknowledge", "csrf_token": token})
+    assert empty.status_code == 422 and "Tick at least one finding." in empty.text
+    api = coord.get("/api/no-such-thing")
+    assert api.status_code == 404 and api.json() == {"detail": "Not Found"}
