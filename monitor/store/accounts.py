@@ -255,9 +255,17 @@ def latest_reviews(conn: Connection, finding_ids: list[int], actions: Sequence[s
 
 
 def audit_trail(
-    conn: Connection, *, username: str = "", object_type: str = "", action: str = "", limit: int = 500
+    conn: Connection,
+    *,
+    username: str = "",
+    object_type: str = "",
+    action: str = "",
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: int = 500,
 ) -> list[Any]:
-    """The newest ``limit`` audit rows, optionally of one user, object type or action."""
+    """The newest ``limit`` audit rows, optionally of one user, object type or action, and
+    from ``since`` (included) to ``until`` (excluded)."""
     query = select(audit_log).order_by(audit_log.c.id.desc()).limit(limit)
     if username:
         query = query.where(audit_log.c.username == username)
@@ -265,6 +273,10 @@ def audit_trail(
         query = query.where(audit_log.c.object_type == object_type)
     if action:
         query = query.where(audit_log.c.action == action)
+    if since is not None:
+        query = query.where(audit_log.c.at >= since)
+    if until is not None:
+        query = query.where(audit_log.c.at < until)
     return list(conn.execute(query))
 
 

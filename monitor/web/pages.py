@@ -1,4 +1,4 @@
-"""The dashboard's pages: sign-in, Upcoming, Trials, Exam (with its instruction sheet), Feed health, Audit.
+"""The dashboard's pages: sign-in, Upcoming, Trials, Exam (with its instruction sheet), Feed health.
 
 Every page that shows patient data writes one audit row (who, what, from where) in the
 same transaction that reads it. Objects outside the account's scope answer 404.
@@ -19,7 +19,6 @@ from sqlalchemy import Connection
 from monitor.store.accounts import (
     Role,
     Session,
-    audit_trail,
     check_password,
     end_session,
     open_session,
@@ -393,18 +392,3 @@ def message(
             conn, web.clock(), session.user.username, "view", "message", message_id, client_address(request)
         )
     return web.page(request, session, "message.html", {"message": found})
-
-
-@router.get("/audit")
-def audit(
-    request: Request,
-    session: Annotated[Session, Depends(require(Role.ADMIN))],
-    username: str = "",
-    object_type: str = "",
-    action: str = "",
-) -> Response:
-    web = web_of(request)
-    with web.engine.connect() as conn:
-        rows = audit_trail(conn, username=username, object_type=object_type, action=action)
-    filters = {"username": username, "object_type": object_type, "action": action}
-    return web.page(request, session, "audit.html", {"rows": rows, "filters": filters})

@@ -39,7 +39,7 @@ CSV_COLUMNS = ("id", "trial", "subject", "occurrence_label", "kind", "severity",
                "window_start", "window_end", "detail", "opened_at")  # fmt: skip
 
 
-def _day(text: str) -> date | None:
+def parse_day(text: str) -> date | None:
     try:
         return date.fromisoformat(text) if text else None
     except ValueError:
@@ -58,8 +58,8 @@ def finding_filter(request: Request) -> FindingFilter:
         kind=query.get("kind", "")[:32],
         severity=query.get("severity", "")[:16],
         subject=query.get("subject", "").strip()[:64],
-        window_from=_day(query.get("window_from", "")),
-        window_to=_day(query.get("window_to", "")),
+        window_from=parse_day(query.get("window_from", "")),
+        window_to=parse_day(query.get("window_to", "")),
     )
 
 
@@ -145,7 +145,7 @@ def findings_csv(request: Request, session: Annotated[Session, Depends(require(*
             values += [review.action.split(".")[1], review.username, review.at.isoformat(), review.detail]
         else:
             values += ["", "", "", ""]
-        writer.writerow([_inert(value) for value in values])
+        writer.writerow([spreadsheet_safe(value) for value in values])
     return Response(
         out.getvalue(),
         media_type="text/csv; charset=utf-8",
@@ -153,7 +153,7 @@ def findings_csv(request: Request, session: Annotated[Session, Depends(require(*
     )
 
 
-def _inert(value: str) -> str:
+def spreadsheet_safe(value: str) -> str:
     """A cell starting with = + - @ is a formula to a spreadsheet (CSV injection): quote it.
     Dates and ids never start so; details, comments and subject ids might."""
     return "'" + value if value[:1] in ("=", "+", "-", "@") else value
