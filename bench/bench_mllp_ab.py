@@ -23,6 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.bench_mllp import PYTHON, _load, _messages
+from monitor.feeds.hl7.simulated import SimulatedFeed
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -50,7 +51,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--messages", type=int, default=6000)
     args = parser.parse_args()
-    load, warm = _messages(args.messages, seed=1), _messages(500, seed=99)
+    feed = SimulatedFeed(seed=1)  # one stream: warm-up and load share no control id
+    warm, load = _messages(500, 0, feed), _messages(args.messages, 0, feed)
     results: dict[str, list[tuple[float, float]]] = {tree: [] for tree in args.trees}
     for _ in range(args.rounds):
         for tree in args.trees:
