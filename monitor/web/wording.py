@@ -11,3 +11,19 @@ STATUS_TEXT = {
     "unconfirmed": "unconfirmed",  # booked, its time passed, no arrival or completion came
     "before_monitoring": "before monitoring",  # closed before the office watched the subject
 }
+
+# What the coordinator does next about an open finding of each kind (Today, Findings).
+NEXT_STEP = {
+    "wrong_orderable": "Ask scheduling to change the order to one the protocol accepts before the scan.",
+    "early": "Ask scheduling to move the exam into the window, or get the sponsor's approval.",
+    "late": "Ask scheduling to move the exam into the window, or get the sponsor's approval.",
+    "duplicate": "Ask scheduling to cancel the extra booking.",
+    "cancelled": "Ask scheduling to book it again inside the window.",
+    "no_show": "Call the subject and book it again inside the window.",
+    "due_unscheduled": "Ask scheduling to book it inside the window.",
+    "missed": "File the protocol deviation and tell the sponsor.",
+    "unconfirmed": "Check in Epic whether it was done; if it was, ask the interface team why no "
+    "completion came.",
+    "unmatched_exam": "Check whether this exam belongs to the trial.",
+    "after_off_study": "Check the subject's status; cancel the research order if they are off study.",
+}

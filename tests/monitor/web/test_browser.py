@@ -177,3 +177,15 @@ def test_the_sign_in_form_and_the_skip_link_work_from_the_keyboard(page: object)
     assert page.evaluate("document.activeElement.textContent") == "Skip to content"  # type: ignore[attr-defined]
     page.keyboard.press("Enter")  # type: ignore[attr-defined]
     assert page.evaluate("document.activeElement.id") == "main"  # type: ignore[attr-defined]
+
+
+def test_today_is_reached_from_the_menu_by_keyboard(page: object) -> None:
+    _sign_in(page, "coord")
+    page.wait_for_url("**/upcoming")  # type: ignore[attr-defined]
+    page.get_by_role("link", name="Today").focus()  # type: ignore[attr-defined]
+    page.keyboard.press("Enter")  # type: ignore[attr-defined]
+    page.wait_for_url("**/today")  # type: ignore[attr-defined]
+    heading = page.get_by_role("heading", level=1).inner_text()  # type: ignore[attr-defined]
+    assert heading.startswith("Today")
+    assert page.get_by_role("heading", name="Due, nothing booked").is_visible()  # type: ignore[attr-defined]
+    _shot(page, "today")

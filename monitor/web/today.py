@@ -1,0 +1,39 @@
+"""Today (coordinators and admins): what to act on now, each item with its next step.
+
+The lists are :mod:`monitor.store.today`'s; the words of each next step are
+:data:`monitor.web.wording.NEXT_STEP`'s. Viewing it is audited like every page that names
+subjects.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+from zoneinfo import ZoneInfo
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response
+
+from monitor.store.accounts import Role, Session, record_audit
+from monitor.store.today import today_for
+from monitor.web.context import require, web_of
+from monitor.web.security import client_address
+from monitor.web.wording import NEXT_STEP
+
+router = APIRouter(include_in_schema=False)
+
+SOON_HOURS = 72
+
+
+@router.get("/today")
+def today(
+    request: Request, session: Annotated[Session, Depends(require(Role.ADMIN, Role.COORDINATOR, Role.VIEWER))]
+) -> Response:
+    web = web_of(request)
+    now = web.clock()
+    zone = ZoneInfo(web.settings.site.timezone)
+    day = now.astimezone(zone).date()
+    with web.engine.begin() as conn:
+        lists = today_for(conn, session.user, now, day, hours=SOON_HOURS)
+        record_audit(conn, now, session.user.username, "view", "today", "", client_address(request))
+    context = {"today": lists, "day": day, "zone": zone, "hours": SOON_HOURS, "next_step": NEXT_STEP}
+    return web.page(request, session, "today.html", context)
