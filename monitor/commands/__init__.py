@@ -10,6 +10,7 @@ the parsed arguments and returns the exit code: 0 success, 1 input problems repo
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import sys
 from datetime import date, datetime
@@ -94,3 +95,11 @@ def report_evaluation(summary: EvaluationSummary, *, title: str = "evaluation") 
         print(f"  {kind:<16} " + "  ".join(f"{name} {count}" for name, count in row.items() if count))
     for trial in summary.unknown_trials:
         print(f"  warning: enrolments of {trial} were skipped: no protocol loaded for it", file=sys.stderr)
+
+
+def operator() -> str:
+    """Who ran the command, for the audit trail."""
+    try:
+        return f"cli:{getpass.getuser()}"[:120]
+    except (KeyError, OSError):  # no login name (a container without a passwd entry)
+        return "cli"

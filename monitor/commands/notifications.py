@@ -18,7 +18,6 @@ when a row named by id was not put back.
 from __future__ import annotations
 
 import argparse
-import getpass
 import signal
 import sys
 import threading
@@ -26,7 +25,7 @@ from pathlib import Path
 from types import FrameType
 from zoneinfo import ZoneInfo
 
-from monitor.commands import command_clock, open_engine, print_json, utc_now
+from monitor.commands import command_clock, open_engine, operator, print_json, utc_now
 from monitor.config import Settings
 from monitor.store.outbox import OutboxStatus, list_outbox, retry_failed
 
@@ -102,14 +101,6 @@ def cmd_notifications(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def _operator() -> str:
-    """Who ran the command, for the audit trail."""
-    try:
-        return f"cli:{getpass.getuser()}"[:120]
-    except (KeyError, OSError):  # no login name (a container without a passwd entry)
-        return "cli"
-
-
 def cmd_retry(settings: Settings, args: argparse.Namespace) -> int:
     if bool(args.ids) == args.failed:
         args.usage_error("name the rows (ID ...) or give --failed, not both")
@@ -119,7 +110,7 @@ def cmd_retry(settings: Settings, args: argparse.Namespace) -> int:
 
     engine = open_engine(settings)
     now = utc_now(args)
-    who = _operator()
+    who = operator()
     try:
         with engine.begin() as conn:
             result = retry_failed(conn, now, ids=args.ids or None, channel=args.channel)

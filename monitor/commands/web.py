@@ -1,7 +1,9 @@
-"""``hiro-monitor web`` and ``hiro-monitor users add``.
+"""``hiro-monitor web`` and ``hiro-monitor users``.
 
     web [--host H] [--port P] [--workers N]    serve the dashboard and API (uvicorn)
     users add USERNAME --role R [--trial T ...] [--modality M ...] [--password-file F | --sso-only]
+    users list [--json]                        every account: role, scope, active
+    users disable|enable USERNAME              stop or allow sign-in (audited, before and after)
 
 The password is read from a prompt (twice) or from the first line of ``--password-file``;
 it is never accepted on the command line, where it would land in shell history.
@@ -18,9 +20,9 @@ from pathlib import Path
 
 from sqlalchemy import Engine
 
-from monitor.commands import command_clock, open_engine, utc_now
+from monitor.commands import command_clock, open_engine, operator, print_json, utc_now
 from monitor.config import Settings
-from monitor.store.accounts import Role, add_user
+from monitor.store.accounts import Account, Role, add_user, change_account, list_accounts, record_audit
 
 __all__ = ["register"]
 
@@ -45,6 +47,15 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     source.add_argument("--password-file", type=Path, help="read the password from this file's first line")
     source.add_argument("--sso-only", action="store_true", help="no password: sign-in through the proxy only")
     add.set_defaults(handler=cmd_users_add)
+    listing = actions.add_parser("list", help="every account: role, scope, whether it may sign in")
+    listing.add_argument("--json", action="store_true", help="a JSON list instead of a table")
+    listing.set_defaults(handler=cmd_users_list)
+    for name, active in (("disable", False), ("enable", True)):
+        change = actions.add_parser(
+            name, help="stop the account signing in (its sessions end)" if not active else "allow it again"
+        )
+        change.add_argument("username")
+        change.set_defaults(handler=cmd_users_activate, active=active)
 
 
 def _password(args: argparse.Namespace) -> str | None:
@@ -81,6 +92,55 @@ def cmd_users_add(settings: Settings, args: argparse.Namespace) -> int:
         print(f"users add: {exc}", file=sys.stderr)
         return 2
     print(f"account {args.username}: {role.value}")
+    return 0
+
+
+def cmd_users_list(settings: Settings, args: argparse.Namespace) -> int:
+    engine = open_engine(settings)
+    try:
+        with engine.connect() as conn:
+            accounts = list_accounts(conn)
+    finally:
+        engine.dispose()
+    if args.json:
+        print_json([_as_json(account) for account in accounts])
+        return 0
+    print(f"{'account':<20} {'role':<12} {'may sign in':<11} scope")
+    for account in accounts:
+        scope = ", ".join(account.trials or account.modalities) or "all trials"
+        may = "yes" if account.active else "no"
+        print(f"{account.username[:20]:<20} {account.role.value:<12} {may:<11} {scope}")
+    return 0
+
+
+def _as_json(account: Account) -> dict[str, object]:
+    return {
+        "username": account.username,
+        "role": account.role.value,
+        "trials": list(account.trials),
+        "modalities": list(account.modalities),
+        "active": account.active,
+        "sso_only": account.sso_only,
+    }
+
+
+def cmd_users_activate(settings: Settings, args: argparse.Namespace) -> int:
+    engine = open_engine(settings)
+    now = utc_now(args)
+    verb = "enable" if args.active else "disable"
+    try:
+        with engine.begin() as conn:
+            before, after = change_account(conn, args.username, now, active=args.active)
+            record_audit(
+                conn, now, operator(), f"account.{verb}", "account", args.username,
+                before=before.access(), after=after.access(),
+            )  # fmt: skip
+    except (LookupError, ValueError) as exc:
+        print(f"users {verb}: {exc.args[0]}", file=sys.stderr)
+        return 2
+    finally:
+        engine.dispose()
+    print(f"account {args.username}: {'may sign in' if args.active else 'disabled'}")
     return 0
 
 

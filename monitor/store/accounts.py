@@ -147,6 +147,77 @@ def add_user(
     return int(result.inserted_primary_key[0])  # type: ignore[index]
 
 
+@dataclass(frozen=True, slots=True)
+class Account:
+    """An account as the admins manage it (never its password hash)."""
+
+    username: str
+    role: Role
+    trials: tuple[str, ...]
+    modalities: tuple[str, ...]
+    active: bool
+    sso_only: bool
+    updated_at: datetime
+
+    def access(self) -> str:
+        """Role and scope in one line, as the audit trail keeps it before and after a change."""
+        scope = ",".join(self.trials or self.modalities) or "all"
+        return f"{self.role.value} [{scope}]" + ("" if self.active else " disabled")
+
+
+def list_accounts(conn: Connection) -> list[Account]:
+    rows = conn.execute(select(users).order_by(users.c.username))
+    return [_account(row) for row in rows]
+
+
+def find_account(conn: Connection, username: str) -> Account | None:
+    row = conn.execute(select(users).where(users.c.username == username)).first()
+    return _account(row) if row is not None else None
+
+
+def _account(row: Any) -> Account:
+    return Account(
+        username=row.username,
+        role=Role(row.role),
+        trials=tuple(row.trials or ()),
+        modalities=tuple(row.modalities or ()),
+        active=bool(row.active),
+        sso_only=not row.password_hash,
+        updated_at=row.updated_at,
+    )
+
+
+def change_account(
+    conn: Connection,
+    username: str,
+    now: datetime,
+    *,
+    active: bool | None = None,
+    role: Role | None = None,
+    trials: Sequence[str] | None = None,
+    modalities: Sequence[str] | None = None,
+) -> tuple[Account, Account]:
+    """Change what is given of ``username``'s account (the password stays); returns the
+    account before and after. A disabled account's sessions end at their next request.
+    Raises LookupError for an unknown account, ValueError for a coordinator left without trials."""
+    before = find_account(conn, username)
+    if before is None:
+        raise LookupError(f"no account {username!r}")
+    new_role = role or before.role
+    new_trials = tuple(trials) if trials is not None else before.trials
+    if new_role is Role.COORDINATOR and not new_trials:
+        raise ValueError("a coordinator needs at least one trial")
+    values: dict[str, Any] = {"role": new_role.value, "trials": list(new_trials), "updated_at": now}
+    if modalities is not None:
+        values["modalities"] = [m.strip().upper() for m in modalities if m.strip()]
+    if active is not None:
+        values["active"] = active
+    conn.execute(update(users).where(users.c.username == username).values(**values))
+    after = find_account(conn, username)
+    assert after is not None
+    return before, after
+
+
 def find_user(conn: Connection, username: str) -> User | None:
     """The active account ``username``, if any."""
     row = conn.execute(select(users).where(users.c.username == username, users.c.active.is_(True))).first()
