@@ -189,3 +189,21 @@ def test_today_is_reached_from_the_menu_by_keyboard(page: object) -> None:
     assert heading.startswith("Today")
     assert page.get_by_role("heading", name="Due, nothing booked").is_visible()  # type: ignore[attr-defined]
     _shot(page, "today")
+
+
+def test_a_coordinator_enrols_a_subject_from_the_trial_page(page: object, site: Site) -> None:
+    _sign_in(page, "coord")
+    page.goto("/trials/ONC-2101")  # type: ignore[attr-defined]
+    page.get_by_role("link", name="Enrol a subject").click()  # type: ignore[attr-defined]
+    page.get_by_label("Study subject id").fill("2101-777")  # type: ignore[attr-defined]
+    page.get_by_label("MRNs, one per line").fill("E77777")  # type: ignore[attr-defined]
+    page.get_by_label("Arm").select_option("B")  # type: ignore[attr-defined]
+    page.get_by_label("consent (required)").fill("2026-10-01")  # type: ignore[attr-defined]
+    page.get_by_label("c1d1 (required)").fill("2026-10-20")  # type: ignore[attr-defined]
+    _shot(page, "enrolment-form")
+    page.get_by_role("button", name="Enrol").click()  # type: ignore[attr-defined]
+    heading = page.get_by_role("heading", level=1).inner_text()  # type: ignore[attr-defined]
+    assert heading == "Enrolled ONC-2101 2101-777"
+    assert "judged again" in page.inner_text("main")  # type: ignore[attr-defined]
+    _shot(page, "enrolment-saved")
+    assert site.audit_rows(action="enrolment.add", object_id="ONC-2101/2101-777")
