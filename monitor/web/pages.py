@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from markupsafe import Markup, escape
+from markupsafe import Markup
 from sqlalchemy import Connection
 
 from monitor.store.accounts import (
@@ -25,7 +25,6 @@ from monitor.store.accounts import (
     record_audit,
 )
 from monitor.store.dashboard import (
-    TrialMatrix,
     exam_history,
     scoped_enrolments,
     scoped_findings,
@@ -38,7 +37,9 @@ from monitor.store.exams.pools import missed_enrolled
 from monitor.store.messages import feed_health, raw_message
 from monitor.store.outbox import RetryResult, outbox_health, outbox_rows, retry_failed
 from monitor.store.registry.protocols import protocols_in_force
+from monitor.store.trial_summary import trial_summaries
 from monitor.web.context import require, signed_in, web_of
+from monitor.web.matrix import blank_reasons, matrix_rows
 from monitor.web.security import LOGIN_COOKIE, ObjectId, client_address, csrf_ok, set_session_cookie
 from monitor.web.sheets import render_exam_sheet, sheet_content
 from monitor.web.throttle import FAILED, THROTTLED, sign_in_throttle
@@ -48,31 +49,6 @@ from notifiers.base import NotifierError
 router = APIRouter(include_in_schema=False)
 
 OFFICE = (Role.ADMIN, Role.COORDINATOR, Role.VIEWER)
-
-
-def matrix_rows(matrix: TrialMatrix) -> list[tuple[str, Markup]]:
-    """Each subject's row of cells as escaped HTML: built here, not in Jinja, because a
-    500-subject matrix has 6,000 cells and the template loop dominated the page's time."""
-    badges: dict[str, tuple[str, str]] = {}  # status -> (class attribute, escaped text)
-    rows = []
-    for subject in matrix.subjects:
-        parts = []
-        for timepoint, number, _label in matrix.columns:
-            cell = matrix.cells.get((subject, timepoint, number))
-            if cell is None:
-                parts.append("<td></td>")
-                continue
-            badge = badges.get(cell.status)
-            if badge is None:
-                text = escape(STATUS_TEXT.get(cell.status, cell.status))
-                badge = badges[cell.status] = (f'class="badge s-{escape(cell.status)}"', str(text))
-            title = f'title="due {cell.due}; window {cell.window_start} to {cell.window_end}"'
-            if cell.exam_id is not None:
-                parts.append(f'<td><a href="/exams/{cell.exam_id}" {badge[0]} {title}>{badge[1]}</a></td>')
-            else:
-                parts.append(f"<td><span {badge[0]} {title}>{badge[1]}</span></td>")
-        rows.append((subject, Markup("".join(parts))))  # noqa: S704  (every value above is escaped or a date/int)
-    return rows
 
 
 def _audit(request: Request, session: Session, action: str, kind: str = "", ident: Any = "") -> None:
@@ -205,9 +181,11 @@ def upcoming(
 def trials(request: Request, session: Annotated[Session, Depends(require(*OFFICE))]) -> Response:
     web = web_of(request)
     scope = session.user.trial_scope()
+    today = web.clock().astimezone(ZoneInfo(web.settings.site.timezone)).date()
     with web.engine.connect() as conn:
         found = [p for p in protocols_in_force(conn) if scope is None or p.trial in scope]
-    return web.page(request, session, "trials.html", {"protocols": found})
+        summaries = trial_summaries(conn, [p.trial for p in found], today)
+    return web.page(request, session, "trials.html", {"protocols": found, "summaries": summaries})
 
 
 @router.get("/trials/{trial_id}")
@@ -225,10 +203,11 @@ def trial(
 
         def build(conn: Connection) -> Markup:
             matrix = trial_matrix(conn, trial_id)
+            listed = scoped_enrolments(conn, session.user, trial_id)
             context = {
                 "matrix": matrix,
-                "matrix_rows": matrix_rows(matrix),
-                "enrolments": scoped_enrolments(conn, session.user, trial_id),
+                "matrix_rows": matrix_rows(matrix, blank_reasons(parsed, listed)),
+                "enrolments": listed,
             }
             html = web.renderer.render("web/trial_tables.html", context)
             return Markup(html)  # noqa: S704  (an autoescaped template's output)

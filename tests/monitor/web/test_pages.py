@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import text
 
 from monitor.cli import main
 from monitor.clock import ScaledClock
@@ -31,6 +32,28 @@ def test_the_trial_page_shows_the_matrix_the_version_and_the_enrolments(site: Si
     assert "2101-001" in page and "Week 72 restaging" in page
     assert 'title="due 2026-12-07; window 2026-11-30 to 2026-12-14"' in page
     assert "c1d1 2025-07-21" in page
+
+
+def test_a_blank_matrix_cell_says_why_and_the_trials_list_sums_each_trial_up(
+    site: Site, login: Login
+) -> None:
+    coord = login("coord")
+    page = coord.get("/trials/ONC-2101").text
+    # 2101-001 is in arm A; the week-3 safety scan is arm B's only.
+    row = page.split('<th scope="row">2101-001</th>', 1)[1].split("</tr>", 1)[0]
+    assert '<td class="blank">not for arm A</td>' in row
+    listing = coord.get("/trials").text
+    line = listing.split('<a href="/trials/ONC-2101">ONC-2101</a>', 1)[1].split("</tr>", 1)[0]
+    with site.engine.connect() as conn:
+        subjects = conn.execute(text("SELECT count(*) FROM enrolments WHERE trial = 'ONC-2101'")).scalar_one()
+        critical = conn.execute(
+            text(
+                "SELECT count(*) FROM findings WHERE trial = 'ONC-2101' AND status = 'open' "
+                "AND kind != 'in_window' AND severity = 'critical'"
+            )
+        ).scalar_one()
+    assert f"<td>{subjects}" in line and f">{critical} critical</a>" in line
+    assert "NEU-4405" not in listing
 
 
 def test_the_exam_page_shows_feed_history_and_findings(site: Site, login: Login) -> None:
@@ -135,7 +158,7 @@ def test_a_visit_before_monitoring_is_a_grey_cell_that_says_so() -> None:
     from datetime import date
 
     from monitor.store.dashboard import MatrixCell, TrialMatrix
-    from monitor.web.pages import matrix_rows
+    from monitor.web.matrix import matrix_rows
 
     matrix = TrialMatrix("ONC-2101", columns=[("screening", 1, "Screening"), ("restaging", 1, "Week 6")])
     matrix.subjects = ["2101-001"]
