@@ -266,12 +266,23 @@ _PRINT_BAR = (
 )
 
 
+_NO_TEMPLATE = "Ask the research imaging office to add the trial's sheet to the site template folder."
+# Exams that will not take place: they get no instruction sheet (issue 16).
+NO_SHEET = frozenset({"cancelled", "deleted", "no_show"})
+
+
 @router.get("/exams/{exam_id}/sheet")
 def sheet(request: Request, exam_id: ObjectId, session: Annotated[Session, Depends(signed_in)]) -> Response:
     """The printable instruction sheet (technologists too, for their modalities)."""
     web = web_of(request)
     with web.engine.begin() as conn:
         found = visible_exam(conn, session.user, exam_id)
+        if found is not None and found[0].status in NO_SHEET:
+            # A sheet printed for an exam that will not happen could be followed at the scanner.
+            problem = f"the exam was {found[0].status.replace('_', ' ')}; it has no instruction sheet"
+            advice = "Look for the subject's new booking."
+            context = {"problem": problem, "exam_id": exam_id, "advice": advice}
+            return web.page(request, session, "sheet_error.html", context, 410)
         content = (
             sheet_content(conn, exam_id, session.user, web.settings, web.renderer, web.catalogue)
             if found is not None
@@ -285,7 +296,8 @@ def sheet(request: Request, exam_id: ObjectId, session: Annotated[Session, Depen
     try:
         html = render_exam_sheet(web.renderer, content, session.user)
     except NotifierError as exc:  # a protocol names a sheet the site has not provided: say so loudly
-        return web.page(request, session, "sheet_error.html", {"problem": str(exc), "exam_id": exam_id}, 500)
+        context = {"problem": str(exc), "exam_id": exam_id, "advice": _NO_TEMPLATE}
+        return web.page(request, session, "sheet_error.html", context, 500)
     html = html.replace("<body>", "<body>" + _PRINT_BAR, 1) if "<body>" in html else _PRINT_BAR + html
     # The sheets carry their own <style> (they are also sent as email bodies): allow inline style only.
     csp = "default-src 'self'; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'"

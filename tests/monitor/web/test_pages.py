@@ -170,3 +170,25 @@ def test_a_visit_before_monitoring_is_a_grey_cell_that_says_so() -> None:
     [(_, row)] = matrix_rows(matrix)
     assert 'class="badge s-before_monitoring"' in row and ">before monitoring<" in row
     assert 'href="/exams/7"' in row and ">unconfirmed<" in row
+
+
+def test_a_cancelled_exam_has_no_instruction_sheet(site: Site, login: Login) -> None:
+    from sqlalchemy import update
+
+    from monitor.store.schema import exams
+
+    coord = login("coord")
+    assert coord.get("/exams/1/sheet").status_code == 200
+    with site.engine.begin() as conn:
+        status = conn.execute(text("SELECT status FROM exams WHERE id = 1")).scalar_one()
+        conn.execute(update(exams).where(exams.c.id == 1).values(status="cancelled"))
+    try:
+        sheet = coord.get("/exams/1/sheet")
+        assert (
+            sheet.status_code == 410 and "the exam was cancelled; it has no instruction sheet" in sheet.text
+        )
+        page = coord.get("/exams/1").text
+        assert "/exams/1/sheet" not in page and "No instruction sheet: this exam was cancelled." in page
+    finally:
+        with site.engine.begin() as conn:
+            conn.execute(update(exams).where(exams.c.id == 1).values(status=status))
