@@ -72,6 +72,13 @@ class User:
         return self.role in (Role.ADMIN, Role.COORDINATOR)
 
     @property
+    def identifies_patients(self) -> bool:
+        """Who sees two patient identifiers (name and birth date, and the MRN) on an
+        instruction sheet: whoever may stand before the patient at the scanner. Viewers
+        do not; a technologist sees no MRN anywhere else."""
+        return self.role in (Role.ADMIN, Role.COORDINATOR, Role.TECHNOLOGIST)
+
+    @property
     def may_change(self) -> bool:
         """Whether the account may acknowledge or resolve findings."""
         return self.role in (Role.ADMIN, Role.COORDINATOR)
@@ -311,17 +318,21 @@ def record_audit(
 
 
 def latest_reviews(conn: Connection, finding_ids: list[int], actions: Sequence[str]) -> dict[int, Any]:
-    """The latest review (audit row) of each finding that has one."""
+    """The latest review (audit row) of each finding that has one (index lookups by id)."""
     reviews: dict[int, Any] = {}
-    wanted = {str(i) for i in finding_ids}
+    if not finding_ids:
+        return reviews
     query = (
         select(audit_log)
-        .where(audit_log.c.object_type == "finding", audit_log.c.action.in_(sorted(actions)))
+        .where(
+            audit_log.c.object_type == "finding",
+            audit_log.c.object_id.in_(sorted({str(i) for i in finding_ids})),
+            audit_log.c.action.in_(sorted(actions)),
+        )
         .order_by(audit_log.c.id)
     )
     for row in conn.execute(query):
-        if row.object_id in wanted:
-            reviews[int(row.object_id)] = row
+        reviews[int(row.object_id)] = row
     return reviews
 
 

@@ -26,7 +26,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, and_, bindparam, case, func, select, update
 
 from monitor.store.driver import driver_for
-from monitor.store.schema import feed_polls, messages
+from monitor.store.schema import exams, feed_polls, messages
 
 __all__ = [
     "FeedHealth",
@@ -338,6 +338,17 @@ def reused_keys(conn: Connection, limit: int = REUSED_SHOWN) -> list[Any]:
             .limit(limit)
         )
     )  # fmt: skip
+
+
+def exam_message_payload(conn: Connection, exam_id: int) -> bytes | None:
+    """The raw message (PHI) that last changed the exam; None once purged or when none."""
+    query = (
+        select(messages.c.payload)
+        .join(exams, exams.c.last_message_id == messages.c.id)
+        .where(exams.c.id == exam_id)
+    )
+    payload = conn.execute(query).scalar()
+    return bytes(payload) if payload is not None else None
 
 
 def raw_message(conn: Connection, message_id: int) -> Any | None:

@@ -86,10 +86,19 @@ def findings_page(request: Request, session: Annotated[Session, Depends(require(
     page = max(1, min(_int(request.query_params.get("page", "1")), 100_000))
     today = _site_today(web)
     with web.engine.begin() as conn:
-        rows, total = work_queue(
-            conn, session.user, wanted, today, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE
+
+        def build(conn: Connection) -> tuple[list[Any], int, dict[str, dict[str, int]]]:
+            rows, total = work_queue(
+                conn, session.user, wanted, today, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE
+            )
+            return rows, total, facet_counts(conn, session.user, wanted)
+
+        # Kept while no finding, occurrence, enrolment or protocol changed (monitor/web/cache.py):
+        # the counts read every finding in scope. Reviews are read afresh for the page's rows.
+        scope = (session.user.trial_scope(), session.user.modality_scope())
+        rows, total, counts = web.cache.part(
+            conn, ("findings", scope, wanted, page, today), build, feed=False
         )
-        counts = facet_counts(conn, session.user, wanted)
         reviews = latest_reviews(conn, [row.id for row in rows], list(REVIEW_ACTIONS.values()))
         record_audit(
             conn, web.clock(), session.user.username, "view", "findings", wanted.trial,

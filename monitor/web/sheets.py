@@ -6,12 +6,16 @@ the sheet on the screen and the one sent to the scanner's channel are the same s
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from sqlalchemy import Connection
 
 from monitor.config import Settings
 from monitor.dispatch.content import ContentBuilder
+from monitor.feeds.hl7.identity import patient_identity
 from monitor.render import Renderer
 from monitor.store.accounts import User
+from monitor.store.messages import exam_message_payload
 from monitor.store.registry.protocols import ProtocolCatalogue
 from notifiers.base import AlertContent
 from notifiers.compose import render_sheet
@@ -28,12 +32,20 @@ def sheet_content(
 ) -> AlertContent | None:
     """The sheet's content for ``exam_id``, or None when it serves no research visit.
 
-    Admins and coordinators get the MRN on the sheet; technologists and viewers do not.
+    For the roles that identify the patient at the scanner (:attr:`User.identifies_patients`)
+    it carries two identifiers: the name and birth date, read on demand from the raw message
+    the store keeps (:mod:`monitor.feeds.hl7.identity`), and the MRN. Viewers get neither.
     """
     builder = ContentBuilder(settings, renderer, catalogue)
-    return builder.sheet(conn, exam_id, with_mrn=user.sees_mrn)
+    content = builder.sheet(conn, exam_id, with_mrn=user.identifies_patients)
+    if content is not None and user.identifies_patients:
+        payload = exam_message_payload(conn, exam_id)
+        identity = patient_identity(payload) if payload else None
+        if identity is not None:
+            content = replace(content, patient_name=identity.name, birth_date=identity.birth_date)
+    return content
 
 
 def render_exam_sheet(renderer: Renderer, content: AlertContent, user: User) -> str:
-    policy = PhiPolicy.FULL if user.sees_mrn else PhiPolicy.NONE
+    policy = PhiPolicy.FULL if user.identifies_patients else PhiPolicy.NONE
     return render_sheet(renderer, content, policy)

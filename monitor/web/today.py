@@ -33,7 +33,14 @@ def today(
     zone = ZoneInfo(web.settings.site.timezone)
     day = now.astimezone(zone).date()
     with web.engine.begin() as conn:
-        lists = today_for(conn, session.user, now, day, hours=SOON_HOURS)
+        # Kept while nothing it shows changed, exams' times included (monitor/web/cache.py),
+        # and for at most [web] page_cache_seconds: "the next 72 hours" moves with the clock.
+        scope = (session.user.trial_scope(), session.user.modality_scope())
+        lists = web.cache.part(
+            conn,
+            ("today", scope, day),
+            lambda conn: today_for(conn, session.user, now, day, hours=SOON_HOURS),
+        )
         record_audit(conn, now, session.user.username, "view", "today", "", client_address(request))
     context = {"today": lists, "day": day, "zone": zone, "hours": SOON_HOURS, "next_step": NEXT_STEP}
     return web.page(request, session, "today.html", context)

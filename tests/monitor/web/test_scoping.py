@@ -117,8 +117,14 @@ def test_mrns_appear_only_for_admins_and_coordinators_on_the_exam(site: Site, lo
     assert _mrns_in(viewer.get(f"/exams/{ONC_EXAM}").text) == []
     assert _mrns_in(viewer.get(f"/exams/{ONC_EXAM}/sheet").text) == []
     assert "mrn" not in viewer.get(f"/api/exams/{ONC_EXAM}").json()
+    viewer_sheet = viewer.get(f"/exams/{ONC_EXAM}/sheet").text
+    assert "TESTPATIENT" not in viewer_sheet and "1961-02-03" not in viewer_sheet
+    # The technologist identifies the patient at the scanner: name and birth date (read from
+    # the stored message, never kept apart) and the MRN, on the sheet and nowhere else.
     tech = login("tech")
-    assert _mrns_in(tech.get(f"/exams/{ONC_EXAM}/sheet").text) == []
+    sheet = tech.get(f"/exams/{ONC_EXAM}/sheet").text
+    assert "TESTPATIENT, ALPHA, born 1961-02-03" in sheet and _mrns_in(sheet) == ["E10001"]
+    assert _mrns_in(tech.get("/upcoming?days=30").text) == []
     for client in (coord, viewer, login("admin")):
         for route in ("/upcoming?days=30", "/findings?all=true", "/findings.csv?all=true", "/feeds",
                       "/trials/ONC-2101", "/api/findings?include_resolved=true", "/api/enrolments",
