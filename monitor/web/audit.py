@@ -7,8 +7,6 @@ The export is itself audited (``export``/``audit``). Dates are the site's days: 
 
 from __future__ import annotations
 
-import csv
-import io
 from datetime import datetime, time, timedelta
 from typing import Annotated, Any
 from urllib.parse import urlencode
@@ -19,7 +17,7 @@ from fastapi.responses import Response
 
 from monitor.store.accounts import Role, Session, audit_trail, record_audit
 from monitor.web.context import Web, require, web_of
-from monitor.web.review import parse_day, spreadsheet_safe
+from monitor.web.formats import csv_download, parse_day
 from monitor.web.security import client_address
 
 router = APIRouter(include_in_schema=False)
@@ -69,14 +67,5 @@ def audit_csv(request: Request, session: Annotated[Session, Depends(require(Role
     with web.engine.begin() as conn:
         rows = audit_trail(conn, **wanted, limit=CSV_ROWS)
         record_audit(conn, web.clock(), session.user.username, "export", "audit", "", client_address(request))
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(COLUMNS)
-    for row in rows:
-        values = [row.at.isoformat(), *(str(row._mapping[name] or "") for name in COLUMNS[1:])]
-        writer.writerow([spreadsheet_safe(value) for value in values])
-    return Response(
-        out.getvalue(),
-        media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": 'attachment; filename="audit.csv"'},
-    )
+    values = ([row.at.isoformat(), *(str(row._mapping[name] or "") for name in COLUMNS[1:])] for row in rows)
+    return csv_download("audit.csv", COLUMNS, values)

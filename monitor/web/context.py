@@ -9,8 +9,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse
@@ -42,6 +43,10 @@ class Web:
     cache: PageCache = field(default_factory=lambda: PageCache(0))  # parts of the busiest pages
     probes: Executor = field(default_factory=store_probe_pool)  # /healthz's store probe
     simulated: bool = False  # the clock is not the real time (the demo's --speed): the header says it
+
+    def site_date(self, moment: datetime | None = None) -> date:
+        """The site's calendar date at ``moment`` (default: now on the web's clock)."""
+        return (moment or self.clock()).astimezone(ZoneInfo(self.settings.site.timezone)).date()
 
     def page(
         self,

@@ -181,7 +181,7 @@ def upcoming(
 def trials(request: Request, session: Annotated[Session, Depends(require(*OFFICE))]) -> Response:
     web = web_of(request)
     scope = session.user.trial_scope()
-    today = web.clock().astimezone(ZoneInfo(web.settings.site.timezone)).date()
+    today = web.site_date()
     with web.engine.connect() as conn:
         found = [p for p in protocols_in_force(conn) if scope is None or p.trial in scope]
         summaries = trial_summaries(conn, [p.trial for p in found], today)

@@ -15,7 +15,6 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import date
 from typing import Annotated, Any
-from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, File, Form, HTTPException, Request, UploadFile
 from fastapi.responses import Response
@@ -26,7 +25,7 @@ from monitor.store.dashboard import visible_trial
 from monitor.store.registry.enrolments import EnrolmentEntry, check_entries, find_entry, save_entries
 from monitor.store.registry.importing import ImportRejected, import_enrolments, read_enrolment_csv
 from monitor.web.context import Web, require, web_of
-from monitor.web.review import parse_day
+from monitor.web.formats import parse_day
 from monitor.web.security import client_address, csrf_ok
 from rules.model import EnrolmentStatus
 from rules.protocol import Trial
@@ -136,7 +135,7 @@ def _described(entry: EnrolmentEntry | None) -> str:
 def _save_one(request: Request, session: Session, web: Web, trial: Trial, entry: EnrolmentEntry,
               problems: list[str], *, new: bool) -> Response:  # fmt: skip
     now = web.clock()
-    today = now.astimezone(ZoneInfo(web.settings.site.timezone)).date()
+    today = web.site_date(now)
     with web.engine.begin() as conn:
         existing = find_entry(conn, trial.id, entry.subject)
         if new and existing is not None:
@@ -230,7 +229,7 @@ async def import_csv(
                     if entry.trial and entry.trial != trial.id]  # fmt: skip
     now = web.clock()
     if not problems:
-        today = now.astimezone(ZoneInfo(web.settings.site.timezone)).date()
+        today = web.site_date(now)
         try:
             with web.engine.begin() as conn:
                 saved = import_enrolments(conn, text, now, web.catalogue, today=today)

@@ -13,12 +13,8 @@ review before and after); the CSV is the filtered list, every page of it.
 
 from __future__ import annotations
 
-import csv
-import io
-from datetime import date
 from typing import Annotated, Any
 from urllib.parse import urlencode
-from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.responses import RedirectResponse, Response
@@ -27,7 +23,8 @@ from sqlalchemy import Connection
 from monitor.store.accounts import Role, Session, latest_reviews, record_audit
 from monitor.store.dashboard import visible_finding
 from monitor.store.worklist import STATUSES, FindingFilter, Status, facet_counts, work_queue
-from monitor.web.context import Web, require, web_of
+from monitor.web.context import require, web_of
+from monitor.web.formats import csv_download, parse_day
 from monitor.web.security import ObjectId, client_address, csrf_ok
 
 router = APIRouter(include_in_schema=False)
@@ -37,13 +34,6 @@ REVIEW_ACTIONS = {"acknowledge": "finding.acknowledge", "resolve": "finding.reso
 PAGE_SIZE = 100
 CSV_COLUMNS = ("id", "trial", "subject", "occurrence_label", "kind", "severity", "status", "exam_id",
                "window_start", "window_end", "detail", "opened_at")  # fmt: skip
-
-
-def parse_day(text: str) -> date | None:
-    try:
-        return date.fromisoformat(text) if text else None
-    except ValueError:
-        return None  # a mistyped date narrows nothing, as an empty one
 
 
 def finding_filter(request: Request) -> FindingFilter:
@@ -84,7 +74,7 @@ def findings_page(request: Request, session: Annotated[Session, Depends(require(
     web = web_of(request)
     wanted = finding_filter(request)
     page = max(1, min(_int(request.query_params.get("page", "1")), 100_000))
-    today = _site_today(web)
+    today = web.site_date()
     with web.engine.begin() as conn:
 
         def build(conn: Connection) -> tuple[list[Any], int, dict[str, dict[str, int]]]:
@@ -120,10 +110,6 @@ def findings_page(request: Request, session: Annotated[Session, Depends(require(
     return web.page(request, session, "findings.html", context)
 
 
-def _site_today(web: Web) -> date:
-    return web.clock().astimezone(ZoneInfo(web.settings.site.timezone)).date()
-
-
 def _int(text: str) -> int:
     try:
         return int(text)
@@ -136,7 +122,7 @@ def findings_csv(request: Request, session: Annotated[Session, Depends(require(*
     """The list the page shows under the same filters and in the same order, every page of it."""
     web = web_of(request)
     wanted = finding_filter(request)
-    today = _site_today(web)
+    today = web.site_date()
     with web.engine.begin() as conn:
         rows, _ = work_queue(conn, session.user, wanted, today, limit=None)
         reviews = latest_reviews(conn, [row.id for row in rows], list(REVIEW_ACTIONS.values()))
@@ -144,28 +130,18 @@ def findings_csv(request: Request, session: Annotated[Session, Depends(require(*
             conn, web.clock(), session.user.username, "export", "findings", wanted.trial,
             client_address(request), filter_query(wanted),
         )  # fmt: skip
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow([*CSV_COLUMNS, "review", "reviewed_by", "reviewed_at", "comment"])
-    for row in rows:
-        review = reviews.get(row.id)
-        values = ["" if row._mapping[c] is None else str(row._mapping[c]) for c in CSV_COLUMNS]
-        if review is not None:
-            values += [review.action.split(".")[1], review.username, review.at.isoformat(), review.detail]
-        else:
-            values += ["", "", "", ""]
-        writer.writerow([spreadsheet_safe(value) for value in values])
-    return Response(
-        out.getvalue(),
-        media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": 'attachment; filename="findings.csv"'},
+    return csv_download(
+        "findings.csv",
+        [*CSV_COLUMNS, "review", "reviewed_by", "reviewed_at", "comment"],
+        (_csv_row(row, reviews.get(row.id)) for row in rows),
     )
 
 
-def spreadsheet_safe(value: str) -> str:
-    """A cell starting with = + - @ is a formula to a spreadsheet (CSV injection): quote it.
-    Dates and ids never start so; details, comments and subject ids might."""
-    return "'" + value if value[:1] in ("=", "+", "-", "@") else value
+def _csv_row(row: Any, review: Any | None) -> list[str]:
+    values = ["" if row._mapping[c] is None else str(row._mapping[c]) for c in CSV_COLUMNS]
+    if review is None:
+        return [*values, "", "", "", ""]
+    return [*values, review.action.split(".")[1], review.username, review.at.isoformat(), review.detail]
 
 
 @router.post("/findings/review")

@@ -8,7 +8,6 @@ subjects.
 from __future__ import annotations
 
 from typing import Annotated
-from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
@@ -30,8 +29,7 @@ def today(
 ) -> Response:
     web = web_of(request)
     now = web.clock()
-    zone = ZoneInfo(web.settings.site.timezone)
-    day = now.astimezone(zone).date()
+    day = web.site_date(now)
     with web.engine.begin() as conn:
         # Kept while nothing it shows changed, exams' times included (monitor/web/cache.py),
         # and for at most [web] page_cache_seconds: "the next 72 hours" moves with the clock.
@@ -42,5 +40,5 @@ def today(
             lambda conn: today_for(conn, session.user, now, day, hours=SOON_HOURS),
         )
         record_audit(conn, now, session.user.username, "view", "today", "", client_address(request))
-    context = {"today": lists, "day": day, "zone": zone, "hours": SOON_HOURS, "next_step": NEXT_STEP}
+    context = {"today": lists, "day": day, "hours": SOON_HOURS, "next_step": NEXT_STEP}
     return web.page(request, session, "today.html", context)
