@@ -77,7 +77,7 @@ class FeedWriter:
         self._busy_since: float | None = None  # time.monotonic() of the commit in progress
 
     def liveness(self) -> Liveness:
-        """Up while the writer task runs and no call has held its thread for ``STALL_SECONDS``."""
+        """Up while the writer task runs and no commit has taken ``STALL_SECONDS`` or more."""
         if self._task is None:
             return Liveness(False, "not started")
         if self._task.done():
