@@ -15,6 +15,7 @@ import os
 import re
 import tomllib
 from collections.abc import Mapping
+from datetime import date
 from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -23,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from monitor.events import EventKind
 from notifiers.settings import EmailSettings, SecretUnreadable, SlackSettings, WebhookSettings, read_secret
+from rules.rescheduling import WEEKDAYS, Closures
 
 
 class ConfigError(Exception):
@@ -41,11 +43,28 @@ def _check_zone(value: str) -> str:
     return value
 
 
+def _check_weekdays(value: list[str]) -> list[str]:
+    names = [name.strip().lower()[:3] for name in value]
+    unknown = [given for given, name in zip(value, names, strict=True) if name not in WEEKDAYS]
+    if unknown:
+        raise ValueError(f"not a day of the week: {', '.join(map(repr, unknown))} (write Mon ... Sun)")
+    return names
+
+
 class SiteSettings(_Section):
     name: str = "Research Imaging Office"
     timezone: str = "America/New_York"
+    # Days the site does not scan research subjects: the rescheduling assistant offers none.
+    closed_weekdays: list[str] = Field(default_factory=lambda: ["sat", "sun"])
+    closed_days: list[date] = Field(default_factory=list)
 
     _zone = field_validator("timezone")(_check_zone)
+    _weekdays = field_validator("closed_weekdays")(_check_weekdays)
+
+    def closures(self) -> Closures:
+        return Closures(
+            frozenset(WEEKDAYS[name] for name in self.closed_weekdays), frozenset(self.closed_days)
+        )
 
 
 class DatabaseSettings(_Section):

@@ -26,6 +26,7 @@ from monitor.store.registry.enrolments import EnrolmentEntry, check_entries, fin
 from monitor.store.registry.importing import ImportRejected, import_enrolments, read_enrolment_csv
 from monitor.web.context import Web, require, web_of
 from monitor.web.formats import parse_day
+from monitor.web.rescheduling import SubjectSchedule, subject_schedule
 from monitor.web.security import client_address, csrf_ok
 from rules.model import EnrolmentStatus
 from rules.protocol import Trial
@@ -49,8 +50,10 @@ def _trial(web: Web, session: Session, trial_id: str) -> Trial:
 
 
 def _form(web: Web, request: Request, session: Session, trial: Trial, entry: EnrolmentEntry | None,
-          problems: list[str], status: int = 200, *, new: bool) -> Response:  # fmt: skip
+          problems: list[str], status: int = 200, *, new: bool,
+          schedule: SubjectSchedule | None = None) -> Response:  # fmt: skip
     context = {
+        "schedule": schedule,
         "trial": trial,
         "entry": entry,
         "new": new,
@@ -79,9 +82,32 @@ def subject_form(
         found = find_entry(conn, trial_id, subject)
         if found is None:
             raise HTTPException(status_code=404)
+        schedule = subject_schedule(conn, web.settings, trial, found.id, web.clock())
         record_audit(conn, web.clock(), session.user.username, "view", "enrolment",
                      f"{trial_id}/{subject}", client_address(request))  # fmt: skip
-    return _form(web, request, session, trial, found.entry(), [], new=False)
+    return _form(web, request, session, trial, found.entry(), [], new=False, schedule=schedule)
+
+
+@router.get("/trials/{trial_id}/subjects/{subject}/schedule")
+def printable_schedule(
+    request: Request, trial_id: str, subject: str, session: Annotated[Session, Depends(require(*READERS))]
+) -> Response:
+    """The subject's visits for the schedulers: windows, the days still open for booking and
+    the latest safe day (REDCap's and OnCore's projected dates, with the site's closures)."""
+    web = web_of(request)
+    trial = _trial(web, session, trial_id)
+    with web.engine.begin() as conn:
+        found = find_entry(conn, trial_id, subject)
+        if found is None:
+            raise HTTPException(status_code=404)
+        schedule = subject_schedule(conn, web.settings, trial, found.id, web.clock())
+        record_audit(conn, web.clock(), session.user.username, "view", "schedule",
+                     f"{trial_id}/{subject}", client_address(request))  # fmt: skip
+    site = web.settings.site
+    closed = ", ".join([day.title() for day in site.closed_weekdays] + [str(day) for day in site.closed_days])
+    context = {"trial": trial, "entry": found.entry(), "schedule": schedule, "closed": closed}
+    context["today"] = web.site_date()
+    return web.page(request, session, "subject_schedule.html", context)
 
 
 async def _entry_from(request: Request, trial: Trial, subject: str) -> tuple[EnrolmentEntry, list[str]]:
