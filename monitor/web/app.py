@@ -31,7 +31,7 @@ from monitor.config import Settings, WebSettings
 from monitor.render import Renderer
 from monitor.runtime import Runtime
 from monitor.store.registry.protocols import ProtocolCatalogue
-from monitor.web import accounts, api, audit, calendar, health, pages, registry, review, today
+from monitor.web import accounts, api, audit, calendar, health, pages, protocols, registry, review, today
 from monitor.web.cache import PageCache
 from monitor.web.context import Web, web_of
 from monitor.web.security import Forbidden, Gate, NotSignedIn, SecurityHeaders, set_session_cookie
@@ -120,7 +120,7 @@ def create_app(
         return error_response(request, 422, "some of what was sent is not valid", None)
 
     app.mount("/static", StaticFiles(directory=_static_dir()), name="static")
-    for module in (health, pages, today, review, registry, audit, accounts, api, calendar):
+    for module in (health, pages, today, review, registry, protocols, audit, accounts, api, calendar):
         app.include_router(module.router)
     return app
 
