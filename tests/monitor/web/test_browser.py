@@ -207,3 +207,39 @@ def test_a_coordinator_enrols_a_subject_from_the_trial_page(page: object, site: 
     assert "judged again" in page.inner_text("main")  # type: ignore[attr-defined]
     _shot(page, "enrolment-saved")
     assert site.audit_rows(action="enrolment.add", object_id="ONC-2101/2101-777")
+
+
+axe_playwright = pytest.importorskip("axe_playwright_python.sync_playwright")
+WCAG_AA = {"runOnly": {"type": "tag", "values": ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]}}
+
+
+@pytest.mark.parametrize(
+    ("account", "path"),
+    [
+        ("coord", "/upcoming?days=30"),
+        ("coord", "/today"),
+        ("coord", "/findings"),
+        ("coord", "/trials"),
+        ("coord", "/trials/ONC-2101"),
+        ("coord", "/trials/ONC-2101/subjects/2101-002"),
+        ("coord", "/trials/ONC-2101/subjects/2101-002/schedule"),
+        ("coord", "/exams/1"),
+        ("admin", "/feeds"),
+        ("admin", "/audit"),
+        ("admin", "/accounts"),
+        ("admin", "/protocols"),
+        ("coord", "/no/such/page"),
+    ],
+)
+def test_every_page_passes_axe_core_wcag_aa(page: object, account: str, path: str) -> None:
+    """axe-core (bundled by axe-playwright-python) finds no WCAG 2.1 A/AA violation:
+    contrast, labels, names of buttons and links, landmarks, table headers."""
+    _sign_in(page, account)
+    page.wait_for_url("**/upcoming")  # type: ignore[attr-defined]
+    page.goto(path)  # type: ignore[attr-defined]
+    results = axe_playwright.Axe().run(page, options=WCAG_AA)
+    found = [
+        f"{v['id']} ({v['impact']}): {v['help']} at {[n['target'] for n in v['nodes']][:3]}"
+        for v in results.response["violations"]
+    ]
+    assert found == [], path
