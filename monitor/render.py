@@ -73,6 +73,7 @@ class Renderer:
         self.env.filters["when"] = self.format_datetime
         self.env.filters["day"] = self.format_date
         self.env.filters["clock"] = self.format_clock
+        self.env.filters["local_date"] = lambda value: self._local(value).date()
         self.env.globals["site_name"] = site_name
         self.env.globals["zone_name"] = self.zone.key
 

@@ -233,6 +233,9 @@ class Routing:
     rooms: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     coordinator_lead_times: tuple[LeadTime, ...] = ()
     technologist_lead_times: tuple[LeadTime, ...] = ()
+    # Whom the technologist calls, one line each, e.g. "Dana Lee, coordinator: 555-0100"
+    # (printed on the instruction sheet and in the technologists' messages).
+    contacts: tuple[str, ...] = ()
 
     def technologists_for(self, modality: str, location: str) -> tuple[str, ...]:
         """Addresses for an exam in ``location`` (a room such as ``CT3``) of ``modality``."""

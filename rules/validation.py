@@ -51,7 +51,7 @@ _TIMEPOINT = ("id", "label", "exams", "anchor", "offset", "day", "every", "first
               "count_from", "window", "arms", "notes")  # fmt: skip
 _RECURRENCE_ONLY = ("first", "until", "count", "count_from")
 _VERSION = ("name", "effective", "exams", "timepoints", "notes")
-_ROUTING = ("coordinators", "technologists", "rooms", "lead_times")
+_ROUTING = ("coordinators", "technologists", "rooms", "lead_times", "contacts")
 
 # DICOM modality codes (PS3.3 C.7.3.1.1.1) plus XR, which scheduling systems use for radiography.
 _MODALITIES = frozenset({"CT", "MR", "PT", "NM", "US", "XR", "CR", "DX", "MG", "XA", "RF", "OT"})
@@ -375,7 +375,19 @@ class _ProtocolReader(FieldReader):
             rooms=rooms,
             coordinator_lead_times=self.lead_times(lead_times, "coordinator", "routing.lead_times"),
             technologist_lead_times=self.lead_times(lead_times, "technologist", "routing.lead_times"),
+            contacts=self.contacts(table),
         )
+
+    def contacts(self, table: Table) -> tuple[str, ...]:
+        lines = self.text_list(table, "contacts", "routing", allow_single=True)
+        for index, line in enumerate(lines):
+            if not line or len(line) > 200:
+                self.problem(
+                    join_path("routing.contacts", index),
+                    "a contact line must have 1 to 200 characters",
+                    'write one person or desk a line: "Dana Lee, ONC-2101 coordinator: 555-0100"',
+                )
+        return lines
 
     def addresses(self, table: Table, key: str, path: str) -> tuple[str, ...]:
         addresses = self.text_list(table, key, path, allow_single=True)

@@ -251,6 +251,7 @@ class ContentBuilder:
             same_scanner_as=same_as,
             instructions_template=(exam_type.instructions or "") if exam_type else "",
             mrn=(exam.mrn or "") if exam is not None and show_mrn else "",
+            contacts=trial.routing.contacts if trial is not None else (),
         )
 
     @staticmethod

@@ -192,6 +192,26 @@ PROBLEMS = [
         "only applies to a repeating timepoint",
         "every =",
     ),
+    (
+        "a contact line that is too long",
+        _edit(
+            'coordinators = ["email:coord@example.org"]',
+            'coordinators = ["email:coord@example.org"]\ncontacts = ["ok: 555-0100", "' + "x" * 201 + '"]',
+        ),
+        "routing.contacts[1]",
+        "1 to 200 characters",
+        "one person or desk a line",
+    ),
+    (
+        "contacts that are not texts",
+        _edit(
+            'coordinators = ["email:coord@example.org"]',
+            'coordinators = ["email:coord@example.org"]\ncontacts = 5550100',
+        ),
+        "routing.contacts",
+        "must be a list of texts",
+        "contacts = [",
+    ),
 ]
 
 

@@ -167,3 +167,9 @@ def test_acknowledging_a_finding_keeps_who_when_and_the_comment(site: Site, logi
     assert "acknowledged by coord" in page
     assert "Called scheduling &lt;b&gt;now&lt;/b&gt;" in page  # escaped, not markup
     assert "acknowledge,coord" in coord.get("/findings.csv?all=true").text
+
+
+def test_the_sheet_says_whom_to_call_and_whether_the_exam_is_in_its_window(login: Login) -> None:
+    sheet = login("tech").get(f"/exams/{ONC_EXAM}/sheet").text
+    assert "ONC-2101 coordinator: 555-0121" in sheet  # routing.contacts of the example protocol
+    assert "Visit window" in sheet and "this exam is in the window" in sheet
