@@ -65,6 +65,16 @@ class Rescheduling:
         return self.valid_days[-1] if self.valid_days else None
 
 
+def latest_open_day(first: date, last: date, closures: Closures) -> date | None:
+    """The last day from ``first`` to ``last`` the site is open (None: none is)."""
+    day = last
+    while day >= first:
+        if closures.open(day):
+            return day
+        day -= timedelta(days=1)
+    return None
+
+
 def valid_days(occurrence: Occurrence, today: date, closures: Closures) -> tuple[date, ...]:
     """Open days of the occurrence's window from ``today`` on (empty: the window has closed)."""
     first = max(occurrence.window_start, today)

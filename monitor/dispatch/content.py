@@ -37,6 +37,7 @@ from notifiers.base import AlertContent, DigestContent, parse_address
 from rules import FindingKind, Severity, Trial
 from rules.findings import orderables_for
 from rules.protocol import ExamType
+from rules.rescheduling import latest_open_day
 
 __all__ = ["ContentBuilder", "next_step"]
 
@@ -55,6 +56,7 @@ def next_step(
     performed: bool = False,
     appointment: str = "",
     audience: str = "coordinator",
+    latest_safe: date | None = None,
 ) -> str:
     """The one line that tells the reader what to do next, in the office's words."""
     when = renderer.format_datetime(start) if start is not None else ""
@@ -74,16 +76,18 @@ def next_step(
             if span
             else "Ask scheduling to move it"
         )
+    # The rescheduling assistant's latest safe day: the window's last day the site is open.
+    by = f" (latest safe day {renderer.format_date(latest_safe)})" if latest_safe and window else ""
     if kind is FindingKind.DUE_UNSCHEDULED:
         return (
-            f"Ask scheduling to book the {visit} between {first} and {last}"
+            f"Ask scheduling to book the {visit} between {first} and {last}{by}"
             if window
             else f"Book the {visit}"
         )
     if kind is FindingKind.MISSED:
         return f"Record the missed {visit} as a protocol deviation and inform the sponsor"
     if kind in (FindingKind.CANCELLED, FindingKind.NO_SHOW):
-        return f"Rebook the {visit} within its window ({span})" if span else f"Rebook the {visit}"
+        return f"Rebook the {visit} within its window ({span}){by}" if span else f"Rebook the {visit}"
     if kind is FindingKind.DUPLICATE:
         extra = f" (appointment {appointment})" if appointment else ""
         return f"Ask scheduling to cancel the extra booking{extra}"
@@ -166,6 +170,7 @@ class ContentBuilder:
             performed=performed,
             appointment=exam.external_id if exam is not None else "",
             audience=audience,
+            latest_safe=latest_open_day(*window, self.settings.site.closures()) if window else None,
         )
         warning = ""
         if kind is FindingKind.WRONG_ORDERABLE and audience == "technologist":

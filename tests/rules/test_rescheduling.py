@@ -73,3 +73,11 @@ def test_an_unknown_occurrence_gives_nothing_and_closures_know_weekdays() -> Non
                       closures=Closures()) is None  # fmt: skip
     closed_mondays = Closures(weekdays=frozenset({0}))
     assert not closed_mondays.open(date(2026, 4, 13)) and closed_mondays.open(date(2026, 4, 11))
+
+
+def test_the_latest_open_day_of_a_window_skips_a_closed_end() -> None:
+    from rules.rescheduling import latest_open_day
+
+    closures = Closures(days=frozenset({date(2026, 4, 17)}))  # Friday closed; Sat/Sun closed
+    assert latest_open_day(date(2026, 4, 6), date(2026, 4, 19), closures) == date(2026, 4, 16)
+    assert latest_open_day(date(2026, 4, 18), date(2026, 4, 19), closures) is None
