@@ -36,10 +36,12 @@ from monitor.store.dashboard import (
 from monitor.store.exams.pools import missed_enrolled
 from monitor.store.messages import feed_health, raw_message
 from monitor.store.outbox import RetryResult, outbox_health, outbox_rows, retry_failed
+from monitor.store.registry.enrolments import find_entry
 from monitor.store.registry.protocols import protocols_in_force
 from monitor.store.trial_summary import trial_summaries
-from monitor.web.context import require, signed_in, web_of
+from monitor.web.context import Web, require, signed_in, web_of
 from monitor.web.matrix import blank_reasons, matrix_rows
+from monitor.web.rescheduling import SubjectSchedule, subject_schedule
 from monitor.web.security import LOGIN_COOKIE, ObjectId, client_address, csrf_ok, set_session_cookie
 from monitor.web.sheets import render_exam_sheet, sheet_content
 from monitor.web.throttle import FAILED, THROTTLED, sign_in_throttle
@@ -244,10 +246,12 @@ def exam(
         # Messages about this exam of the trials the account sees (a co-enrolled patient's
         # other trial stays hidden); their summaries and bodies are not shown.
         notices = outbox_rows(conn, exam_id=exam_id, trials=session.user.trial_scope())
+        schedules = _reschedule_for(web, session, conn, row, problems, links.subjects)
         record_audit(
             conn, web.clock(), session.user.username, "view", "exam", exam_id, client_address(request)
         )
     context = {
+        "schedules": schedules,
         "exam": row,
         "links": links,
         "history": history,
@@ -256,6 +260,25 @@ def exam(
         "show_mrn": session.user.sees_mrn,
     }
     return web.page(request, session, "exam.html", context)
+
+
+def _reschedule_for(
+    web: Web, session: Session, conn: Connection, row: Any, problems: list[Any], subjects: Any
+) -> list[tuple[str, str, SubjectSchedule]]:
+    """The rescheduling assistant for the subjects of an exam that will not serve its visit
+    as booked: cancelled, a no-show, or booked outside the window."""
+    out_of_window = any(f.kind in ("early", "late") and f.status == "open" for f in problems)
+    if row.status not in ("cancelled", "no_show") and not out_of_window:
+        return []
+    found = []
+    for trial_id, subject in subjects:
+        entry = find_entry(conn, trial_id, subject) if visible_trial(session.user, trial_id) else None
+        trial = web.catalogue.trials(conn, [trial_id]).get(trial_id) if entry is not None else None
+        if entry is not None and trial is not None:
+            found.append(
+                (trial_id, subject, subject_schedule(conn, web.settings, trial, entry.id, web.clock()))
+            )
+    return found
 
 
 _PRINT_BAR = (

@@ -189,6 +189,10 @@ def test_a_cancelled_exam_has_no_instruction_sheet(site: Site, login: Login) -> 
         )
         page = coord.get("/exams/1").text
         assert "/exams/1/sheet" not in page and "No instruction sheet: this exam was cancelled." in page
+        # The assistant offers the days left to book the visit again (weekdays of its window).
+        rebook = page.split("Rebooking ONC-2101 2101-001", 1)[1]
+        assert "Week 72 restaging" in rebook and "days: 2026-11-30 to 2026-12-14" in rebook
+        assert "<strong>2026-12-14</strong>" in rebook
     finally:
         with site.engine.begin() as conn:
             conn.execute(update(exams).where(exams.c.id == 1).values(status=status))
