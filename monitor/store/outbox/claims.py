@@ -30,6 +30,7 @@ from typing import Any
 
 from sqlalchemy import Engine, select, update
 
+from monitor.store.accounts import record_audit
 from monitor.store.outbox import OutboxStatus
 from monitor.store.schema import notifications
 from notifiers.base import Delivery
@@ -175,7 +176,14 @@ class Claims:
                 )
                 .values(updated_at=now, **values)
             )
-        return bool(result.rowcount == 1)
+            done = bool(result.rowcount == 1)
+            if done and values.get("status") == SENT:  # the audit trail lists every alert sent
+                kind, address = conn.execute(
+                    select(notifications.c.kind, notifications.c.address).where(notifications.c.id == row_id)
+                ).one()
+                record_audit(conn, now, "dispatcher", "alert.sent", "notification", row_id,
+                             detail=f"{kind} to {address}", before=SENDING, after=SENT)  # fmt: skip
+        return done
 
     def sent(
         self,

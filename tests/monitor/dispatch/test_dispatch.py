@@ -9,9 +9,9 @@ import sys
 from collections import Counter
 from datetime import timedelta
 
-from sqlalchemy import insert
+from sqlalchemy import insert, select
 
-from monitor.store.schema import notifications
+from monitor.store.schema import audit_log, notifications
 from tests.monitor.dispatch.office import BOOKING, CT3, ONC, Office, assert_no_phi, posts_by_key
 from tests.monitor.hl7_messages import siu
 from tests.monitor.trial_setup import NOW, REPO
@@ -53,6 +53,13 @@ def test_a_booking_reaches_slack_and_email_once_without_phi(
         "status": "ok",
     }
     assert row.summary.startswith("[ONC-2101] Research scan booked") and "Next step" in row.body
+    with office.engine.connect() as conn:  # the audit trail lists the alert as sent
+        [audited] = conn.execute(
+            select(audit_log).where(audit_log.c.action == "alert.sent", audit_log.c.object_id == str(row.id))
+        ).all()
+    assert (audited.username, audited.before, audited.after) == ("dispatcher", "sending", "sent")
+    assert audited.detail == "booking to slack:#onc-2101-imaging" and audited.at == NOW
+    assert_no_phi(audited.detail)
     assert slack.fake.posted(CT3) == []  # the technologists' sheets are due 24 h and 2 h before
     assert dispatcher.stats.failed == 0
     # Absence: no MRN, name or birth date left the process, nor sits in the outbox.
