@@ -128,19 +128,29 @@ def _sample_schedule(trial: Trial, today: date, now: datetime, zone: ZoneInfo) -
 def _moved(
     old: Trial, new: Trial, enrolments: list[Enrolment], exams: list[Any], now: datetime, zone: ZoneInfo
 ) -> list[Moved]:
-    """Every enrolled subject's visit whose window differs between ``old`` and ``new``."""
+    """Every enrolled subject's visit whose window differs between ``old`` and ``new``. A
+    visit is the same visit under both when its timepoint and number are (its label may
+    change with it: "Week 8" becoming "Week 9")."""
 
-    def windows(trial: Trial) -> dict[tuple[str, str], str]:
-        judged = evaluate([trial], enrolments, exams, now, site_zone=zone)
-        return {(o.subject, o.label): f"{o.window_start} to {o.window_end}" for o in judged.occurrences}
+    def visits(trial: Trial) -> dict[str, Occurrence]:
+        return {o.key: o for o in evaluate([trial], enrolments, exams, now, site_zone=zone).occurrences}
 
-    before, after = windows(old), windows(new)
+    def span(o: Occurrence | None) -> str:
+        return f"{o.window_start} to {o.window_end}" if o is not None else ""
+
+    before, after = visits(old), visits(new)
     found = []
-    for subject, label in sorted(before.keys() | after.keys()):
-        was, now_ = before.get((subject, label), ""), after.get((subject, label), "")
-        if was != now_:
-            found.append(Moved(subject, label, was, now_))
-    return found
+    for key in before.keys() | after.keys():
+        was, now_ = before.get(key), after.get(key)
+        if span(was) != span(now_):
+            either = was or now_
+            assert either is not None
+            label = either.label
+            if was is not None and now_ is not None and was.label != now_.label:
+                label = f"{was.label} (now {now_.label})"
+            order = min(o.window_start for o in (was, now_) if o is not None)
+            found.append((either.subject, order, Moved(either.subject, label, span(was), span(now_))))
+    return [moved for _, _, moved in sorted(found, key=lambda item: (item[0], item[1]))]
 
 
 @router.post("/protocols/load")

@@ -209,6 +209,35 @@ def test_a_coordinator_enrols_a_subject_from_the_trial_page(page: object, site: 
     assert site.audit_rows(action="enrolment.add", object_id="ONC-2101/2101-777")
 
 
+def test_an_admin_checks_a_protocol_file_then_loads_it(page: object, site: Site, tmp_path: Path) -> None:
+    example = Path(__file__).resolve().parents[3] / "examples" / "trials" / "neu-4405-mri-rano.toml"
+    amended = tmp_path / "neu-4405-amendment.toml"
+    amended.write_text(example.read_text().replace('every = "8w"', 'every = "9w"'))
+    _sign_in(page, "admin")
+    page.wait_for_url("**/upcoming")  # type: ignore[attr-defined]
+    page.get_by_role("link", name="Protocols").click()  # type: ignore[attr-defined]
+    page.get_by_label("A trial's protocol file (TOML)").set_input_files(str(amended))  # type: ignore[attr-defined]
+    page.get_by_role("button", name="Check").click()  # type: ignore[attr-defined]
+    main = page.inner_text("main")  # type: ignore[attr-defined]
+    assert "is valid" in main and "timepoint 'on_treatment' changed" in main
+    _shot(page, "protocol-preview")
+    page.get_by_role("button", name="Load this version of NEU-4405").click()  # type: ignore[attr-defined]
+    heading = page.get_by_role("heading", level=1).inner_text()  # type: ignore[attr-defined]
+    assert heading.startswith("NEU-4405: version") and "loaded" in heading
+    assert site.audit_rows(action="protocol.load", object_id="NEU-4405")
+
+
+def test_the_subject_page_shows_the_rescheduling_assistant_and_prints_a_schedule(page: object) -> None:
+    _sign_in(page, "coord")
+    page.wait_for_url("**/upcoming")  # type: ignore[attr-defined]
+    page.goto("/trials/ONC-2101/subjects/2101-002")  # type: ignore[attr-defined]
+    assert page.get_by_role("heading", name="Visits to book").is_visible()  # type: ignore[attr-defined]
+    _shot(page, "rescheduling-assistant")
+    page.get_by_role("link", name="Printable schedule for the schedulers").click()  # type: ignore[attr-defined]
+    assert "Every visit" in page.inner_text("main")  # type: ignore[attr-defined]
+    _shot(page, "subject-schedule")
+
+
 axe_playwright = pytest.importorskip("axe_playwright_python.sync_playwright")
 WCAG_AA = {"runOnly": {"type": "tag", "values": ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]}}
 
