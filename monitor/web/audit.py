@@ -22,7 +22,7 @@ from monitor.web.security import client_address
 
 router = APIRouter(include_in_schema=False)
 
-PAGE_ROWS = 500
+PAGE_ROWS = 100
 CSV_ROWS = 100_000
 COLUMNS = ("at", "username", "action", "object_type", "object_id", "client", "detail", "before", "after")
 
@@ -48,13 +48,19 @@ def _filters(web: Web, query: Any) -> tuple[dict[str, str], dict[str, Any]]:
 def audit(request: Request, session: Annotated[Session, Depends(require(Role.ADMIN))]) -> Response:
     web = web_of(request)
     shown, wanted = _filters(web, request.query_params)
+    older = request.query_params.get("older_than", "")
     with web.engine.connect() as conn:
-        rows = audit_trail(conn, **wanted, limit=PAGE_ROWS)
+        rows = audit_trail(
+            conn, **wanted, older_than=int(older[:18]) if older.isdigit() else None, limit=PAGE_ROWS
+        )
     context = {
         "rows": rows,
         "filters": shown,
         "limit": PAGE_ROWS,
         "csv_query": urlencode({k: v for k, v in shown.items() if v}),
+        "older": f"/audit?{urlencode({**{k: v for k, v in shown.items() if v}, 'older_than': rows[-1].id})}"
+        if len(rows) == PAGE_ROWS
+        else "",
     }
     return web.page(request, session, "audit.html", context)
 

@@ -50,3 +50,19 @@ def test_only_admins_read_the_trail(login: Login) -> None:
     for path in ("/audit", "/audit.csv"):
         answer = coord.get(path)
         assert answer.status_code == 403 and answer.headers["content-type"].startswith("text/html")
+
+
+def test_the_trail_pages_back_by_id_without_repeating_a_row(site: Site, login: Login) -> None:
+    import re
+
+    coord = login("coord")
+    for _ in range(110):  # each view is an audit row
+        coord.get("/today")
+    admin = login("admin")
+    first = admin.get("/audit", params={"username": "coord", "object_type": "today"}).text
+    older = re.search(r'<a href="([^"]+)" rel="next">Older</a>', first)
+    assert older is not None
+    second = admin.get(older.group(1).replace("&amp;", "&")).text
+    times = re.compile(r"<tr><td>[^<]+</td><td>coord</td><td>view</td><td>today ")
+    assert len(times.findall(first)) == 100 and len(times.findall(second)) >= 10
+    assert "older_than=" in older.group(1) and "username=coord" in older.group(1)
