@@ -331,9 +331,9 @@ def main() -> None:
         ("/today", "today"),
         ("/findings", "findings work queue (page 1)"),
         ("/findings?severity=critical&status=all", "findings, filtered"),
-        ("/audit", "audit trail (newest 500)"),
+        ("/audit", "audit trail (100 a page)"),
         ("/accounts", "accounts"),
-        (f"/trials/{TRIAL}/subjects/S0001", "an enrolment's form"),
+        (f"/trials/{TRIAL}/subjects/S0001", "an enrolment's form (with the rescheduling assistant)"),
     ):
         assert clients[0].get(path).status_code == 200, path
 
