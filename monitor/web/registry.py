@@ -22,7 +22,13 @@ from fastapi.responses import Response
 from monitor.evaluation import EvaluationSummary, Evaluator
 from monitor.store.accounts import Role, Session, record_audit
 from monitor.store.dashboard import visible_trial
-from monitor.store.registry.enrolments import EnrolmentEntry, check_entries, find_entry, save_entries
+from monitor.store.registry.enrolments import (
+    EnrolmentEntry,
+    EnrolmentView,
+    check_entries,
+    find_entry,
+    save_entries,
+)
 from monitor.store.registry.importing import ImportRejected, import_enrolments, read_enrolment_csv
 from monitor.web.context import Web, require, web_of
 from monitor.web.formats import parse_day
@@ -78,14 +84,22 @@ def subject_form(
 ) -> Response:
     web = web_of(request)
     trial = _trial(web, session, trial_id)
+    found, schedule = _subject_viewed(web, request, session, trial, subject, "enrolment")
+    return _form(web, request, session, trial, found.entry(), [], new=False, schedule=schedule)
+
+
+def _subject_viewed(
+    web: Web, request: Request, session: Session, trial: Trial, subject: str, seen_as: str
+) -> tuple[EnrolmentView, SubjectSchedule]:
+    """The enrolment (404 when absent) and its schedule, the view audited as ``seen_as``."""
     with web.engine.begin() as conn:
-        found = find_entry(conn, trial_id, subject)
+        found = find_entry(conn, trial.id, subject)
         if found is None:
             raise HTTPException(status_code=404)
         schedule = subject_schedule(conn, web.settings, trial, found.id, web.clock())
-        record_audit(conn, web.clock(), session.user.username, "view", "enrolment",
-                     f"{trial_id}/{subject}", client_address(request))  # fmt: skip
-    return _form(web, request, session, trial, found.entry(), [], new=False, schedule=schedule)
+        record_audit(conn, web.clock(), session.user.username, "view", seen_as,
+                     f"{trial.id}/{subject}", client_address(request))  # fmt: skip
+    return found, schedule
 
 
 @router.get("/trials/{trial_id}/subjects/{subject}/schedule")
@@ -96,13 +110,7 @@ def printable_schedule(
     the latest safe day (REDCap's and OnCore's projected dates, with the site's closures)."""
     web = web_of(request)
     trial = _trial(web, session, trial_id)
-    with web.engine.begin() as conn:
-        found = find_entry(conn, trial_id, subject)
-        if found is None:
-            raise HTTPException(status_code=404)
-        schedule = subject_schedule(conn, web.settings, trial, found.id, web.clock())
-        record_audit(conn, web.clock(), session.user.username, "view", "schedule",
-                     f"{trial_id}/{subject}", client_address(request))  # fmt: skip
+    found, schedule = _subject_viewed(web, request, session, trial, subject, "schedule")
     site = web.settings.site
     closed = ", ".join([day.title() for day in site.closed_weekdays] + [str(day) for day in site.closed_days])
     context = {"trial": trial, "entry": found.entry(), "schedule": schedule, "closed": closed}
