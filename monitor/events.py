@@ -113,6 +113,14 @@ class ScheduleEvent:
             if value is not None and value.utcoffset() is None:
                 raise ValueError(f"ScheduleEvent.{name} must be timezone-aware")
 
+    @property
+    def mrn_pool(self) -> str | None:
+        """The assigning authority of the identifier chosen as ``mrn`` ("" when it names
+        none); None when the event carries no MRN."""
+        if self.mrn is None:
+            return None
+        return next((p.authority for p in self.patient_ids if p.value == self.mrn), "")
+
 
 @dataclass(frozen=True, slots=True)
 class Rejection:

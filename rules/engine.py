@@ -50,7 +50,7 @@ from rules.model import (
 from rules.protocol import Trial
 from rules.windows import Slot, TrialPlan, schedule
 
-__all__ = ["ExamsByMrn", "evaluate", "evaluate_enrolments", "index_exams"]
+__all__ = ["ExamsByMrn", "evaluate", "evaluate_enrolments", "exams_of", "index_exams"]
 
 ExamsByMrn = Mapping[str, Sequence[ExamRecord]]
 
@@ -63,6 +63,19 @@ def index_exams(exams: Iterable[ExamRecord]) -> dict[str, list[ExamRecord]]:
     for exams_of_one in by_mrn.values():
         exams_of_one.sort(key=_exam_id)
     return by_mrn
+
+
+def exams_of(enrolment: Enrolment, exams_by_mrn: ExamsByMrn) -> Sequence[ExamRecord]:
+    """The exams filed under any of the enrolment's MRNs that are this patient's
+    (:meth:`Enrolment.holds`), in exam id order, each once."""
+    if len(enrolment.mrns) == 1:
+        found: Sequence[ExamRecord] = exams_by_mrn.get(enrolment.mrns[0], ())
+    else:  # one exam may be filed under two of the patient's MRNs
+        merged = {exam.id: exam for mrn in enrolment.mrns for exam in exams_by_mrn.get(mrn, ())}
+        found = list(merged.values())
+    if enrolment.pools:
+        found = [exam for exam in found if enrolment.holds(exam)]
+    return sorted(found, key=_exam_id)  # the index may be out of order; assignment needs id order
 
 
 def evaluate(
@@ -191,14 +204,9 @@ def _exams_in_scope(
     Left out: deleted exams, exams with no start time yet, and exams of a modality the trial
     does not use with no orderable it accepts. Raises ValueError for a naive start.
     """
-    if len(enrolment.mrns) == 1:
-        found: Sequence[ExamRecord] = exams_by_mrn.get(enrolment.mrns[0], ())
-    else:  # one exam may be filed under two of the patient's MRNs
-        merged = {exam.id: exam for mrn in enrolment.mrns for exam in exams_by_mrn.get(mrn, ())}
-        found = list(merged.values())
     zone = run.zone
     dated: list[DatedExam] = []
-    for exam in sorted(found, key=_exam_id):  # the index may be out of order; assignment needs id order
+    for exam in exams_of(enrolment, exams_by_mrn):
         start = exam.start
         if start is None or exam.status is ExamStatus.DELETED:
             continue

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 
 __all__ = [
@@ -79,6 +79,10 @@ class Enrolment:
     (when it was added or imported, unless the office said otherwise): a visit whose window
     closed before then is ``before_monitoring``, not missed, unless an exam is on record for
     it. ``id`` is the store's id, carried into findings.
+
+    ``pools`` names the identifier pool (assigning authority) of an MRN where the office
+    gave one: the same number in another hospital's pool is another patient, so such an MRN
+    claims only exams whose MRN came from that pool, or from no named pool (:meth:`holds`).
     """
 
     trial: str
@@ -90,6 +94,13 @@ class Enrolment:
     off_study: date | None = None
     id: int = 0
     monitored_from: date | None = None
+    pools: Mapping[str, str] = field(default_factory=dict)  # MRN -> its pool, where given
+
+    def holds(self, exam: ExamRecord) -> bool:
+        """Whether ``exam`` (found under one of this subject's MRNs) is this patient's: its
+        MRN's pool is the one the office gave for that MRN, or one side names no pool."""
+        pool = self.pools.get(exam.mrn, "")
+        return not pool or not exam.mrn_pool or pool.casefold() == exam.mrn_pool.casefold()
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +125,7 @@ class ExamRecord:
     updated_at: datetime | None = None
     external_id: str = ""  # the appointment id the office finds in the EHR (Epic's CSN)
     order_number: str = ""
+    mrn_pool: str = ""  # the assigning authority of the identifier chosen as MRN ("" unknown)
 
 
 class OccurrenceStatus(enum.StrEnum):

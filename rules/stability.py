@@ -18,12 +18,11 @@ trial: a superset costs at most an earlier judgement, never a stale one.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from rules.engine import ExamsByMrn
-from rules.model import Enrolment, ExamRecord
+from rules.engine import ExamsByMrn, exams_of
+from rules.model import Enrolment
 from rules.protocol import Trial
 
 __all__ = ["stable_until"]
@@ -49,7 +48,7 @@ def stable_until(
     until = min(midnight, now.astimezone(UTC) + _DAY)  # a day with a DST change is not longer
     unconfirmed_after = timedelta(hours=unconfirmed_after_hours)
     leads = (*trial.routing.coordinator_lead_times, *trial.routing.technologist_lead_times)
-    for exam in _exams_of(enrolment, exams_by_mrn):
+    for exam in exams_of(enrolment, exams_by_mrn):
         start = exam.start
         # Every instant tied to this exam lies at or before start + unconfirmed_after.
         if start is None or start + unconfirmed_after <= now:
@@ -58,8 +57,3 @@ def stable_until(
             if now < instant < until:
                 until = instant.astimezone(UTC)
     return until
-
-
-def _exams_of(enrolment: Enrolment, exams_by_mrn: ExamsByMrn) -> Iterable[ExamRecord]:
-    for mrn in enrolment.mrns:
-        yield from exams_by_mrn.get(mrn, ())

@@ -34,6 +34,7 @@ from monitor.store.registry import (
     find_entry,
     import_enrolments,
     list_enrolments,
+    parse_mrns,
     parse_status,
     save_entries,
 )
@@ -61,7 +62,12 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     add = actions.add_parser("add", help="enrol one subject")
     add.add_argument("--trial", required=True)
     add.add_argument("--subject", required=True, help="the study subject id")
-    add.add_argument("--mrn", action="append", required=True, help="an MRN of the patient (repeat for more)")
+    add.add_argument(
+        "--mrn",
+        action="append",
+        required=True,
+        help="an MRN of the patient, with its pool if wanted: 'E1234 (HOSP)' (repeat for more)",
+    )
     add.add_argument("--arm")
     add.add_argument("--status", type=_status, default=EnrolmentStatus.ON_STUDY)
     add.add_argument("--off-study", dest="off_study", type=iso_date)
@@ -159,10 +165,16 @@ def cmd_add(settings: Settings, args: argparse.Namespace) -> int:
     if empty:
         print(f"--anchor {', '.join(empty)}: give a date (NAME=YYYY-MM-DD)", file=sys.stderr)
         return 2
+    try:
+        mrns, pools = parse_mrns(args.mrn)
+    except ValueError as error:
+        print(f"--mrn: {error}", file=sys.stderr)
+        return 2
     entry = EnrolmentEntry(
         trial=args.trial.strip(),
         subject=args.subject.strip(),
-        mrns=tuple(dict.fromkeys(mrn.strip() for mrn in args.mrn if mrn.strip())),
+        mrns=mrns,
+        pools=pools,
         anchors=anchors,
         arm=args.arm or None,
         status=args.status,
@@ -197,7 +209,12 @@ def cmd_update(settings: Settings, args: argparse.Namespace) -> int:
     if args.monitoring_start is not None:
         entry = replace(entry, monitored_from=args.monitoring_start)
     if args.mrn:
-        entry = replace(entry, mrns=tuple(dict.fromkeys(mrn.strip() for mrn in args.mrn if mrn.strip())))
+        try:
+            mrns, pools = parse_mrns(args.mrn)
+        except ValueError as error:
+            print(f"--mrn: {error}", file=sys.stderr)
+            return 2
+        entry = replace(entry, mrns=mrns, pools=pools)
     return _save(settings, [entry], utc_now(args), must_exist=True)
 
 
@@ -283,7 +300,7 @@ def cmd_list(settings: Settings, args: argparse.Namespace) -> int:
         table.add_row(
             view.trial,
             view.subject,
-            " ".join(view.mrns),
+            ", ".join(view.mrn_labels()),
             view.arm or "",
             view.status,
             view.off_study.isoformat() if view.off_study else "",

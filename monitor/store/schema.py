@@ -112,6 +112,9 @@ exams = Table(
     Column("last_event", String(16), nullable=False),
     Column("status_code", String(80), nullable=False, default=""),
     Column("mrn", String(80), nullable=True),
+    # The assigning authority (PID-3 CX-4, a FHIR identifier's system) of the identifier
+    # chosen as ``mrn``: an enrolment MRN given with a pool claims only exams of that pool.
+    Column("mrn_pool", String(80), nullable=True),
     Column("patient_ids", JSON, nullable=False, default=list),
     Column("accession", String(80), nullable=True),
     Column("order_number", String(80), nullable=True),
@@ -168,7 +171,9 @@ Index("ix_exam_events_exam_id", exam_events.c.exam_id)
 #   history reads in the order things happened.
 # - ``enrolments``: one subject in one trial. ``anchors`` is ``{name: "YYYY-MM-DD"}``.
 # - ``enrolment_mrns``: the subject's MRNs (a patient may carry several), indexed by MRN so
-#   an exam event finds its enrolments with one lookup. MRNs are PHI: never log them.
+#   an exam event finds its enrolments with one lookup, each with the identifier pool
+#   (assigning authority) it belongs to where the office gave one ("": any pool). MRNs are
+#   PHI: never log them.
 
 trial_versions = Table(
     "trial_versions",
@@ -209,6 +214,7 @@ enrolment_mrns = Table(
     metadata,
     Column("enrolment_id", ForeignKey("enrolments.id"), nullable=False),
     Column("mrn", String(80), nullable=False),
+    Column("pool", String(80), nullable=False, default="", server_default=""),
     PrimaryKeyConstraint("enrolment_id", "mrn", name="pk_enrolment_mrns"),
 )
 Index("ix_enrolment_mrns_mrn", enrolment_mrns.c.mrn)

@@ -27,6 +27,7 @@ from monitor.store.registry.enrolments import (
     EnrolmentView,
     check_entries,
     find_entry,
+    parse_mrns,
     save_entries,
 )
 from monitor.store.registry.importing import ImportRejected, import_enrolments, read_enrolment_csv
@@ -66,6 +67,7 @@ def _form(web: Web, request: Request, session: Session, trial: Trial, entry: Enr
         "problems": problems,
         "statuses": [s.value for s in EnrolmentStatus],
         "anchor_names": [*trial.required_anchors, *trial.event_anchors],
+        "mrn_pools": web.settings.hl7.mrn_authorities,  # the pools the HL7 feed takes MRNs from
     }
     return web.page(request, session, "enrolment.html", context, status)
 
@@ -141,11 +143,16 @@ async def _entry_from(request: Request, trial: Trial, subject: str) -> tuple[Enr
     except ValueError:
         problems.append("choose a status")
         status = EnrolmentStatus.ON_STUDY
-    mrns = tuple(dict.fromkeys(line.strip() for line in text("mrns", 2000).splitlines() if line.strip()))
+    try:
+        mrns, pools = parse_mrns(text("mrns", 2000).splitlines())
+    except ValueError as error:
+        problems.append(f"MRNs: {error}")
+        mrns, pools = (), {}
     entry = EnrolmentEntry(
         trial=trial.id,
         subject=subject.strip(),
         mrns=mrns,
+        pools=pools,
         anchors=anchors,
         arm=text("arm", 64) or None,
         status=status,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -19,14 +20,16 @@ from sqlalchemy import Engine, select
 from monitor.cli import main
 from monitor.clock import FixedClock
 from monitor.config import Settings
+from monitor.evaluation import Evaluator
 from monitor.feeds.hl7.intake import Arrival, Intake
 from monitor.feeds.hl7.mapping import MappingSettings
 from monitor.store.accounts import Role, add_user
 from monitor.store.database import make_engine
 from monitor.store.exams.pools import missed_enrolled, survey_pools
-from monitor.store.schema import exams
+from monitor.store.registry import ProtocolCatalogue, check_entries, list_enrolments, parse_mrns, save_entries
+from monitor.store.schema import exams, occurrences
 from tests.monitor.hl7_messages import siu
-from tests.monitor.trial_setup import EXAMPLE_MRNS, NOW, load_examples
+from tests.monitor.trial_setup import EXAMPLE_MRNS, NOW, enrolment_id, load_examples
 from tests.monitor.web.conftest import Site
 from tests.monitor.web.site import PASSWORD
 
@@ -245,3 +248,71 @@ def test_feed_health_is_quiet_when_the_pool_is_configured(engine: Engine, databa
     site = Site(engine, settings, FixedClock(NOW), database_url)
     section = _section(site.login("admin").get("/feeds").text)
     assert "None." in section and CSN not in section and "Fix:" not in section
+
+
+# --- Enrolment MRNs with a pool: the same number in another hospital's pool is another patient
+
+
+def _subject_claims_exam(engine: Engine, settings: Settings, enrolled_as: str, sent_as: str) -> bool:
+    """Whether ONC-2101 2101-001, enrolled with ``enrolled_as``, is given the exam booked
+    with PID-3 ``sent_as`` (the feed chooses the first identifier of type MR)."""
+    with engine.begin() as conn:
+        [view] = list_enrolments(conn, trial="ONC-2101", subject="2101-001")
+        mrns, pools = parse_mrns([enrolled_as])
+        save_entries(conn, [replace(view.entry(), mrns=mrns, pools=pools)], NOW)
+    _receive(engine, settings, [siu(control_id="P0101", csn=CSN, mrn=sent_as)])
+    Evaluator(engine, settings).evaluate_enrolments([enrolment_id(engine, "ONC-2101", "2101-001")], NOW)
+    with engine.connect() as conn:
+        exam_id = conn.execute(select(exams.c.id).where(exams.c.external_id == CSN)).scalar_one()
+        claimed = conn.execute(
+            select(occurrences.c.key).where(
+                occurrences.c.exam_id == exam_id, occurrences.c.subject == "2101-001"
+            )
+        ).all()
+    return bool(claimed)
+
+
+@pytest.mark.parametrize(
+    ("enrolled_as", "sent_as", "claimed"),
+    [
+        pytest.param("E10001 (EPI)", "E10001", True, id="same-pool"),
+        pytest.param("E10001 (epi)", "E10001", True, id="pool-names-ignore-case"),
+        pytest.param("E10001 (EPI)", "E10001^^^OSH^MR~E55555", False, id="other-hospitals-patient"),
+        pytest.param("E10001^^^OSH^MR", "E10001^^^OSH^MR~E55555", True, id="pasted-cx-pool"),
+        pytest.param("E10001", "E10001^^^OSH^MR~E55555", True, id="no-pool-given-matches-the-number"),
+        pytest.param("E10001 (EPI)", "E10001^^^^MR~E55555", True, id="sender-names-no-pool"),
+    ],
+)
+def test_an_mrn_given_with_a_pool_claims_only_that_pools_exams(
+    engine: Engine, database_url: str, enrolled_as: str, sent_as: str, claimed: bool
+) -> None:
+    settings = _settings(database_url)
+    assert _subject_claims_exam(engine, settings, enrolled_as, sent_as) is claimed
+    with engine.connect() as conn:  # the pool of the identifier chosen as the exam's MRN is kept
+        pool = conn.execute(select(exams.c.mrn_pool).where(exams.c.external_id == CSN)).scalar_one()
+    assert pool == ("OSH" if "OSH" in sent_as else "" if "^^^^" in sent_as else "EPI")
+
+
+def test_pools_in_the_registry_read_write_and_conflict(engine: Engine) -> None:
+    assert parse_mrns(["E1 (HOSP)", " E2^^^OSH^MR ", "E3", "", "E1"]) == (
+        ("E1", "E2", "E3"),
+        {"E1": "HOSP", "E2": "OSH"},
+    )
+    with pytest.raises(ValueError, match="different pools") as refused:
+        parse_mrns(["E1 (HOSP)", "E1 (OSH)"])
+    assert "E1" not in str(refused.value)
+    trials = {}
+    with engine.begin() as conn:
+        trials = ProtocolCatalogue().trials(conn, ["ONC-2101"])
+        [view] = list_enrolments(conn, trial="ONC-2101", subject="2101-001")
+        save_entries(conn, [replace(view.entry(), pools={"E10001": "EPI"})], NOW)
+        [view] = list_enrolments(conn, trial="ONC-2101", subject="2101-001")
+        assert view.mrn_labels() == ("E10001 (EPI)",) and view.as_json()["mrn_pools"] == {"E10001": "EPI"}
+        new = view.entry()
+        other_pool = replace(new, subject="2101-990", pools={"E10001": "OSH"})
+        same_pool = replace(new, subject="2101-991", pools={"E10001": "epi"})
+        no_pool = replace(new, subject="2101-992", pools={})
+        problems = check_entries(conn, trials, [other_pool, same_pool, no_pool])
+    assert not any("already that of subject" in p for p in problems[0])  # another hospital's patient
+    assert any("already that of subject 2101-001" in p for p in problems[1])
+    assert any("already that of subject 2101-001" in p for p in problems[2])  # cannot be told apart

@@ -58,6 +58,7 @@ def _fields(event: ScheduleEvent) -> dict[str, Any]:
     """Columns an event sets when it carries them (None means 'not in this message')."""
     candidates: dict[str, Any] = {
         "mrn": _clip(event.mrn, 80),
+        "mrn_pool": _clip(event.mrn_pool, 80),
         "accession": _clip(event.accession, 80),
         "order_number": _clip(event.order_number, 80),
         "procedure_code": _clip(event.procedure_code, 80),

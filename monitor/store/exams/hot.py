@@ -18,8 +18,8 @@ from sqlalchemy import Connection
 from monitor.store.driver import Driver
 
 # Columns an event sets when it carries them (NULL: keep what is stored).
-SCALARS = ("mrn", "accession", "order_number", "procedure_code", "procedure_text", "procedure_system",
-           "modality", "location", "start_at", "duration_minutes")  # fmt: skip
+SCALARS = ("mrn", "mrn_pool", "accession", "order_number", "procedure_code", "procedure_text",
+           "procedure_system", "modality", "location", "start_at", "duration_minutes")  # fmt: skip
 LISTS = ("patient_ids", "resources", "comments", "extra")  # JSON, NOT NULL
 _EMPTY = {"patient_ids": "'[]'", "resources": "'[]'", "comments": "'[]'", "extra": "'{}'"}
 

@@ -17,6 +17,8 @@ from monitor.store.registry.enrolments import (
     check_entry,
     find_entry,
     list_enrolments,
+    mrn_label,
+    parse_mrns,
     parse_status,
     save_entries,
 )
@@ -47,6 +49,8 @@ __all__ = [
     "import_enrolments",
     "list_enrolments",
     "list_trials",
+    "mrn_label",
+    "parse_mrns",
     "parse_status",
     "read_enrolment_csv",
     "save_entries",

@@ -4,10 +4,15 @@ What the office enters for a subject is an :class:`EnrolmentEntry`; :func:`check
 judges it against the trial in force (required anchor dates, anchors and arms the protocol
 declares) and :func:`save_entries` writes a checked batch in the caller's transaction.
 Problems are plain sentences that name the trial, subject and field, never an MRN.
+
+An MRN may be given with its identifier pool (the assigning authority, PID-3 CX-4), written
+``E1234 (HOSP)`` or as pasted from an HL7 CX field, ``E1234^^^HOSP``: :func:`parse_mrns`
+reads both, :func:`mrn_label` writes the first.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
@@ -29,11 +34,44 @@ __all__ = [
     "find_entry",
     "list_enrolments",
     "mrn_conflicts",
+    "mrn_label",
+    "parse_mrns",
     "parse_status",
     "save_entries",
 ]
 
 _LIMITS = {"subject": 64, "arm": 64, "mrn": 80}
+_WITH_POOL = re.compile(r"^(?P<mrn>[^()]+?)\s*\((?P<pool>[^()]*)\)$")
+
+
+def parse_mrns(texts: Iterable[str]) -> tuple[tuple[str, ...], dict[str, str]]:
+    """MRNs as the office writes them, one a text (``E1234``, ``E1234 (HOSP)``,
+    ``E1234^^^HOSP``): the MRNs in order, each once, and the pool of those given one.
+    ValueError when one MRN is given with two different pools (the message names no MRN)."""
+    mrns: dict[str, None] = {}
+    pools: dict[str, str] = {}
+    for text in texts:
+        text = text.strip()
+        if not text:
+            continue
+        if (match := _WITH_POOL.match(text)) is not None:
+            mrn, pool = match["mrn"].strip(), match["pool"].strip()
+        elif "^" in text:
+            parts = text.split("^")
+            mrn, pool = parts[0].strip(), (parts[3].strip() if len(parts) > 3 else "")
+        else:
+            mrn, pool = text, ""
+        if not mrn:
+            continue
+        if pool and pools.setdefault(mrn, pool).casefold() != pool.casefold():
+            raise ValueError("an MRN is given twice with different pools")
+        mrns[mrn] = None
+    return tuple(mrns), pools
+
+
+def mrn_label(mrn: str, pool: str = "") -> str:
+    """An MRN as the office writes it: ``E1234 (HOSP)``, or the bare number without a pool."""
+    return f"{mrn} ({pool})" if pool else mrn
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +90,10 @@ class EnrolmentEntry:
     status: EnrolmentStatus = EnrolmentStatus.ON_STUDY
     off_study: date | None = None
     monitored_from: date | None = None
+    pools: Mapping[str, str] = field(default_factory=dict)  # MRN -> its identifier pool, where given
+
+    def mrn_labels(self) -> tuple[str, ...]:
+        return tuple(mrn_label(mrn, self.pools.get(mrn, "")) for mrn in self.mrns)
 
 
 def parse_status(text: str) -> EnrolmentStatus:
@@ -77,6 +119,8 @@ def check_entry(trial: Trial | None, entry: EnrolmentEntry) -> list[str]:
         found.append("no MRN given")
     elif any(len(mrn) > _LIMITS["mrn"] for mrn in entry.mrns):
         found.append(f"an MRN is longer than {_LIMITS['mrn']} characters")
+    if any(len(pool) > _LIMITS["mrn"] for pool in entry.pools.values()):
+        found.append(f"an identifier pool is longer than {_LIMITS['mrn']} characters")
     if entry.arm is not None and len(entry.arm) > _LIMITS["arm"]:
         found.append(f"the arm is longer than {_LIMITS['arm']} characters")
     if trial is not None:
@@ -99,6 +143,10 @@ class EnrolmentView:
     created_at: datetime
     updated_at: datetime
     monitored_from: date | None = None
+    pools: Mapping[str, str] = field(default_factory=dict)  # MRN -> its identifier pool, where given
+
+    def mrn_labels(self) -> tuple[str, ...]:
+        return tuple(mrn_label(mrn, self.pools.get(mrn, "")) for mrn in self.mrns)
 
     def entry(self) -> EnrolmentEntry:
         return EnrolmentEntry(
@@ -110,6 +158,7 @@ class EnrolmentView:
             EnrolmentStatus(self.status),
             self.off_study,
             self.monitored_from,
+            dict(self.pools),
         )
 
     def as_json(self) -> dict[str, Any]:
@@ -118,6 +167,7 @@ class EnrolmentView:
             "trial": self.trial,
             "subject": self.subject,
             "mrns": list(self.mrns),
+            "mrn_pools": {mrn: self.pools[mrn] for mrn in self.mrns if mrn in self.pools},
             "arm": self.arm,
             "status": self.status,
             "off_study": self.off_study.isoformat() if self.off_study else None,
@@ -139,10 +189,13 @@ def list_enrolments(
         query = query.where(enrolments.c.subject == subject)
     rows = list(conn.execute(query))
     mrns: dict[int, list[str]] = {}
-    mrn_query = select(enrolment_mrns.c.enrolment_id, enrolment_mrns.c.mrn)
+    pools: dict[int, dict[str, str]] = {}
+    mrn_query = select(enrolment_mrns.c.enrolment_id, enrolment_mrns.c.mrn, enrolment_mrns.c.pool)
     for part in chunks([int(row.id) for row in rows]):
-        for enrolment_id, mrn in conn.execute(mrn_query.where(enrolment_mrns.c.enrolment_id.in_(part))):
+        for enrolment_id, mrn, pool in conn.execute(mrn_query.where(enrolment_mrns.c.enrolment_id.in_(part))):
             mrns.setdefault(int(enrolment_id), []).append(mrn)
+            if pool:
+                pools.setdefault(int(enrolment_id), {})[mrn] = pool
     return [
         EnrolmentView(
             id=int(row.id),
@@ -156,6 +209,7 @@ def list_enrolments(
             created_at=row.created_at,
             updated_at=row.updated_at,
             monitored_from=row.monitored_from,
+            pools=pools.get(int(row.id), {}),
         )
         for row in rows
     ]
@@ -169,25 +223,26 @@ def find_entry(conn: Connection, trial: str, subject: str) -> EnrolmentView | No
 def mrn_conflicts(conn: Connection, entries: Sequence[EnrolmentEntry]) -> list[str | None]:
     """For each entry: which other subject of the same trial already holds one of its MRNs, if any.
 
-    Looks at the store and at the other entries (earlier ones win). The MRN itself is never named.
+    Looks at the store and at the other entries (earlier ones win). The same number in two
+    named, different pools is two patients, not a conflict. The MRN itself is never named.
     """
     wanted = {mrn for entry in entries for mrn in entry.mrns}
-    holders: dict[tuple[str, str], str] = {}
-    query = select(enrolments.c.trial, enrolments.c.subject, enrolment_mrns.c.mrn).join(
-        enrolment_mrns, enrolment_mrns.c.enrolment_id == enrolments.c.id
-    )
-    for part in chunks(wanted):
-        for trial, subject, mrn in conn.execute(query.where(enrolment_mrns.c.mrn.in_(part))):
-            holders[(trial, mrn)] = subject
+    holders: dict[tuple[str, str], list[tuple[str, str]]] = {}  # (trial, MRN) -> [(subject, pool)]
+    query = select(enrolments.c.trial, enrolments.c.subject, enrolment_mrns.c.mrn, enrolment_mrns.c.pool)
+    query = query.join(enrolment_mrns, enrolment_mrns.c.enrolment_id == enrolments.c.id)
     replaced = {(entry.trial, entry.subject) for entry in entries}
-    holders = {key: subject for key, subject in holders.items() if (key[0], subject) not in replaced}
+    for part in chunks(wanted):
+        for trial, subject, mrn, pool in conn.execute(query.where(enrolment_mrns.c.mrn.in_(part))):
+            if (trial, subject) not in replaced:
+                holders.setdefault((trial, mrn), []).append((subject, pool))
     found: list[str | None] = []
     for entry in entries:
         other = next(
             (
-                holders[(entry.trial, mrn)]
+                subject
                 for mrn in entry.mrns
-                if holders.get((entry.trial, mrn), entry.subject) != entry.subject
+                for subject, pool in holders.get((entry.trial, mrn), ())
+                if subject != entry.subject and _same_pool(pool, entry.pools.get(mrn, ""))
             ),
             None,
         )
@@ -195,8 +250,13 @@ def mrn_conflicts(conn: Connection, entries: Sequence[EnrolmentEntry]) -> list[s
             None if other is None else f"an MRN given is already that of subject {other} of {entry.trial}"
         )
         for mrn in entry.mrns:
-            holders.setdefault((entry.trial, mrn), entry.subject)
+            holders.setdefault((entry.trial, mrn), []).append((entry.subject, entry.pools.get(mrn, "")))
     return found
+
+
+def _same_pool(one: str, other: str) -> bool:
+    """Whether two pools can be the same patient's: equal, or either not given."""
+    return not one or not other or one.casefold() == other.casefold()
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,7 +274,9 @@ def _anchors_json(anchors: Mapping[str, date]) -> dict[str, str]:
 
 
 def _normalised(entry: EnrolmentEntry) -> EnrolmentEntry:
-    return replace(entry, mrns=tuple(sorted(set(entry.mrns))), anchors=dict(entry.anchors))
+    mrns = tuple(sorted(set(entry.mrns)))
+    pools = {mrn: pool for mrn in mrns if (pool := entry.pools.get(mrn, "").strip())}
+    return replace(entry, mrns=mrns, anchors=dict(entry.anchors), pools=pools)
 
 
 def save_entries(
@@ -267,7 +329,11 @@ def save_entries(
             conn.execute(delete(enrolment_mrns).where(enrolment_mrns.c.enrolment_id == enrolment_id))
             updated += 1
         conn.execute(
-            enrolment_mrns.insert(), [{"enrolment_id": enrolment_id, "mrn": mrn} for mrn in entry.mrns]
+            enrolment_mrns.insert(),
+            [
+                {"enrolment_id": enrolment_id, "mrn": mrn, "pool": entry.pools.get(mrn, "")}
+                for mrn in entry.mrns
+            ],
         )
         changed.append(enrolment_id)
     return SavedEntries(added, updated, unchanged, tuple(changed))

@@ -6,7 +6,8 @@ The file (``examples/enrolments.csv``)::
     ONC-2101,2101-003,E10003|E90003,A,on_study,,2026-01-05,2026-01-26
 
 ``trial``, ``subject`` and ``mrn`` are required columns; several MRNs of one patient are
-separated by ``|``. ``arm``, ``status`` (default ``on_study``), ``off_study`` and
+separated by ``|``, each optionally with its identifier pool: ``E10003 (HOSP)``.
+``arm``, ``status`` (default ``on_study``), ``off_study`` and
 ``monitoring_start`` (the day the office starts watching the subject; default: the day of
 the import, so the visits before it are history, not missed) are optional; every other
 column is an anchor date (``YYYY-MM-DD``; empty: not set). A row for a subject already
@@ -33,6 +34,7 @@ from monitor.store.registry.enrolments import (
     EnrolmentEntry,
     SavedEntries,
     check_entries,
+    parse_mrns,
     parse_status,
     save_entries,
 )
@@ -92,11 +94,16 @@ def _entry(values: dict[str, str], anchor_columns: Sequence[str]) -> tuple[Enrol
         found = _date(values.get(column, ""), column, problems)
         if found is not None:
             anchors[column] = found  # _UNREADABLE only when a problem is reported
-    mrns = tuple(dict.fromkeys(part.strip() for part in values.get("mrn", "").split("|") if part.strip()))
+    try:
+        mrns, pools = parse_mrns(values.get("mrn", "").split("|"))
+    except ValueError as error:
+        problems.append(f"mrn: {error}")
+        mrns, pools = (), {}
     entry = EnrolmentEntry(
         trial=values.get("trial", ""),
         subject=values.get("subject", ""),
         mrns=mrns,
+        pools=pools,
         anchors=anchors,
         arm=values.get("arm") or None,
         status=status,

@@ -40,6 +40,25 @@ def test_a_coordinator_enrols_a_subject_and_sees_what_it_changed(site: Site, log
     assert "E77001" not in row.after  # type: ignore[attr-defined]
 
 
+def test_mrns_are_entered_with_their_pools_and_shown_back(site: Site, login: Login) -> None:
+    coord = login("coord")
+    answer = _enrol(coord, subject="2101-905", mrns="E77005 (HOSP)\nOSH7705^^^OSH^MR",
+                    anchor_consent=CONSENT, anchor_c1d1=C1D1)  # fmt: skip
+    assert answer.status_code == 200, answer.text  # type: ignore[attr-defined]
+    stored = _entry(site, "ONC-2101", "2101-905")
+    assert stored.pools == {"E77005": "HOSP", "OSH7705": "OSH"}  # type: ignore[attr-defined]
+    form = coord.get("/trials/ONC-2101/subjects/2101-905").text
+    assert "E77005 (HOSP)\nOSH7705 (OSH)</textarea>" in form
+    clash = _enrol(coord, subject="2101-906", mrns="E77006 (HOSP)\nE77006 (OSH)", anchor_consent=CONSENT,
+                   anchor_c1d1=C1D1)  # fmt: skip
+    assert clash.status_code == 422 and "an MRN is given twice with different pools" in clash.text  # type: ignore[attr-defined]
+    # The same number in another named pool is another patient; with no pool it cannot be told apart.
+    other = _enrol(coord, subject="2101-907", mrns="E77005 (OSH)", anchor_consent=CONSENT, anchor_c1d1=C1D1)
+    assert other.status_code == 200  # type: ignore[attr-defined]
+    same = _enrol(coord, subject="2101-908", mrns="E77005", anchor_consent=CONSENT, anchor_c1d1=C1D1)
+    assert same.status_code == 422 and "already that of subject 2101-905" in same.text  # type: ignore[attr-defined]
+
+
 def test_problems_are_named_on_the_form_and_nothing_is_saved(site: Site, login: Login) -> None:
     coord = login("coord")
     answer = _enrol(coord, subject="2101-901", mrns="E10001", anchor_c1d1="2026-13-40", arm="Z")
@@ -87,11 +106,11 @@ def test_a_csv_is_imported_whole_or_refused_with_its_lines_named(site: Site, log
         and "line 4: trial &#39;NEU-4405&#39;" in refused.text
     )
     assert _entry(site, "ONC-2101", "2101-950") is None
-    good = header + f"ONC-2101,2101-950,E77950,A,on_study,,{CONSENT},{C1D1},,,\n"
+    good = header + f"ONC-2101,2101-950,E77950 (HOSP)|E77960,A,on_study,,{CONSENT},{C1D1},,,\n"
     answer = coord.post("/trials/ONC-2101/import", data={"csrf_token": token},
                         files={"file": ("subjects.csv", good.encode(), "text/csv")})  # fmt: skip
     assert answer.status_code == 200 and "1 added, 0 updated, 0 unchanged" in answer.text
-    assert _entry(site, "ONC-2101", "2101-950") is not None
+    assert _entry(site, "ONC-2101", "2101-950").pools == {"E77950": "HOSP"}  # type: ignore[attr-defined]
     assert site.audit_rows(action="enrolment.import", object_id="ONC-2101")
 
 
