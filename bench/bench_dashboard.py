@@ -17,6 +17,7 @@ per page. Targets: 1,000,000 exams and 100,000 findings at 20 users, p95 <= 300 
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import socket
 import statistics
@@ -199,11 +200,58 @@ def feed_changes(engine: Engine, rate: float, stop: threading.Event) -> list[int
 
 
 class Served:
-    """A running server: its address and how to stop it."""
+    """A running server: its address, how to stop it and its process (None: in this one)."""
 
-    def __init__(self, base: str, close: Callable[[], None]) -> None:
+    def __init__(self, base: str, close: Callable[[], None], pid: int | None = None) -> None:
         self.base = base
         self.close = close
+        self.pid = pid
+
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU of ``pid`` (Linux /proc); 0 when it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / _TICK
+
+
+def _tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (the web workers), from /proc."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parents[int(entry.name)] = int((entry / "stat").read_text().rpartition(")")[2].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+    found, frontier = [pid], [pid]
+    while frontier:
+        frontier = [child for child, parent in parents.items() if parent in frontier]
+        found += frontier
+    return found
+
+
+def _postgres_pids() -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().strip() == "postgres":
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+def cpu_now(served: Served) -> tuple[float, float]:
+    """CPU seconds used so far by the web server's processes and by PostgreSQL's."""
+    server = sum(_cpu_seconds(pid) for pid in _tree(served.pid)) if served.pid else 0.0
+    return server, sum(_cpu_seconds(pid) for pid in _postgres_pids())
 
 
 def serve_in_thread(engine: Engine, url: str, cache_seconds: float) -> Served:
@@ -262,7 +310,7 @@ def serve_workers(url: str, workers: int, folder: str, cache_seconds: float) -> 
         process.terminate()
         process.wait(30)
 
-    return Served(base, close)
+    return Served(base, close, process.pid)
 
 
 def main() -> None:
@@ -346,12 +394,20 @@ def main() -> None:
                 assert answer.status_code == 200
             return times
 
+        server_before, database_before = cpu_now(stop)
         with ThreadPoolExecutor(args.users) as pool:
             samples = sorted(t for batch in pool.map(run, clients) for t in batch)
+        server_after, database_after = cpu_now(stop)
         p95 = samples[int(len(samples) * 0.95) - 1]
+        cpu = ""
+        if stop.pid:  # CPU per request: what the server's workers and PostgreSQL spent
+            cpu = (
+                f"; CPU/request: web {(server_after - server_before) * 1000 / len(samples):.1f} ms, "
+                f"PostgreSQL {(database_after - database_before) * 1000 / len(samples):.1f} ms"
+            )
         print(
             f"{label:<32} {len(samples)} requests at {args.users} users: "
-            f"p50 {statistics.median(samples):.0f} ms, p95 {p95:.0f} ms, max {samples[-1]:.0f} ms"
+            f"p50 {statistics.median(samples):.0f} ms, p95 {p95:.0f} ms, max {samples[-1]:.0f} ms{cpu}"
         )
     stop_feed.set()
     if args.changes:

@@ -16,8 +16,7 @@ from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote_plus
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -34,7 +33,7 @@ from monitor.store.registry.protocols import ProtocolCatalogue
 from monitor.web import accounts, api, audit, calendar, health, pages, protocols, registry, review, today
 from monitor.web.cache import PageCache
 from monitor.web.context import Web, web_of
-from monitor.web.security import Forbidden, Gate, NotSignedIn, SecurityHeaders, set_session_cookie
+from monitor.web.security import Forbidden, Gate, NotSignedIn, SecurityHeaders
 
 if TYPE_CHECKING:
     import uvicorn
@@ -79,24 +78,7 @@ def create_app(
         cache=PageCache(settings.web.page_cache_seconds),
         simulated=getattr(now, "speed", 1.0) != 1,
     )
-    app.add_middleware(SecurityHeaders)
-
-    @app.middleware("http")
-    async def refuse_nul(request: Request, call_next: Any) -> Response:
-        # No text field anywhere holds a NUL, and PostgreSQL refuses one even in a query
-        # parameter: answer 400 here rather than fail deep in a query.
-        if "\x00" in request.url.path or "\x00" in unquote_plus(request.url.query):
-            return JSONResponse({"detail": "NUL characters are not allowed"}, status_code=400)
-        response: Response = await call_next(request)
-        return response
-
-    @app.middleware("http")
-    async def new_session_cookie(request: Request, call_next: Any) -> Response:
-        response: Response = await call_next(request)
-        session = getattr(request.state, "new_session", None)
-        if session is not None:
-            set_session_cookie(response, session, settings.web)
-        return response
+    app.add_middleware(SecurityHeaders, settings=settings.web)
 
     @app.exception_handler(NotSignedIn)
     async def not_signed_in(request: Request, exc: NotSignedIn) -> Response:

@@ -19,10 +19,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Annotated, Any
+from urllib.parse import unquote_plus
 
 from fastapi import Path, Request
 from sqlalchemy import Engine
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from monitor.config import WebSettings
@@ -64,27 +65,46 @@ class Forbidden(Exception):
 
 
 class SecurityHeaders:
-    """ASGI middleware: the security headers on every response, no-store on PHI pages."""
+    """ASGI middleware, outermost: refuses a NUL in the path or query (400: no text field
+    holds one, and PostgreSQL refuses one even in a query parameter), sets the cookie of a
+    session opened during the request (:meth:`Gate.session_for`, via ``request.state``),
+    the security headers on every response and no-store on PHI pages.
 
-    def __init__(self, app: ASGIApp) -> None:
+    Plain ASGI, not ``BaseHTTPMiddleware``: that wraps every request in a task group and a
+    stream, and cost about a tenth of a cached page's CPU."""
+
+    def __init__(self, app: ASGIApp, settings: WebSettings) -> None:
         self.app = app
+        self.settings = settings
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        cacheable = str(scope.get("path", "")).startswith(_CACHEABLE)
+        path = str(scope.get("path", ""))
+        if "\x00" in path or "\x00" in unquote_plus(scope.get("query_string", b"").decode("latin-1")):
+            refusal = JSONResponse({"detail": "NUL characters are not allowed"}, status_code=400)
+            await refusal(scope, receive, self._with_headers(send, scope, cacheable=False))
+            return
+        scope.setdefault("state", {})  # shared with request.state below, read back at the response
+        await self.app(scope, receive, self._with_headers(send, scope, path.startswith(_CACHEABLE)))
 
+    def _with_headers(self, send: Send, scope: Scope, cacheable: bool) -> Send:
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"cache-control"]
                 present = {k.lower() for k, _ in headers}  # a route may set a stricter/looser CSP
                 headers.extend((k, v) for k, v in _HEADERS if k not in present)
                 headers.append((b"cache-control", b"no-cache" if cacheable else b"no-store"))
+                session = scope.get("state", {}).get("new_session")
+                if isinstance(session, Session):
+                    carrier = Response()
+                    set_session_cookie(carrier, session, self.settings)
+                    headers.extend((k, v) for k, v in carrier.raw_headers if k == b"set-cookie")
                 message["headers"] = headers
             await send(message)
 
-        await self.app(scope, receive, send_with_headers)
+        return send_with_headers
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 
+import psycopg
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import select
+from sqlalchemy import select, text
+from sqlalchemy.exc import OperationalError
 
-from monitor.store.database import current_revision, make_engine
+from monitor.store.database import PING_AFTER_IDLE_SECONDS, current_revision, make_engine
 from monitor.store.messages import purge_payloads
 from monitor.store.schema import messages, metadata
 
@@ -66,4 +69,31 @@ def test_naive_datetimes_are_refused(database_url: str) -> None:
     engine = make_engine(database_url)
     with pytest.raises(Exception, match="naive"), engine.begin() as conn:
         conn.execute(messages.insert(), [_message(datetime(2026, 1, 1), "naive")])
+    engine.dispose()
+
+
+@pytest.mark.postgres
+def test_a_pooled_connection_the_server_dropped_is_replaced(postgres_url: str) -> None:
+    """A connection idle for a second or more is pinged and replaced when its server end is gone
+    (a restart, a failover); one used within the second is not pinged: the one statement that
+    meets it fails, and the pool then drops every connection it holds."""
+    engine = make_engine(postgres_url, pool_size=2)
+
+    def backend() -> int:
+        with engine.connect() as conn:
+            return int(conn.execute(text("SELECT pg_backend_pid()")).scalar_one())
+
+    def kill(pid: int) -> None:
+        with psycopg.connect("host=127.0.0.1 port=5432 user=postgres dbname=test", autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+
+    first = backend()
+    kill(first)
+    time.sleep(PING_AFTER_IDLE_SECONDS + 0.1)
+    second = backend()  # the ping found the dead one: no error, another server process
+    assert second != first
+    kill(second)
+    with pytest.raises(OperationalError):
+        backend()  # used a moment ago: not pinged, so this one statement fails ...
+    assert backend() not in (first, second)  # ... and the next gets a live connection
     engine.dispose()
