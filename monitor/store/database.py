@@ -10,12 +10,14 @@ same promise.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DisconnectionError
 
@@ -75,6 +77,16 @@ def ping_when_idle(engine: Engine, idle_seconds: float) -> None:
             engine.dialect.do_ping(dbapi_connection)
         except Exception as error:  # any failure: the pool retries with a fresh connection
             raise DisconnectionError("the pooled connection did not answer a ping") from error
+
+
+@contextmanager
+def autocommit(engine: Engine) -> Iterator[Connection]:
+    """A connection on which each statement commits by itself: for a request that reads and
+    appends an audit row or two. No transaction is opened, so none is committed or rolled
+    back at the end: two round trips fewer than ``engine.begin()`` on PostgreSQL, whose
+    default isolation (read committed) gives each statement its own snapshot either way."""
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        yield conn
 
 
 def alembic_config(engine: Engine) -> Config:

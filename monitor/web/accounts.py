@@ -15,6 +15,7 @@ from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.responses import RedirectResponse, Response
 
 from monitor.store.accounts import Role, Session, change_account, list_accounts, record_audit
+from monitor.store.database import autocommit
 from monitor.web.context import require, web_of
 from monitor.web.security import client_address, csrf_ok
 
@@ -26,7 +27,7 @@ ACTIONS = ("change", "disable", "enable")
 @router.get("/accounts")
 def accounts(request: Request, session: Annotated[Session, Depends(require(Role.ADMIN))]) -> Response:
     web = web_of(request)
-    with web.engine.connect() as conn:
+    with autocommit(web.engine) as conn:
         rows = list_accounts(conn)
     context = {
         "accounts": rows,

@@ -16,6 +16,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
 from monitor.store.accounts import Role, Session, audit_trail, record_audit
+from monitor.store.database import autocommit
 from monitor.web.context import Web, require, web_of
 from monitor.web.formats import csv_download, parse_day
 from monitor.web.security import client_address
@@ -49,7 +50,7 @@ def audit(request: Request, session: Annotated[Session, Depends(require(Role.ADM
     web = web_of(request)
     shown, wanted = _filters(web, request.query_params)
     older = request.query_params.get("older_than", "")
-    with web.engine.connect() as conn:
+    with autocommit(web.engine) as conn:
         rows = audit_trail(
             conn, **wanted, older_than=int(older[:18]) if older.isdigit() else None, limit=PAGE_ROWS
         )
@@ -70,7 +71,7 @@ def audit_csv(request: Request, session: Annotated[Session, Depends(require(Role
     """The filtered trail, newest first, up to ``CSV_ROWS`` rows."""
     web = web_of(request)
     _, wanted = _filters(web, request.query_params)
-    with web.engine.begin() as conn:
+    with autocommit(web.engine) as conn:
         rows = audit_trail(conn, **wanted, limit=CSV_ROWS)
         record_audit(conn, web.clock(), session.user.username, "export", "audit", "", client_address(request))
     values = ([row.at.isoformat(), *(str(row._mapping[name] or "") for name in COLUMNS[1:])] for row in rows)

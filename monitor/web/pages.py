@@ -33,6 +33,7 @@ from monitor.store.dashboard import (
     visible_exam,
     visible_trial,
 )
+from monitor.store.database import autocommit
 from monitor.store.exams.pools import missed_enrolled
 from monitor.store.messages import feed_health, raw_message
 from monitor.store.outbox import RetryResult, outbox_health, outbox_rows, retry_failed
@@ -55,7 +56,7 @@ OFFICE = (Role.ADMIN, Role.COORDINATOR, Role.VIEWER)
 
 def _audit(request: Request, session: Session, action: str, kind: str = "", ident: Any = "") -> None:
     web = web_of(request)
-    with web.engine.begin() as conn:
+    with autocommit(web.engine) as conn:
         record_audit(conn, web.clock(), session.user.username, action, kind, ident, client_address(request))
 
 
@@ -164,7 +165,7 @@ def upcoming(
         html = web.renderer.render("web/upcoming_days.html", context)
         return Markup(html), len(rows)  # noqa: S704  (an autoescaped template's output)
 
-    with web.engine.begin() as conn:
+    with autocommit(web.engine) as conn:
         days_html, count = web.cache.part(conn, key, build)
         record_audit(conn, web.clock(), user.username, "view", "upcoming", "", client_address(request))
         scope = user.trial_scope()
@@ -184,7 +185,7 @@ def trials(request: Request, session: Annotated[Session, Depends(require(*OFFICE
     web = web_of(request)
     scope = session.user.trial_scope()
     today = web.site_date()
-    with web.engine.connect() as conn:
+    with autocommit(web.engine) as conn:
         found = [p for p in protocols_in_force(conn) if scope is None or p.trial in scope]
         summaries = trial_summaries(conn, [p.trial for p in found], today)
     return web.page(request, session, "trials.html", {"protocols": found, "summaries": summaries})
@@ -197,7 +198,7 @@ def trial(
     web = web_of(request)
     if not visible_trial(session.user, trial_id):
         raise HTTPException(status_code=404)
-    with web.engine.begin() as conn:
+    with autocommit(web.engine) as conn:
         in_force = protocols_in_force(conn, [trial_id])
         if not in_force:
             raise HTTPException(status_code=404)
@@ -236,7 +237,7 @@ def exam(
     request: Request, exam_id: ObjectId, session: Annotated[Session, Depends(require(*OFFICE))]
 ) -> Response:
     web = web_of(request)
-    with web.engine.begin() as conn:
+    with autocommit(web.engine) as conn:
         found = visible_exam(conn, session.user, exam_id)
         if found is None:
             raise HTTPException(status_code=404)
@@ -298,7 +299,7 @@ NO_SHEET = frozenset({"cancelled", "deleted", "no_show"})
 def sheet(request: Request, exam_id: ObjectId, session: Annotated[Session, Depends(signed_in)]) -> Response:
     """The printable instruction sheet (technologists too, for their modalities)."""
     web = web_of(request)
-    with web.engine.begin() as conn:
+    with autocommit(web.engine) as conn:
         found = visible_exam(conn, session.user, exam_id)
         if found is not None and found[0].status in NO_SHEET:
             # A sheet printed for an exam that will not happen could be followed at the scanner.
@@ -336,7 +337,7 @@ def feeds(
 ) -> Response:
     web = web_of(request)
     now = web.clock()
-    with web.engine.begin() as conn:
+    with autocommit(web.engine) as conn:
         health = feed_health(conn, now)
         outbox = outbox_health(conn, now, session.user.trial_scope())
         # Exams of enrolled subjects whose MRN came from another identifier pool (the
@@ -398,7 +399,7 @@ def message(
 ) -> Response:
     """A stored message's raw content (PHI): admins only."""
     web = web_of(request)
-    with web.engine.begin() as conn:
+    with autocommit(web.engine) as conn:
         found = raw_message(conn, message_id)
         if found is None:
             raise HTTPException(status_code=404)

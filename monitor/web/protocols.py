@@ -22,6 +22,7 @@ from fastapi.responses import Response
 
 from monitor.evaluation import Evaluator
 from monitor.store.accounts import Role, Session, record_audit
+from monitor.store.database import autocommit
 from monitor.store.registry.enrolments import check_entry, enrolment_ids_of_trials, list_enrolments
 from monitor.store.registry.protocols import describe_changes, protocols_in_force, store_protocol
 from monitor.store.registry.records import load_enrolments, load_exams
@@ -47,7 +48,7 @@ class Moved:
 @router.get("/protocols")
 def protocols(request: Request, session: Annotated[Session, Depends(require(Role.ADMIN))]) -> Response:
     web = web_of(request)
-    with web.engine.connect() as conn:
+    with autocommit(web.engine) as conn:
         in_force = protocols_in_force(conn)
     return web.page(request, session, "protocols.html", {"in_force": in_force})
 

@@ -22,6 +22,7 @@ from fastapi.responses import Response
 from monitor.evaluation import EvaluationSummary, Evaluator
 from monitor.store.accounts import Role, Session, record_audit
 from monitor.store.dashboard import visible_trial
+from monitor.store.database import autocommit
 from monitor.store.registry.enrolments import (
     EnrolmentEntry,
     EnrolmentView,
@@ -49,7 +50,7 @@ def _trial(web: Web, session: Session, trial_id: str) -> Trial:
     """The trial's protocol, or 404 when it is not the account's or has none loaded."""
     if not visible_trial(session.user, trial_id):
         raise HTTPException(status_code=404)
-    with web.engine.connect() as conn:
+    with autocommit(web.engine) as conn:
         found = web.catalogue.trials(conn, [trial_id]).get(trial_id)
     if found is None:
         raise HTTPException(status_code=404)
@@ -94,7 +95,7 @@ def _subject_viewed(
     web: Web, request: Request, session: Session, trial: Trial, subject: str, seen_as: str
 ) -> tuple[EnrolmentView, SubjectSchedule]:
     """The enrolment (404 when absent) and its schedule, the view audited as ``seen_as``."""
-    with web.engine.begin() as conn:
+    with autocommit(web.engine) as conn:
         found = find_entry(conn, trial.id, subject)
         if found is None:
             raise HTTPException(status_code=404)

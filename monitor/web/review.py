@@ -22,6 +22,7 @@ from sqlalchemy import Connection
 
 from monitor.store.accounts import Role, Session, latest_reviews, record_audit
 from monitor.store.dashboard import visible_finding
+from monitor.store.database import autocommit
 from monitor.store.worklist import STATUSES, FindingFilter, Status, facet_counts, work_queue
 from monitor.web.context import require, web_of
 from monitor.web.formats import csv_download, parse_day
@@ -75,7 +76,7 @@ def findings_page(request: Request, session: Annotated[Session, Depends(require(
     wanted = finding_filter(request)
     page = max(1, min(_int(request.query_params.get("page", "1")), 100_000))
     today = web.site_date()
-    with web.engine.begin() as conn:
+    with autocommit(web.engine) as conn:
 
         def build(conn: Connection) -> tuple[list[Any], int, dict[str, dict[str, int]]]:
             rows, total = work_queue(
@@ -123,7 +124,7 @@ def findings_csv(request: Request, session: Annotated[Session, Depends(require(*
     web = web_of(request)
     wanted = finding_filter(request)
     today = web.site_date()
-    with web.engine.begin() as conn:
+    with autocommit(web.engine) as conn:
         rows, _ = work_queue(conn, session.user, wanted, today, limit=None)
         reviews = latest_reviews(conn, [row.id for row in rows], list(REVIEW_ACTIONS.values()))
         record_audit(

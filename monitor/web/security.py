@@ -35,6 +35,7 @@ from monitor.store.accounts import (
     record_audit,
     resume_session,
 )
+from monitor.store.database import autocommit
 from monitor.web.peer import Network, Peer, parse_networks, resolve_peer
 
 # A store row id in a URL: bounded so no integer reaches the database unrepresentable (a 500).
@@ -138,24 +139,27 @@ class Gate:
         """
         now = self.clock()
         cookie = request.cookies.get(COOKIE, "")
-        with self.engine.begin() as conn:
+        # Every request passes here: the session is read (and, twice a minute, touched) in
+        # autocommit, one round trip; opening a session for the proxy's user is a transaction.
+        with autocommit(self.engine) as conn:
             session = resume_session(conn, cookie, now, self.policy) if cookie else None
-            header = self.settings.sso_header
-            peer = self.peer(request)
-            if header and peer.via_trusted_proxy:
-                name = request.headers.get(header, "").strip()
-                if name:
-                    if session is not None and session.user.username == name:
-                        return session, False
+        header = self.settings.sso_header
+        peer = self.peer(request)
+        if header and peer.via_trusted_proxy:
+            name = request.headers.get(header, "").strip()
+            if name:
+                if session is not None and session.user.username == name:
+                    return session, False
+                with self.engine.begin() as conn:
                     user = find_user(conn, name)
                     if user is None:
                         raise NotSignedIn
                     fresh = open_session(conn, user, now)
                     record_audit(conn, now, user.username, "sign_in.sso", client=peer.client)
-                    return fresh, True
-            if session is None:
-                raise NotSignedIn
-            return session, False
+                return fresh, True
+        if session is None:
+            raise NotSignedIn
+        return session, False
 
 
 def client_address(request: Request) -> str:

@@ -13,6 +13,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
 from monitor.store.accounts import Role, Session, record_audit
+from monitor.store.database import autocommit
 from monitor.store.today import today_for
 from monitor.web.context import require, web_of
 from monitor.web.security import client_address
@@ -30,7 +31,7 @@ def today(
     web = web_of(request)
     now = web.clock()
     day = web.site_date(now)
-    with web.engine.begin() as conn:
+    with autocommit(web.engine) as conn:
         # Kept while nothing it shows changed, exams' times included (monitor/web/cache.py),
         # and for at most [web] page_cache_seconds: "the next 72 hours" moves with the clock.
         scope = (session.user.trial_scope(), session.user.modality_scope())
