@@ -19,7 +19,8 @@ the store's *data version* read when it was built, and reused while:
 Only rendered markup of pages the account was allowed to open is kept, in this process's
 memory, never on disk; the key carries the account's scope, so a coordinator never gets a
 part built for another scope. Every view is still audited: the cache sits below the audit.
-Concurrent requests for a missing part wait for one build instead of building it twenty times.
+Concurrent requests for a missing part wait for one build instead of building it twenty times;
+while a part is rebuilt only because it grew old, the others take the old one meanwhile.
 """
 
 from __future__ import annotations
@@ -70,7 +71,11 @@ class PageCache:
         return entry
 
     def get(self, key: Hashable, version: DataVersion, build: Callable[[], Any]) -> Any:
-        """The part under ``key`` built at ``version``, building it (once) if missing or stale."""
+        """The part under ``key`` built at ``version``, building it (once) if missing or stale.
+
+        While one request rebuilds a part that is only *old* (its version is still the
+        store's), the others take the old one rather than queue behind the build: it is as
+        right as it was a moment ago. A part whose version changed is never served."""
         if not self.enabled:
             return build()
         with self._guard:
@@ -78,6 +83,10 @@ class PageCache:
             if entry is not None:
                 self.hits += 1
                 return entry.value
+            aged = self._entries.get(key)
+            if aged is not None and aged.version == version and key in self._building:
+                self.hits += 1
+                return aged.value
             building = self._building.setdefault(key, threading.Lock())
         with building:  # one build per key; the others wait for it and take its result
             with self._guard:
@@ -85,14 +94,17 @@ class PageCache:
                 if entry is not None:
                     self.hits += 1
                     return entry.value
-            value = build()
+            try:
+                value = build()
+            finally:
+                with self._guard:
+                    self._building.pop(key, None)
             with self._guard:
                 self.builds += 1
                 self._entries[key] = _Entry(version, self.clock(), value)
                 self._entries.move_to_end(key)
                 while len(self._entries) > self.size:
                     self._entries.popitem(last=False)
-                self._building.pop(key, None)
         return value
 
     def part(

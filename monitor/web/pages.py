@@ -202,7 +202,7 @@ def trial(
         in_force = protocols_in_force(conn, [trial_id])
         if not in_force:
             raise HTTPException(status_code=404)
-        parsed = web.catalogue.trials(conn, [trial_id]).get(trial_id)
+        parsed = web.catalogue.trials(conn, [trial_id], in_force=in_force).get(trial_id)
 
         def build(conn: Connection) -> Markup:
             matrix = trial_matrix(conn, trial_id)

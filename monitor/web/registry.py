@@ -18,6 +18,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, File, Form, HTTPException, Request, UploadFile
 from fastapi.responses import Response
+from sqlalchemy import Connection
 
 from monitor.evaluation import EvaluationSummary, Evaluator
 from monitor.store.accounts import Role, Session, record_audit
@@ -95,14 +96,24 @@ def _subject_viewed(
     web: Web, request: Request, session: Session, trial: Trial, subject: str, seen_as: str
 ) -> tuple[EnrolmentView, SubjectSchedule]:
     """The enrolment (404 when absent) and its schedule, the view audited as ``seen_as``."""
-    with autocommit(web.engine) as conn:
+
+    def build(conn: Connection) -> tuple[EnrolmentView, SubjectSchedule] | None:
         found = find_entry(conn, trial.id, subject)
-        if found is None:
+        return (
+            None
+            if found is None
+            else (found, subject_schedule(conn, web.settings, trial, found.id, web.clock()))
+        )
+
+    with autocommit(web.engine) as conn:
+        # The same for every account that may open the trial (checked by the caller): kept
+        # while no exam, finding, enrolment or protocol changed, at most page_cache_seconds.
+        built = web.cache.part(conn, ("subject", trial.id, subject, web.site_date()), build)
+        if built is None:
             raise HTTPException(status_code=404)
-        schedule = subject_schedule(conn, web.settings, trial, found.id, web.clock())
         record_audit(conn, web.clock(), session.user.username, "view", seen_as,
                      f"{trial.id}/{subject}", client_address(request))  # fmt: skip
-    return found, schedule
+    return built
 
 
 @router.get("/trials/{trial_id}/subjects/{subject}/schedule")

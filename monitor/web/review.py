@@ -18,10 +18,11 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.responses import RedirectResponse, Response
+from markupsafe import Markup
 from sqlalchemy import Connection
 
 from monitor.store.accounts import Role, Session, latest_reviews, record_audit
-from monitor.store.dashboard import visible_finding
+from monitor.store.dashboard import data_version, visible_finding
 from monitor.store.database import autocommit
 from monitor.store.worklist import STATUSES, FindingFilter, Status, facet_counts, work_queue
 from monitor.web.context import require, web_of
@@ -85,12 +86,25 @@ def findings_page(request: Request, session: Annotated[Session, Depends(require(
             return rows, total, facet_counts(conn, session.user, wanted)
 
         # Kept while no finding, occurrence, enrolment or protocol changed (monitor/web/cache.py):
-        # the counts read every finding in scope. Reviews are read afresh for the page's rows.
+        # the counts read every finding in scope. Reviews are read afresh for the page's rows,
+        # whose markup is kept while both the data and those reviews are unchanged.
         scope = (session.user.trial_scope(), session.user.modality_scope())
-        rows, total, counts = web.cache.part(
-            conn, ("findings", scope, wanted, page, today), build, feed=False
-        )
+        key = ("findings", scope, wanted, page, today)
+        version = data_version(conn, feed=False) if web.cache.enabled else ()
+        rows, total, counts = web.cache.get(key, version, lambda: build(conn))
         reviews = latest_reviews(conn, [row.id for row in rows], list(REVIEW_ACTIONS.values()))
+        reviewed = tuple(sorted((finding_id, review.id) for finding_id, review in reviews.items()))
+        may_change = session.user.may_change
+        rows_html = web.cache.get(
+            (*key, "rows", may_change),
+            (version, reviewed),
+            lambda: Markup(  # noqa: S704  (an autoescaped template's output)
+                web.renderer.render(
+                    "web/findings_rows.html",
+                    {"rows": rows, "reviews": reviews, "today": today, "may_change": may_change},
+                )
+            ),
+        )
         record_audit(
             conn, web.clock(), session.user.username, "view", "findings", wanted.trial,
             client_address(request), filter_query(wanted),
@@ -100,7 +114,7 @@ def findings_page(request: Request, session: Annotated[Session, Depends(require(
         "total": total,
         "page": page,
         "pages": max(1, -(-total // PAGE_SIZE)),
-        "reviews": reviews,
+        "rows_html": rows_html,
         "wanted": wanted,
         "counts": counts,
         "statuses": STATUSES,

@@ -11,6 +11,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
+from markupsafe import Markup
+from sqlalchemy import Connection
 
 from monitor.store.accounts import Role, Session, record_audit
 from monitor.store.database import autocommit
@@ -35,11 +37,12 @@ def today(
         # Kept while nothing it shows changed, exams' times included (monitor/web/cache.py),
         # and for at most [web] page_cache_seconds: "the next 72 hours" moves with the clock.
         scope = (session.user.trial_scope(), session.user.modality_scope())
-        lists = web.cache.part(
-            conn,
-            ("today", scope, day),
-            lambda conn: today_for(conn, session.user, now, day, hours=SOON_HOURS),
-        )
+
+        def build(conn: Connection) -> Markup:
+            lists = today_for(conn, session.user, now, day, hours=SOON_HOURS)
+            context = {"today": lists, "day": day, "hours": SOON_HOURS, "next_step": NEXT_STEP}
+            return Markup(web.renderer.render("web/today_lists.html", context))  # noqa: S704  (autoescaped)
+
+        lists_html = web.cache.part(conn, ("today", scope, day), build)
         record_audit(conn, now, session.user.username, "view", "today", "", client_address(request))
-    context = {"today": lists, "day": day, "hours": SOON_HOURS, "next_step": NEXT_STEP}
-    return web.page(request, session, "today.html", context)
+    return web.page(request, session, "today.html", {"lists_html": lists_html})

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -174,11 +174,20 @@ class ProtocolCatalogue:
     def __init__(self) -> None:
         self._parsed: dict[str, Trial | None] = {}
 
-    def trials(self, conn: Connection, trial_ids: Collection[str] | None = None) -> dict[str, Trial]:
-        """Trials in force by id (``trial_ids`` None: all). Trials whose text fails to load are left out."""
+    def trials(
+        self,
+        conn: Connection,
+        trial_ids: Collection[str] | None = None,
+        *,
+        in_force: Sequence[StoredProtocol] | None = None,
+    ) -> dict[str, Trial]:
+        """Trials in force by id (``trial_ids`` None: all). Trials whose text fails to load are
+        left out. ``in_force``: what :func:`protocols_in_force` just returned for ``trial_ids``
+        (saves reading it again)."""
         if trial_ids is not None and not trial_ids:
             return {}
-        in_force = protocols_in_force(conn, trial_ids)
+        if in_force is None:
+            in_force = protocols_in_force(conn, trial_ids)
         missing = [row.id for row in in_force if row.sha256 not in self._parsed]
         if missing:
             query = select(trial_versions.c.trial, trial_versions.c.sha256, trial_versions.c.content)

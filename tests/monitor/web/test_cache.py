@@ -8,6 +8,7 @@ import threading
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
 from fastapi.testclient import TestClient
 
 from monitor.commands.ingest import ingest_files
@@ -119,6 +120,41 @@ def test_concurrent_requests_for_a_missing_part_build_it_once() -> None:
         thread.join(10)
     assert results == ["table"] * 8
     assert cache.builds == 1 and cache.hits == 7
+
+
+def test_while_an_old_part_is_rebuilt_others_take_it_but_never_one_of_another_version() -> None:
+    ticks = _Ticks()
+    cache = PageCache(10, clock=ticks)
+    assert cache.get("k", (1,), lambda: "v1 built at 0") == "v1 built at 0"
+    ticks.now = 11  # too old: the next request rebuilds it
+    started, release = threading.Event(), threading.Event()
+
+    def slow() -> str:
+        started.set()
+        release.wait(5)
+        return "v1 built at 11"
+
+    rebuilder = threading.Thread(target=lambda: cache.get("k", (1,), slow))
+    rebuilder.start()
+    assert started.wait(5)
+    assert cache.get("k", (1,), lambda: "never built") == "v1 built at 0"  # no wait behind the build
+    changed: list[str] = []  # the store changed meanwhile: this request waits, then builds its own
+    waiter = threading.Thread(target=lambda: changed.append(cache.get("k", (2,), lambda: "v2")))
+    waiter.start()
+    waiter.join(0.2)
+    assert waiter.is_alive() and not changed
+    release.set()
+    rebuilder.join(5)
+    waiter.join(5)
+    assert changed == ["v2"] and cache.get("k", (2,), lambda: "never built") == "v2"
+
+    def failing() -> str:
+        raise RuntimeError("store down")
+
+    ticks.now = 30
+    with pytest.raises(RuntimeError):
+        cache.get("k", (2,), failing)
+    assert cache.get("k", (2,), lambda: "v2 again") == "v2 again"  # a failed build leaves no one 'building'
 
 
 def test_upcoming_shows_each_exams_alert_status_and_follows_the_outbox(site: Site) -> None:
