@@ -154,6 +154,9 @@ class WebSettings(_Section):
     login_lockout_minutes: int = Field(default=15, ge=1, le=1440)
     # Upcoming and trial tables are rebuilt when the data changes, and at least this often.
     page_cache_seconds: float = Field(default=10, ge=0, le=3600)
+    # Threads per web process answering pages (monitor/threads.py: page_threads). Pages are
+    # Python under one interpreter lock: more threads add no CPU, only queueing.
+    threads: int = Field(default=4, ge=1, le=64)
 
     @field_validator("trusted_proxies")
     @classmethod

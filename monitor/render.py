@@ -69,6 +69,10 @@ class Renderer:
             trim_blocks=True,
             lstrip_blocks=True,
             keep_trailing_newline=True,
+            # The packaged templates change only with the package: checking their files'
+            # times on every render cost a tenth of a dashboard page. A site's own folder is
+            # checked, so its edited templates take effect without a restart.
+            auto_reload=bool(site_dir),
         )
         self.env.filters["when"] = self.format_datetime
         self.env.filters["day"] = self.format_date

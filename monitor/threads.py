@@ -18,6 +18,7 @@ __all__ = [
     "FeedLoop",
     "dispatch_pool",
     "feed_evaluation_thread",
+    "page_threads",
     "scheduler_executor",
     "store_probe_pool",
 ]
@@ -74,6 +75,22 @@ def scheduler_executor(workers: int = 4) -> Any:
     from apscheduler.executors.pool import ThreadPoolExecutor as JobPool  # type: ignore[import-untyped]
 
     return JobPool(workers)
+
+
+def page_threads(count: int) -> None:
+    """How many of anyio's worker threads may answer pages at once on the running loop
+    (Starlette runs every synchronous route and dependency there; anyio's default is 40).
+
+    The pages are Python under one interpreter lock, so forty threads share one core's worth
+    of it: each request was sliced among the others and waited for all of them (the
+    dashboard bench's p95 was 2-3 times its median). ``[web] threads`` (default 4) still
+    overlaps one request's store round trips with another's work. Call it on the loop that
+    serves the pages; the threads are made on first use and kept."""
+    import anyio.to_thread
+
+    limiter = anyio.to_thread.current_default_thread_limiter()
+    if limiter.total_tokens != count:
+        limiter.total_tokens = count
 
 
 def store_probe_pool() -> ThreadPoolExecutor:

@@ -24,12 +24,14 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Engine
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from monitor.clock import SYSTEM_CLOCK
 from monitor.config import Settings, WebSettings
 from monitor.render import Renderer
 from monitor.runtime import Runtime
 from monitor.store.registry.protocols import ProtocolCatalogue
+from monitor.threads import page_threads
 from monitor.web import accounts, api, audit, calendar, health, pages, protocols, registry, review, today
 from monitor.web.cache import PageCache
 from monitor.web.context import Web, web_of
@@ -78,6 +80,7 @@ def create_app(
         cache=PageCache(settings.web.page_cache_seconds),
         simulated=getattr(now, "speed", 1.0) != 1,
     )
+    app.add_middleware(PageThreads, threads=settings.web.threads)
     app.add_middleware(SecurityHeaders, settings=settings.web)
 
     @app.exception_handler(NotSignedIn)
@@ -105,6 +108,19 @@ def create_app(
     for module in (health, pages, today, review, registry, protocols, audit, accounts, api, calendar):
         app.include_router(module.router)
     return app
+
+
+class PageThreads:
+    """ASGI middleware: holds the running loop to ``[web] threads`` page threads
+    (:func:`monitor.threads.page_threads`; a no-op once set on that loop)."""
+
+    def __init__(self, app: ASGIApp, threads: int) -> None:
+        self.app = app
+        self.threads = threads
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        page_threads(self.threads)
+        await self.app(scope, receive, send)
 
 
 _ERRORS = {

@@ -19,8 +19,14 @@ the store's *data version* read when it was built, and reused while:
 Only rendered markup of pages the account was allowed to open is kept, in this process's
 memory, never on disk; the key carries the account's scope, so a coordinator never gets a
 part built for another scope. Every view is still audited: the cache sits below the audit.
-Concurrent requests for a missing part wait for one build instead of building it twenty times;
-while a part is rebuilt only because it grew old, the others take the old one meanwhile.
+Concurrent requests for a missing part wait for one build instead of building it twenty times.
+While one request rebuilds a part, the others take the part it replaces, if that is younger
+than ``page_cache_seconds``: it is at most one build behind the store, which no one reading
+can tell from a change arriving a moment later, and the feed's steady changes no longer
+stall twenty readers behind each rebuild. Except for whoever changed something: after a
+POST the browser carries a cookie (:data:`CHANGED_COOKIE`, ``page_cache_seconds`` long)
+that makes its requests wait for parts of the store as it is (:data:`READ_YOUR_CHANGES`),
+so the page after "Save" always shows the save, whichever worker process answers.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -37,6 +44,12 @@ from sqlalchemy import Connection
 from monitor.store.dashboard import DataVersion, data_version
 
 T = TypeVar("T")
+
+# Set by monitor.web.security.SecurityHeaders after a POST, read back from the request.
+CHANGED_COOKIE = "hiro_changed"
+# True while a request of a browser that changed something lately is answered: parts older
+# than the store's version are then never served (the module doc).
+READ_YOUR_CHANGES: ContextVar[bool] = ContextVar("read_your_changes", default=False)
 
 
 @dataclass(slots=True)
@@ -70,12 +83,17 @@ class PageCache:
         self._entries.move_to_end(key)
         return entry
 
-    def get(self, key: Hashable, version: DataVersion, build: Callable[[], Any]) -> Any:
-        """The part under ``key`` built at ``version``, building it (once) if missing or stale.
+    def _may_stand_in(self, aged: _Entry, version: DataVersion) -> bool:
+        """Whether ``aged`` may answer while its replacement is built: it is only old (its
+        version is the store's), or it is one version behind, younger than ``max_age``, and
+        the request is not of a browser that just changed something."""
+        if aged.version == version:
+            return True
+        return not READ_YOUR_CHANGES.get() and self.clock() - aged.built_at <= self.max_age
 
-        While one request rebuilds a part that is only *old* (its version is still the
-        store's), the others take the old one rather than queue behind the build: it is as
-        right as it was a moment ago. A part whose version changed is never served."""
+    def get(self, key: Hashable, version: DataVersion, build: Callable[[], Any]) -> Any:
+        """The part under ``key`` built at ``version``, building it (once) if missing or stale;
+        while another request builds it, the part it replaces may answer (:meth:`_may_stand_in`)."""
         if not self.enabled:
             return build()
         with self._guard:
@@ -84,7 +102,7 @@ class PageCache:
                 self.hits += 1
                 return entry.value
             aged = self._entries.get(key)
-            if aged is not None and aged.version == version and key in self._building:
+            if aged is not None and key in self._building and self._may_stand_in(aged, version):
                 self.hits += 1
                 return aged.value
             building = self._building.setdefault(key, threading.Lock())

@@ -24,7 +24,7 @@ from sqlalchemy import Connection
 from monitor.store.accounts import Role, Session, latest_reviews, record_audit
 from monitor.store.dashboard import data_version, visible_finding
 from monitor.store.database import autocommit
-from monitor.store.worklist import STATUSES, FindingFilter, Status, facet_counts, work_queue
+from monitor.store.worklist import STATUSES, FindingFilter, Status, counted, queue_rows
 from monitor.web.context import require, web_of
 from monitor.web.formats import csv_download, parse_day
 from monitor.web.security import ObjectId, client_address, csrf_ok
@@ -80,10 +80,11 @@ def findings_page(request: Request, session: Annotated[Session, Depends(require(
     with autocommit(web.engine) as conn:
 
         def build(conn: Connection) -> tuple[list[Any], int, dict[str, dict[str, int]]]:
-            rows, total = work_queue(
+            rows = queue_rows(
                 conn, session.user, wanted, today, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE
             )
-            return rows, total, facet_counts(conn, session.user, wanted)
+            total, counts = counted(conn, session.user, wanted)
+            return rows, total, counts
 
         # Kept while no finding, occurrence, enrolment or protocol changed (monitor/web/cache.py):
         # the counts read every finding in scope. Reviews are read afresh for the page's rows,
@@ -139,7 +140,7 @@ def findings_csv(request: Request, session: Annotated[Session, Depends(require(*
     wanted = finding_filter(request)
     today = web.site_date()
     with autocommit(web.engine) as conn:
-        rows, _ = work_queue(conn, session.user, wanted, today, limit=None)
+        rows = queue_rows(conn, session.user, wanted, today, limit=None)
         reviews = latest_reviews(conn, [row.id for row in rows], list(REVIEW_ACTIONS.values()))
         record_audit(
             conn, web.clock(), session.user.username, "export", "findings", wanted.trial,

@@ -14,6 +14,7 @@ so forms carry a CSRF token either way.
 
 from __future__ import annotations
 
+import math
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -36,6 +37,7 @@ from monitor.store.accounts import (
     resume_session,
 )
 from monitor.store.database import autocommit
+from monitor.web.cache import CHANGED_COOKIE, READ_YOUR_CHANGES
 from monitor.web.peer import Network, Peer, parse_networks, resolve_peer
 
 # A store row id in a URL: bounded so no integer reaches the database unrepresentable (a 500).
@@ -65,11 +67,22 @@ class Forbidden(Exception):
     """The account's role may not use this page at all (403); objects out of scope are 404."""
 
 
+_READING = ("GET", "HEAD", "OPTIONS")
+
+
+def _carries_changed_cookie(scope: Scope) -> bool:
+    """Whether the request carries :data:`CHANGED_COOKIE` (it changed something lately)."""
+    wanted = CHANGED_COOKIE.encode() + b"="
+    return any(name == b"cookie" and wanted in value for name, value in scope.get("headers", ()))
+
+
 class SecurityHeaders:
     """ASGI middleware, outermost: refuses a NUL in the path or query (400: no text field
     holds one, and PostgreSQL refuses one even in a query parameter), sets the cookie of a
     session opened during the request (:meth:`Gate.session_for`, via ``request.state``),
-    the security headers on every response and no-store on PHI pages.
+    the security headers on every response and no-store on PHI pages; after a POST (or any
+    other change) the short :data:`~monitor.web.cache.CHANGED_COOKIE`, and while a request
+    carries it, :data:`~monitor.web.cache.READ_YOUR_CHANGES`.
 
     Plain ASGI, not ``BaseHTTPMiddleware``: that wraps every request in a task group and a
     stream, and cost about a tenth of a cached page's CPU."""
@@ -88,7 +101,11 @@ class SecurityHeaders:
             await refusal(scope, receive, self._with_headers(send, scope, cacheable=False))
             return
         scope.setdefault("state", {})  # shared with request.state below, read back at the response
-        await self.app(scope, receive, self._with_headers(send, scope, path.startswith(_CACHEABLE)))
+        changed = READ_YOUR_CHANGES.set(_carries_changed_cookie(scope))
+        try:
+            await self.app(scope, receive, self._with_headers(send, scope, path.startswith(_CACHEABLE)))
+        finally:
+            READ_YOUR_CHANGES.reset(changed)
 
     def _with_headers(self, send: Send, scope: Scope, cacheable: bool) -> Send:
         async def send_with_headers(message: Message) -> None:
@@ -97,11 +114,16 @@ class SecurityHeaders:
                 present = {k.lower() for k, _ in headers}  # a route may set a stricter/looser CSP
                 headers.extend((k, v) for k, v in _HEADERS if k not in present)
                 headers.append((b"cache-control", b"no-cache" if cacheable else b"no-store"))
+                carrier = Response()
                 session = scope.get("state", {}).get("new_session")
                 if isinstance(session, Session):
-                    carrier = Response()
                     set_session_cookie(carrier, session, self.settings)
-                    headers.extend((k, v) for k, v in carrier.raw_headers if k == b"set-cookie")
+                if scope.get("method") not in _READING and self.settings.page_cache_seconds > 0:
+                    carrier.set_cookie(
+                        CHANGED_COOKIE, "1", max_age=max(1, math.ceil(self.settings.page_cache_seconds)),
+                        httponly=True, secure=self.settings.cookie_secure, samesite="lax", path="/",
+                    )  # fmt: skip
+                headers.extend((k, v) for k, v in carrier.raw_headers if k == b"set-cookie")
                 message["headers"] = headers
             await send(message)
 

@@ -7,18 +7,23 @@ import itertools
 import threading
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
+import anyio
+import anyio.to_thread
 import pytest
 from fastapi.testclient import TestClient
 
 from monitor.commands.ingest import ingest_files
+from monitor.config import Settings
 from monitor.evaluation import evaluate_all
 from monitor.web import create_app
-from monitor.web.cache import PageCache
+from monitor.web.app import PageThreads
+from monitor.web.cache import CHANGED_COOKIE, READ_YOUR_CHANGES, PageCache
 from monitor.web.context import Web
 from tests.monitor.hl7_messages import siu
 from tests.monitor.trial_setup import NOW
-from tests.monitor.web.conftest import Site, csrf_in
+from tests.monitor.web.conftest import Login, Site, csrf_in
 from tests.monitor.web.site import PASSWORD
 
 
@@ -122,39 +127,81 @@ def test_concurrent_requests_for_a_missing_part_build_it_once() -> None:
     assert cache.builds == 1 and cache.hits == 7
 
 
-def test_while_an_old_part_is_rebuilt_others_take_it_but_never_one_of_another_version() -> None:
-    ticks = _Ticks()
-    cache = PageCache(10, clock=ticks)
-    assert cache.get("k", (1,), lambda: "v1 built at 0") == "v1 built at 0"
-    ticks.now = 11  # too old: the next request rebuilds it
+def _building(cache: PageCache, version: tuple[int, ...]) -> tuple[threading.Thread, threading.Event]:
+    """A request rebuilding "k" at ``version`` until the returned event is set."""
     started, release = threading.Event(), threading.Event()
 
     def slow() -> str:
         started.set()
         release.wait(5)
-        return "v1 built at 11"
+        return f"v{version[0]} rebuilt"
 
-    rebuilder = threading.Thread(target=lambda: cache.get("k", (1,), slow))
+    rebuilder = threading.Thread(target=lambda: cache.get("k", version, slow))
     rebuilder.start()
     assert started.wait(5)
-    assert cache.get("k", (1,), lambda: "never built") == "v1 built at 0"  # no wait behind the build
-    changed: list[str] = []  # the store changed meanwhile: this request waits, then builds its own
-    waiter = threading.Thread(target=lambda: changed.append(cache.get("k", (2,), lambda: "v2")))
-    waiter.start()
-    waiter.join(0.2)
-    assert waiter.is_alive() and not changed
+    return rebuilder, release
+
+
+def _asked_meanwhile(
+    cache: PageCache, version: tuple[int, ...], *, changed_lately: bool = False, answered: bool = True
+) -> list[str]:
+    """What a request at ``version`` gets while "k" is being rebuilt ([]: still waiting after
+    0.2 s, when it is expected to wait; an expected answer is given 5 s on a busy machine)."""
+    answers: list[str] = []
+
+    def ask() -> None:
+        READ_YOUR_CHANGES.set(changed_lately)
+        answers.append(cache.get("k", version, lambda: f"v{version[0]} built by the waiter"))
+
+    asker = threading.Thread(target=ask)
+    asker.start()
+    asker.join(5 if answered else 0.2)
+    return list(answers)
+
+
+def test_while_a_part_is_rebuilt_readers_take_the_one_it_replaces_unless_they_changed_something() -> None:
+    ticks = _Ticks()
+    cache = PageCache(10, clock=ticks)
+    assert cache.get("k", (1,), lambda: "v1") == "v1"
+    ticks.now = 5
+    rebuilder, release = _building(cache, (2,))  # the store changed: one request rebuilds
+    assert _asked_meanwhile(cache, (2,)) == ["v1"]  # one build behind, 5 s old: it answers
+    assert (
+        _asked_meanwhile(cache, (2,), changed_lately=True, answered=False) == []
+    )  # after a POST: waits for v2
     release.set()
     rebuilder.join(5)
-    waiter.join(5)
-    assert changed == ["v2"] and cache.get("k", (2,), lambda: "never built") == "v2"
+    assert cache.get("k", (2,), lambda: "never built") == "v2 rebuilt"
+
+    ticks.now = 30  # v2 is 25 s old: too old to stand in, even for the same version ...
+    rebuilder, release = _building(cache, (3,))
+    assert _asked_meanwhile(cache, (3,), answered=False) == []
+    release.set()
+    rebuilder.join(5)
+
+    ticks.now = 45  # ... except that an old part of the store's version answers while rebuilt
+    rebuilder, release = _building(cache, (3,))
+    assert _asked_meanwhile(cache, (3,)) == ["v3 rebuilt"]
+    release.set()
+    rebuilder.join(5)
 
     def failing() -> str:
         raise RuntimeError("store down")
 
-    ticks.now = 30
+    ticks.now = 60
     with pytest.raises(RuntimeError):
-        cache.get("k", (2,), failing)
-    assert cache.get("k", (2,), lambda: "v2 again") == "v2 again"  # a failed build leaves no one 'building'
+        cache.get("k", (4,), failing)
+    assert cache.get("k", (4,), lambda: "v4") == "v4"  # a failed build leaves no one 'building'
+
+
+def test_a_change_makes_that_browser_read_what_it_changed(site: Site, login: Login) -> None:
+    coord = login("coord")
+    page = coord.get("/findings")
+    assert CHANGED_COOKIE not in page.headers.get("set-cookie", "")
+    answer = coord.post("/findings/review", data={"action": "acknowledge", "finding": [],
+                        "csrf_token": csrf_in(page.text)}, follow_redirects=False)  # fmt: skip
+    cookie = answer.headers["set-cookie"]
+    assert f"{CHANGED_COOKIE}=1" in cookie and "Max-Age=10" in cookie and "HttpOnly" in cookie
 
 
 def test_upcoming_shows_each_exams_alert_status_and_follows_the_outbox(site: Site) -> None:
@@ -182,3 +229,22 @@ def test_upcoming_shows_each_exams_alert_status_and_follows_the_outbox(site: Sit
             .values(status="sent", sent_at=NOW, updated_at=NOW.replace(year=2027))
         )  # fmt: skip
     assert '<span class="badge a-sent">1 sent</span>' in admin.get("/upcoming").text
+
+
+def test_pages_are_answered_by_the_configured_number_of_threads() -> None:
+    """Starlette runs every synchronous page on anyio's worker threads (40 by default): the
+    app holds its loop to ``[web] threads``, on the first request it serves there."""
+
+    async def inner(scope: Any, receive: Any, send: Any) -> None:
+        seen.append(anyio.to_thread.current_default_thread_limiter().total_tokens)
+
+    seen: list[float] = []
+
+    async def serve_two() -> None:
+        app = PageThreads(inner, threads=3)
+        await app({"type": "http"}, None, None)
+        await app({"type": "http"}, None, None)
+
+    anyio.run(serve_two)
+    assert seen == [3, 3]
+    assert Settings().web.threads == 4

@@ -12,7 +12,9 @@ from itertools import count
 import pytest
 from sqlalchemy import func, insert, select
 
+from monitor.store.accounts import find_user
 from monitor.store.schema import enrolments, findings
+from monitor.store.worklist import FindingFilter, counted
 from tests.monitor.trial_setup import NOW
 from tests.monitor.web.conftest import Login, Site, csrf_in
 
@@ -207,3 +209,49 @@ def test_a_page_error_is_an_html_page_and_an_api_error_stays_json(
     assert empty.status_code == 422 and "Tick at least one finding." in empty.text
     api = coord.get("/api/no-such-thing")
     assert api.status_code == 404 and api.json() == {"detail": "Not Found"}
+
+
+@pytest.mark.parametrize(
+    "wanted",
+    [
+        FindingFilter(),
+        FindingFilter(kind="missed"),
+        FindingFilter(trial="ONC-2101", severity="critical"),
+        FindingFilter(status="all", trial="NEU-4405", kind="late", severity="warning"),
+        FindingFilter(status="resolved", severity="info"),
+        FindingFilter(window_from=TODAY, kind="due_unscheduled"),
+    ],
+    ids=["default", "one-facet", "two-facets", "all-facets", "resolved", "window"],
+)
+def test_one_grouped_scan_counts_as_each_facet_would_alone(
+    site: Site, queue: dict[str, int], wanted: FindingFilter
+) -> None:
+    """The page's total and facet counts come from one grouped query; each must equal what
+    filtering the findings one by one gives (every facet counted with the others kept)."""
+    with site.engine.connect() as conn:
+        admin = find_user(conn, "admin")
+        assert admin is not None
+        total, counts = counted(conn, admin, wanted)
+        every = list(conn.execute(select(findings)))
+
+    def shown(row: object, facet_left_out: str = "") -> bool:
+        if wanted.status == "open" and not (row.status == "open" and row.kind != "in_window"):  # type: ignore[attr-defined]
+            return False
+        if wanted.status == "resolved" and row.status == "open":  # type: ignore[attr-defined]
+            return False
+        if wanted.window_from and (row.window_end is None or row.window_end < wanted.window_from):  # type: ignore[attr-defined]
+            return False
+        facets = ("trial", "kind", "severity", "subject")
+        return all(
+            not getattr(wanted, f) or getattr(row, f) == getattr(wanted, f)
+            for f in facets
+            if f != facet_left_out
+        )
+
+    assert total == sum(1 for row in every if shown(row))
+    for facet in ("trial", "kind", "severity"):
+        expected: dict[str, int] = {}
+        for row in every:
+            if shown(row, facet):
+                expected[getattr(row, facet)] = expected.get(getattr(row, facet), 0) + 1
+        assert counts[facet] == dict(sorted(expected.items())), facet
