@@ -74,7 +74,7 @@ def _form(web: Web, request: Request, session: Session, trial: Trial, entry: Enr
     return web.page(request, session, "enrolment.html", context, status)
 
 
-@router.get("/trials/{trial_id}/subjects/new")
+@router.get("/trials/{trial_id}/enrol")
 def new_subject(
     request: Request, trial_id: str, session: Annotated[Session, Depends(require(*EDITORS))]
 ) -> Response:

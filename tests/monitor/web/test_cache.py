@@ -13,10 +13,13 @@ import anyio
 import anyio.to_thread
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import func, insert, select
 
 from monitor.commands.ingest import ingest_files
 from monitor.config import Settings
 from monitor.evaluation import evaluate_all
+from monitor.store.dashboard import data_version
+from monitor.store.schema import enrolments
 from monitor.web import create_app
 from monitor.web.app import PageThreads
 from monitor.web.cache import CHANGED_COOKIE, READ_YOUR_CHANGES, PageCache
@@ -82,6 +85,15 @@ def test_the_matrix_follows_the_evaluation(site: Site, tmp_path: Path) -> None:
     after = admin.get("/trials/ONC-2101").text
     assert after != before
     assert after == admin.get("/trials/ONC-2101").text  # unchanged data: the same page again
+
+
+def test_a_row_added_at_the_same_instant_as_the_newest_changes_the_version(site: Site) -> None:
+    with site.engine.begin() as conn:
+        newest = conn.execute(select(func.max(enrolments.c.updated_at))).scalar_one()
+        before = data_version(conn, feed=False)
+        added = {"trial": "ONC-2101", "subject": "2101-SAME", "anchors": {}, "status": "on_study"}
+        conn.execute(insert(enrolments).values(**added, created_at=newest, updated_at=newest))
+        assert data_version(conn, feed=False) != before
 
 
 class _Ticks:

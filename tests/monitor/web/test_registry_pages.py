@@ -19,14 +19,14 @@ def _entry(site: Site, trial: str, subject: str) -> object:
 
 
 def _enrol(client: object, **fields: str) -> object:
-    form = client.get("/trials/ONC-2101/subjects/new").text  # type: ignore[attr-defined]
+    form = client.get("/trials/ONC-2101/enrol").text  # type: ignore[attr-defined]
     data = {"csrf_token": csrf_in(form), "status": "on_study", "arm": "A", **fields}
     return client.post("/trials/ONC-2101/subjects", data=data)  # type: ignore[attr-defined]
 
 
 def test_a_coordinator_enrols_a_subject_and_sees_what_it_changed(site: Site, login: Login) -> None:
     coord = login("coord")
-    form = coord.get("/trials/ONC-2101/subjects/new").text
+    form = coord.get("/trials/ONC-2101/enrol").text
     assert 'name="anchor_c1d1"' in form and "c1d1 (required)" in form
     answer = _enrol(coord, subject="2101-900", mrns="E77001\nE77002", anchor_consent=CONSENT,
                     anchor_c1d1=C1D1)  # fmt: skip
@@ -57,6 +57,19 @@ def test_mrns_are_entered_with_their_pools_and_shown_back(site: Site, login: Log
     assert other.status_code == 200  # type: ignore[attr-defined]
     same = _enrol(coord, subject="2101-908", mrns="E77005", anchor_consent=CONSENT, anchor_c1d1=C1D1)
     assert same.status_code == 422 and "already that of subject 2101-905" in same.text  # type: ignore[attr-defined]
+
+
+def test_any_subject_id_has_its_own_page_even_one_the_enrol_form_could_be_taken_for(
+    site: Site, login: Login
+) -> None:
+    coord = login("coord")
+    for subject in ("new", "enrol"):
+        answer = _enrol(
+            coord, subject=subject, mrns=f"E7{len(subject)}", anchor_consent=CONSENT, anchor_c1d1=C1D1
+        )
+        assert answer.status_code == 200, answer.text  # type: ignore[attr-defined]
+        page = coord.get(f"/trials/ONC-2101/subjects/{subject}")
+        assert page.status_code == 200 and f"<h1>ONC-2101 · {subject}</h1>" in page.text
 
 
 def test_problems_are_named_on_the_form_and_nothing_is_saved(site: Site, login: Login) -> None:
