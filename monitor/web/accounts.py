@@ -29,6 +29,9 @@ def accounts(request: Request, session: Annotated[Session, Depends(require(Role.
     web = web_of(request)
     with autocommit(web.engine) as conn:
         rows = list_accounts(conn)
+        record_audit(
+            conn, web.clock(), session.user.username, "view", "accounts", "", client_address(request)
+        )
     context = {
         "accounts": rows,
         "roles": [role.value for role in Role],

@@ -53,7 +53,9 @@ def audit(request: Request, session: Annotated[Session, Depends(require(Role.ADM
     with autocommit(web.engine) as conn:
         rows = audit_trail(
             conn, **wanted, older_than=int(older[:18]) if older.isdigit() else None, limit=PAGE_ROWS
-        )
+        )  # read first: the page does not list its own viewing
+        record_audit(conn, web.clock(), session.user.username, "view", "audit", "", client_address(request),
+                     urlencode({k: v for k, v in shown.items() if v}))  # fmt: skip
     context = {
         "rows": rows,
         "filters": shown,

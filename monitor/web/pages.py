@@ -188,6 +188,7 @@ def trials(request: Request, session: Annotated[Session, Depends(require(*OFFICE
     with autocommit(web.engine) as conn:
         found = [p for p in protocols_in_force(conn) if scope is None or p.trial in scope]
         summaries = trial_summaries(conn, [p.trial for p in found], today)
+        record_audit(conn, web.clock(), session.user.username, "view", "trials", "", client_address(request))
     return web.page(request, session, "trials.html", {"protocols": found, "summaries": summaries})
 
 

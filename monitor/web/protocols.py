@@ -50,6 +50,9 @@ def protocols(request: Request, session: Annotated[Session, Depends(require(Role
     web = web_of(request)
     with autocommit(web.engine) as conn:
         in_force = protocols_in_force(conn)
+        record_audit(
+            conn, web.clock(), session.user.username, "view", "protocols", "", client_address(request)
+        )
     return web.page(request, session, "protocols.html", {"in_force": in_force})
 
 

@@ -66,3 +66,24 @@ def test_the_trail_pages_back_by_id_without_repeating_a_row(site: Site, login: L
     times = re.compile(r"<tr><td>[^<]+</td><td>coord</td><td>view</td><td>today ")
     assert len(times.findall(first)) == 100 and len(times.findall(second)) >= 10
     assert "older_than=" in older.group(1) and "username=coord" in older.group(1)
+
+
+def test_viewing_the_trail_the_accounts_the_protocols_and_the_trials_is_itself_audited(
+    site: Site, login: Login
+) -> None:
+    def viewers(kind: str) -> list[str]:
+        return [row.username for row in site.audit_rows(action="view", object_type=kind)]  # type: ignore[attr-defined]
+
+    before = {kind: viewers(kind) for kind in ("audit", "accounts", "protocols", "trials")}
+    admin = login("admin")
+    admin.get("/audit", params={"username": "nobody-yet"})
+    admin.get("/accounts")
+    admin.get("/protocols")
+    login("coord").get("/trials")
+    after = {kind: viewers(kind) for kind in before}
+    assert {kind: after[kind][len(before[kind]) :] for kind in before} == {
+        "audit": ["admin"], "accounts": ["admin"], "protocols": ["admin"], "trials": ["coord"],
+    }  # fmt: skip
+    assert site.audit_rows(action="view", object_type="audit")[-1].detail == "username=nobody-yet"  # type: ignore[attr-defined]
+    page = admin.get("/audit", params={"username": "admin", "action": "view"}).text
+    assert "username=nobody-yet" in page  # the earlier viewing is listed, with the filters it used
