@@ -238,6 +238,25 @@ def test_the_subject_page_shows_the_rescheduling_assistant_and_prints_a_schedule
     _shot(page, "subject-schedule")
 
 
+def test_an_admin_disables_an_account_then_finds_it_in_the_audit_trail(page: object, site: Site) -> None:
+    _sign_in(page, "admin")
+    page.wait_for_url("**/upcoming")  # type: ignore[attr-defined]
+    page.get_by_role("link", name="Accounts").click()  # type: ignore[attr-defined]
+    page.get_by_role("button", name="Disable viewer").click()  # type: ignore[attr-defined]
+    assert page.get_by_role("status").inner_text() == "Saved: viewer."  # type: ignore[attr-defined]
+    assert page.locator("#account-viewer td").first.inner_text() == "no"  # type: ignore[attr-defined]
+    _shot(page, "accounts")
+    page.get_by_role("link", name="Audit").click()  # type: ignore[attr-defined]
+    page.get_by_label("Action").fill("account.disable")  # type: ignore[attr-defined]
+    page.get_by_label("Action").press("Enter")  # type: ignore[attr-defined]
+    row = page.locator("tbody tr").first  # type: ignore[attr-defined]
+    assert "account.disable" in row.inner_text() and "viewer" in row.inner_text()
+    _shot(page, "audit")
+    page.goto("/accounts")  # type: ignore[attr-defined]
+    page.get_by_role("button", name="Enable viewer").click()  # type: ignore[attr-defined]
+    assert site.audit_rows(action="account.enable", object_id="viewer")
+
+
 axe_playwright = pytest.importorskip("axe_playwright_python.sync_playwright")
 WCAG_AA = {"runOnly": {"type": "tag", "values": ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]}}
 
