@@ -116,7 +116,8 @@ class PageCache:
                 value = build()
             finally:
                 with self._guard:
-                    self._building.pop(key, None)
+                    if self._building.get(key) is building:  # not a later build's registration
+                        del self._building[key]
             with self._guard:
                 self.builds += 1
                 self._entries[key] = _Entry(version, self.clock(), value)

@@ -168,7 +168,16 @@ def _asked_meanwhile(
     asker = threading.Thread(target=ask)
     asker.start()
     asker.join(5 if answered else 0.2)
+    _askers.append(asker)
     return list(answers)
+
+
+_askers: list[threading.Thread] = []  # the requests still waiting: finished before the next step
+
+
+def _all_answered() -> None:
+    while _askers:
+        _askers.pop().join(5)
 
 
 def test_while_a_part_is_rebuilt_readers_take_the_one_it_replaces_unless_they_changed_something() -> None:
@@ -183,6 +192,7 @@ def test_while_a_part_is_rebuilt_readers_take_the_one_it_replaces_unless_they_ch
     )  # after a POST: waits for v2
     release.set()
     rebuilder.join(5)
+    _all_answered()
     assert cache.get("k", (2,), lambda: "never built") == "v2 rebuilt"
 
     ticks.now = 30  # v2 is 25 s old: too old to stand in, even for the same version ...
@@ -190,12 +200,14 @@ def test_while_a_part_is_rebuilt_readers_take_the_one_it_replaces_unless_they_ch
     assert _asked_meanwhile(cache, (3,), answered=False) == []
     release.set()
     rebuilder.join(5)
+    _all_answered()
 
     ticks.now = 45  # ... except that an old part of the store's version answers while rebuilt
     rebuilder, release = _building(cache, (3,))
     assert _asked_meanwhile(cache, (3,)) == ["v3 rebuilt"]
     release.set()
     rebuilder.join(5)
+    _all_answered()
 
     def failing() -> str:
         raise RuntimeError("store down")
