@@ -99,6 +99,12 @@ def test_the_trial_matrix_shows_window_dates_on_hover(page: object) -> None:
     cell = page.locator('a[title="due 2026-12-07; window 2026-11-30 to 2026-12-14"]')  # type: ignore[attr-defined]
     assert cell.inner_text() == "booked"
     _shot(page, "trial-matrix")
+    cell.click()
+    assert page.get_by_role("heading", level=1).inner_text().startswith("Exam")  # type: ignore[attr-defined]
+    _shot(page, "exam")
+    page.get_by_role("link", name="Trials").click()  # type: ignore[attr-defined]
+    assert "ONC-2101" in page.inner_text("main")  # type: ignore[attr-defined]
+    _shot(page, "trials")
 
 
 def test_acknowledging_a_finding_records_who_and_the_comment(page: object, site: Site) -> None:
