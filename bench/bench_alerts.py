@@ -165,14 +165,17 @@ def _start_daemon(folder: Path, url: str, slack: SlackServer) -> tuple[subproces
     return daemon, int(found.group(1))
 
 
-def bench_latency(bookings: int) -> list[float]:
+def bench_latency(bookings: int) -> list[tuple[float, bool]]:
+    """Each booking's latency, and whether it followed the channel's previous post by less
+    than Slack's pace (1 message per second per channel), which it then waits out."""
     with tempfile.TemporaryDirectory() as tmp, SlackServer() as slack:
         folder = Path(tmp)
         url = f"sqlite:///{folder / 'bench.db'}"
         engine, start = prepare_store(url, bookings, datetime.now(UTC))
         engine.dispose()
         daemon, port = _start_daemon(folder, url, slack)
-        latencies: list[float] = []
+        latencies: list[tuple[float, bool]] = []
+        last_post = 0.0
         try:
             time.sleep(1.0)  # the start-up evaluation
             with socket.create_connection(("127.0.0.1", port)) as sock:
@@ -187,7 +190,8 @@ def bench_latency(bookings: int) -> list[float]:
                     while True:
                         posted = [m for m in slack.fake.posted(ONC) if f"subject {subject}" in m["text"]]
                         if posted:
-                            latencies.append(float(posted[0]["ts"]) - sent)
+                            latencies.append((float(posted[0]["ts"]) - sent, sent - last_post < 1.0))
+                            last_post = float(posted[0]["ts"])
                             break
                         if time.monotonic() > deadline:
                             raise SystemExit(f"no Slack post for {subject} within 15 s")
@@ -299,16 +303,22 @@ def main() -> None:
     parser.add_argument("--skip-burst", action="store_true")
     args = parser.parse_args()
     if not args.skip_latency:
-        latencies = sorted(bench_latency(args.bookings))
-        print(f"booking -> Slack post, {len(latencies)} bookings over MLLP, default settings:")
-        p90 = latencies[int(0.9 * (len(latencies) - 1))]
-        p95 = latencies[int(0.95 * (len(latencies) - 1))]
-        print(
-            f"  median {statistics.median(latencies):.2f} s, p90 {p90:.2f} s, p95 {p95:.2f} s, "
-            f"min {latencies[0]:.2f} s, max {latencies[-1]:.2f} s"
-        )
+        measured = bench_latency(args.bookings)
+        print(f"booking -> Slack post, {len(measured)} bookings over MLLP, default settings:")
         # Bookings 0-2 s apart all go to one channel: one that follows the previous post by
-        # less than Slack's pace (1 message per second per channel) waits for it.
+        # less than Slack's pace (1 message per second per channel) waits for it, by design.
+        unpaced = [latency for latency, paced in measured if not paced]
+        after_pace = f"the {len(unpaced)} sent 1 s or more after the channel's last post"
+        for label, latencies in (("all", [latency for latency, _ in measured]), (after_pace, unpaced)):
+            latencies.sort()
+            if not latencies:
+                continue
+            p90 = latencies[int(0.9 * (len(latencies) - 1))]
+            p95 = latencies[int(0.95 * (len(latencies) - 1))]
+            print(
+                f"  {label}: median {statistics.median(latencies):.2f} s, p90 {p90:.2f} s, "
+                f"p95 {p95:.2f} s, min {latencies[0]:.2f} s, max {latencies[-1]:.2f} s"
+            )
         print("  targets: median <= 2 s (issue 3), p95 <= 0.5 s (issue 15)")
     if not args.skip_burst:
         result = bench_burst(args.burst, args.channels, args.inject_every)

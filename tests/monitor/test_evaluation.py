@@ -311,20 +311,31 @@ def test_findings_json_carries_the_documented_keys_and_no_mrn(
     assert not [mrn for mrn in EXAMPLE_MRNS if mrn in out or mrn in table]
 
 
-def test_the_writer_hands_a_burst_of_changes_to_one_re_evaluation(store: Engine, database_url: str) -> None:
+def test_a_quiet_feeds_change_is_re_evaluated_at_once_and_a_burst_after_it_in_one_call(
+    store: Engine, database_url: str
+) -> None:
     settings = _settings(database_url)
-    calls: list[Sequence[int]] = []
+    calls: list[tuple[float, Sequence[int]]] = []
 
     async def scenario() -> None:
         intake = Intake(store, MappingSettings.from_settings(settings.hl7), clock=lambda: NOW)
-        writer = FeedWriter(intake, after_batch=lambda ids, now: calls.append(ids), observe_every=0.5)
+        writer = FeedWriter(
+            intake, after_batch=lambda ids, now: calls.append((time.monotonic(), ids)), observe_every=1.0
+        )
         await writer.start()
         try:
-            for n in range(5):
+            sent = time.monotonic()
+            await writer.submit(Arrival(siu(control_id="B0", csn="700000010", mrn="E10001")))
+            while not calls and time.monotonic() - sent < 5:
+                await asyncio.sleep(0.01)
+            assert calls and calls[0][0] - sent < 0.5  # the booking did not wait for observe_every
+            for n in range(1, 5):  # a burst right after that call: held until observe_every passed
                 await writer.submit(Arrival(siu(control_id=f"B{n}", csn=f"70000001{n}", mrn="E10001")))
-            assert calls == []  # not yet: the burst is still within observe_every
-            await asyncio.sleep(0.8)
-            assert len(calls) == 1 and len(calls[0]) == 5  # then once, with all five exams
+            await asyncio.sleep(0.3)
+            assert len(calls) == 1
+            await asyncio.sleep(1.2)
+            assert len(calls) == 2 and len(calls[1][1]) == 4  # then once, with the four exams
+            assert calls[1][0] - calls[0][0] >= 1.0
         finally:
             await writer.close()
 
