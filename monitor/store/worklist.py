@@ -76,32 +76,20 @@ def urgency_order(today: date) -> tuple[Any, ...]:
     )
 
 
-def work_queue(
-    conn: Connection, user: User, wanted: FindingFilter, today: date, *, limit: int | None, offset: int = 0
-) -> tuple[list[Any], int]:
-    """One page of the findings ``user`` may see under ``wanted``, most urgent first, and
-    how many there are in all (``limit`` None: every one, as the CSV export takes them)."""
-    total = conn.execute(_filtered(select(func.count()).select_from(findings), user, wanted)).scalar_one()
-    return queue_rows(conn, user, wanted, today, limit=limit, offset=offset), int(total)
-
-
 def queue_rows(
     conn: Connection, user: User, wanted: FindingFilter, today: date, *, limit: int | None, offset: int = 0
 ) -> list[Any]:
-    """The rows of :func:`work_queue` without counting them (the page counts with :func:`counted`)."""
+    """One page of the findings ``user`` may see under ``wanted``, most urgent first (``limit``
+    None: every one, as the CSV export takes them); :func:`counted` counts them."""
     query = _filtered(select(findings), user, wanted).order_by(*urgency_order(today))
     if limit is not None:
         query = query.limit(limit).offset(offset)
     return list(conn.execute(query))
 
 
-def facet_counts(conn: Connection, user: User, wanted: FindingFilter) -> dict[str, dict[str, int]]:
-    """Per facet, each value's count under ``wanted`` with that facet itself set to "any"."""
-    return counted(conn, user, wanted)[1]
-
-
 def counted(conn: Connection, user: User, wanted: FindingFilter) -> tuple[int, dict[str, dict[str, int]]]:
-    """How many findings ``wanted`` shows, and :func:`facet_counts`, from one grouped scan.
+    """How many findings ``wanted`` shows, and per facet each value's count with that facet
+    itself set to "any" (the other filters kept), from one grouped scan.
 
     The findings are counted per (trial, kind, severity) under the filter with every facet
     set to "any" (a few hundred groups at most); a facet's counts are then the groups that
