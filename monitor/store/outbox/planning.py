@@ -280,10 +280,14 @@ def _write(conn: Connection, writes: _Writes, now: datetime) -> None:
 def _cancel_vanished(conn: Connection, scope: Collection[int], wanted: Collection[str], now: datetime) -> int:
     """Cancel the pending rows of the enrolments in ``scope`` that are no longer planned."""
     gone = [row.id for row in _pending_in_scope(conn, scope) if row.dedupe_key not in wanted]
+    # ``status || ''`` keeps SQLite from reading ``ix_notifications_status``: without
+    # statistics it would scan every pending row of the outbox (15 ms at 115,000, the p95 of
+    # a booking's re-evaluation, issue 15) instead of looking the ids up by primary key.
+    still_pending = notifications.c.status.concat("") == OutboxStatus.PENDING.value
     for part in chunks(gone):
         conn.execute(
             update(notifications)
-            .where(notifications.c.id.in_(part), notifications.c.status == OutboxStatus.PENDING.value)
+            .where(notifications.c.id.in_(part), still_pending)
             .values(status=OutboxStatus.CANCELLED.value, updated_at=now)
         )
     return len(gone)

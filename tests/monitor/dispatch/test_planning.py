@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import event, update
 
 from monitor.cli import main
 from monitor.config import Settings
@@ -250,3 +251,29 @@ def test_with_quiet_first_run_off_the_first_evaluation_announces_every_booking(o
 
 def test_quiet_first_run_is_on_by_default() -> None:
     assert Settings().dispatch.quiet_first_run is True
+
+
+def test_cancelling_a_reschedules_rows_looks_them_up_by_id_not_by_every_pending_row(office: Office) -> None:
+    """Without statistics SQLite would answer ``id IN (...) AND status = 'pending'`` by
+    walking ``ix_notifications_status``: every pending row of the outbox, at each booking."""
+    if office.engine.dialect.name != "sqlite":
+        pytest.skip("PostgreSQL plans from its statistics; SQLite's plan is the one to pin")
+    office.feed(siu(mrn="E10001"))
+    updates: list[tuple[str, Any]] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        if statement.startswith("UPDATE notifications"):
+            updates.append((statement, parameters))
+
+    event.listen(office.engine, "before_cursor_execute", seen)
+    try:
+        _, summary = office.feed(siu("S13", control_id="MSG0002", mrn="E10001", start="20261203093000"))
+    finally:
+        event.remove(office.engine, "before_cursor_execute", seen)
+    assert summary.outbox.cancelled == 8
+    cancels = [(sql, params) for sql, params in updates if "status=?" in sql.replace(" ", "")]
+    assert cancels, updates
+    with office.engine.connect() as conn:
+        for sql, params in cancels:
+            plan = " ".join(str(row[-1]) for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}", params))
+            assert "PRIMARY KEY" in plan and "ix_notifications_status" not in plan, (sql, plan)
