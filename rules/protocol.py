@@ -36,6 +36,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+from rules.acquisition import Acquisition
+
 __all__ = [
     "ANCHOR_OFF_STUDY",
     "ANCHOR_PREVIOUS",
@@ -135,6 +137,7 @@ class ExamType:
     preparation: tuple[str, ...] = ()
     instructions: str | None = None  # per-trial technologist sheet template name
     same_scanner_as: str | None = None  # timepoint id whose scanner must be used again
+    acquisition: Acquisition | None = None  # what the images' DICOM headers must show
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,8 +1,8 @@
 """Cross-references inside a protocol: every name a timepoint or exam uses must be declared.
 
 Exam ids in timepoints, arms, anchors (and ``anchor = "previous"``, which needs a timepoint
-with a last visit before it), ``same_scanner_as`` timepoints, and orderable codes claimed by
-two exam types. Problems go to the :class:`~rules.fields.FieldReader` given.
+with a last visit before it), ``same_scanner_as`` and acquisition ``baseline`` timepoints,
+and orderable codes claimed by two exam types. Problems go to the :class:`~rules.fields.FieldReader` given.
 """
 
 from __future__ import annotations
@@ -45,6 +45,13 @@ def check_references(
                 join_path(path, "same_scanner_as"),
                 f"no timepoint {exam.same_scanner_as!r} in {version}",
                 'name the timepoint whose scanner must be reused, e.g. "baseline"',
+            )
+        baseline = exam.acquisition.baseline if exam.acquisition is not None else None
+        if baseline is not None and baseline not in ids:
+            reader.problem(
+                join_path(join_path(path, "acquisition"), "baseline"),
+                f"no timepoint {baseline!r} in {version}",
+                'name the timepoint whose images are the reference, e.g. "screening"',
             )
     seen: set[str] = set()
     for position, (timepoint, path) in enumerate(timepoints):

@@ -22,6 +22,7 @@ from dataclasses import replace
 from datetime import date
 from typing import Any
 
+from rules.acquisition_fields import read_acquisition
 from rules.durations import DurationError, parse_days
 from rules.fields import FieldReader, Table, join_path
 from rules.protocol import (
@@ -46,7 +47,7 @@ _TOP = ("id", "title", "nct", "irb", "sponsor", "notes", "anchor_is_day", "arms"
         "exams", "timepoints", "versions", "routing")  # fmt: skip
 _TOP_REQUIRED = ("id", "title", "anchor_is_day", "anchors", "exams", "timepoints", "routing")
 _EXAM = ("label", "modality", "orderables", "parameters", "preparation", "instructions", "same_scanner_as",
-         "notes")  # fmt: skip
+         "acquisition", "notes")  # fmt: skip
 _TIMEPOINT = ("id", "label", "exams", "anchor", "offset", "day", "every", "first", "until", "count",
               "count_from", "window", "arms", "notes")  # fmt: skip
 _RECURRENCE_ONLY = ("first", "until", "count", "count_from")
@@ -230,6 +231,7 @@ class _ProtocolReader(FieldReader):
                     preparation=self.text_list(table, "preparation", where),
                     instructions=self.text(table, "instructions", where) or None,
                     same_scanner_as=self.text(table, "same_scanner_as", where) or None,
+                    acquisition=read_acquisition(self, table, where),
                 ),
                 where,
             )
