@@ -31,7 +31,7 @@ import math
 import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 
 __all__ = [
@@ -253,7 +253,9 @@ class StudySeen:
 @dataclass(frozen=True, slots=True)
 class RuleCheck:
     """One row of an exam's conformance table. ``passed`` is None when it cannot be told yet
-    (no baseline images to compare with)."""
+    (no baseline images to compare with). ``settled`` says whether the row's rule is met as
+    a whole: a series that failed is no deviation once enough others of the rule conform
+    (the technologist repeated it correctly)."""
 
     rule: str
     series: str
@@ -261,6 +263,7 @@ class RuleCheck:
     expected: str
     actual: str
     passed: bool | None
+    settled: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,7 +272,12 @@ class Conformance:
 
     @property
     def deviations(self) -> tuple[RuleCheck, ...]:
-        return tuple(check for check in self.checks if check.passed is False and check.attribute != "scanner")
+        """The failed rows of rules not met (the scanner row aside)."""
+        return tuple(
+            check
+            for check in self.checks
+            if check.passed is False and not check.settled and check.attribute != "scanner"
+        )
 
     @property
     def scanner_mismatch(self) -> RuleCheck | None:
@@ -277,32 +285,24 @@ class Conformance:
 
 
 def check_study(acquisition: Acquisition, study: StudySeen, baseline: StudySeen | None = None) -> Conformance:
-    """Every rule of ``acquisition`` against ``study`` (and the ``baseline`` study's images)."""
+    """Every rule of ``acquisition`` against ``study`` (and the ``baseline`` study's images).
+
+    A rule is met when at least ``count`` of the series it selects pass every requirement
+    (one that cannot be told yet, for want of baseline images, does not fail them).
+    """
     checks: list[RuleCheck] = []
     for rule in acquisition.series:
         chosen = [s for s in study.series if all(c.holds(s.of(c.attribute), None) for c in rule.where)]
-        wanted = f">= {rule.count} series" + (f" with {_conditions(rule.where)}" if rule.where else "")
-        checks.append(
-            RuleCheck(rule.label, "", "series", wanted, str(len(chosen)), len(chosen) >= rule.count)
-        )
         reference = _first_match(rule, baseline)
-        for series in chosen:
-            for condition in rule.require:
-                base = reference.of(condition.attribute) if reference is not None else None
-                actual = series.of(condition.attribute)
-                expected = (
-                    condition.text if condition.test is not Test.BASELINE else f"baseline: {_shown(base)}"
-                )
-                checks.append(
-                    RuleCheck(
-                        rule.label,
-                        series.name,
-                        condition.attribute,
-                        expected,
-                        _shown(actual),
-                        condition.holds(actual, base),
-                    )
-                )
+        rows = [_series_rows(rule, series, reference) for series in chosen]
+        conforming = sum(1 for series_rows in rows if all(row.passed is not False for row in series_rows))
+        met = conforming >= rule.count
+        # The count row fails when too few series were acquired at all; when they were but
+        # some fail a requirement, those rows are the deviations.
+        wanted = f">= {rule.count} series" + (f" with {_conditions(rule.where)}" if rule.where else "")
+        actual = f"{len(chosen)}, {conforming} conforming"
+        checks.append(RuleCheck(rule.label, "", "series", wanted, actual, len(chosen) >= rule.count, met))
+        checks.extend(replace(row, settled=met) for series_rows in rows for row in series_rows)
     if acquisition.same_scanner:
         here = scanner_of(study)
         there = scanner_of(baseline) if baseline is not None else None
@@ -330,6 +330,17 @@ def _same_scanner(here: Mapping[str, str], there: Mapping[str, str]) -> bool:
     if here["DeviceSerialNumber"] and there["DeviceSerialNumber"]:
         return _fold(here["DeviceSerialNumber"]) == _fold(there["DeviceSerialNumber"])
     return all(_fold(here[name]) == _fold(there[name]) for name in SCANNER_ATTRIBUTES[1:])
+
+
+def _series_rows(rule: SeriesRule, series: SeriesSeen, reference: SeriesSeen | None) -> list[RuleCheck]:
+    rows: list[RuleCheck] = []
+    for condition in rule.require:
+        base = reference.of(condition.attribute) if reference is not None else None
+        actual = series.of(condition.attribute)
+        expected = condition.text if condition.test is not Test.BASELINE else f"baseline: {_shown(base)}"
+        passed = condition.holds(actual, base)
+        rows.append(RuleCheck(rule.label, series.name, condition.attribute, expected, _shown(actual), passed))
+    return rows
 
 
 def _scanner_text(scanner: Mapping[str, str] | None) -> str:

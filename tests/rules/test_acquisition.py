@@ -58,7 +58,13 @@ def _study(*series: SeriesSeen) -> StudySeen:
     return StudySeen("1.2.3", "ACC1", "E10001", date(2026, 12, 1), ("CT",), series)
 
 
-def _venous(thickness: object = 2.5, kvp: object = 120, **more: object) -> SeriesSeen:
+def _venous(
+    thickness: object = 2.5,
+    kvp: object = 120,
+    number: int = 3,
+    description: str = "PORTAL VENOUS 2.5mm",
+    **more: object,
+) -> SeriesSeen:
     values: dict[str, object] = {
         "ImageType": "ORIGINAL\\PRIMARY\\AXIAL",
         "SliceThickness": thickness,
@@ -67,7 +73,7 @@ def _venous(thickness: object = 2.5, kvp: object = 120, **more: object) -> Serie
         **SCANNER,
     }
     values.update(more)
-    return _series(3, "PORTAL VENOUS 2.5mm", **values)
+    return _series(number, description, **values)
 
 
 SCOUT = _series(1, "Scout", 2, ImageType="ORIGINAL\\PRIMARY\\LOCALIZER", SliceThickness=600, **SCANNER)
@@ -161,8 +167,22 @@ def test_a_thick_series_is_a_deviation_naming_series_attribute_expected_and_actu
 def test_no_series_matching_a_rule_is_a_deviation() -> None:
     result = check_study(_acquisition(), _study(SCOUT, _series(4, "ARTERIAL", ImageType="AXIAL", **SCANNER)))
     missing = [c for c in result.deviations if c.attribute == "series"]
-    assert [(c.rule, c.actual) for c in missing] == [("Portal venous, axial", "0")]
+    assert [(c.rule, c.actual) for c in missing] == [("Portal venous, axial", "0, 0 conforming")]
     assert "SeriesDescription *VENOUS*" in missing[0].expected
+
+
+def test_a_series_repeated_correctly_settles_the_rule_and_the_wrong_one_stays_in_the_table() -> None:
+    repeated = _venous(thickness=2, number=5, description="PORTAL VENOUS REPEAT")
+    result = check_study(_acquisition(), _study(SCOUT, _venous(thickness=7.5), repeated))
+    assert result.deviations == ()
+    series_row = next(
+        c for c in result.checks if c.rule == "Portal venous, axial" and c.attribute == "series"
+    )
+    assert (series_row.actual, series_row.passed) == ("2, 1 conforming", True)
+    wrong = [c for c in result.checks if c.passed is False]
+    assert [(c.series, c.attribute, c.actual, c.settled) for c in wrong] == [
+        ("3 PORTAL VENOUS 2.5mm", "SliceThickness", "7.5", True)
+    ]
 
 
 def test_another_scanner_is_a_mismatch_by_serial_number_else_by_make_model_and_station() -> None:
