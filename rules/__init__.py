@@ -10,6 +10,7 @@ how long a judgement holds.
 
 from rules.durations import DurationError, parse_days, parse_duration, parse_tolerance_days
 from rules.engine import ExamsByMrn, evaluate, evaluate_enrolments, index_exams
+from rules.images import ImagesSeen
 from rules.model import (
     Audience,
     Enrolment,
@@ -41,6 +42,7 @@ __all__ = [
     "ExamsByMrn",
     "Finding",
     "FindingKind",
+    "ImagesSeen",
     "NotificationKind",
     "Occurrence",
     "OccurrenceStatus",

@@ -35,6 +35,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from rules.images import ImagesSeen
 from rules.judging import EnrolmentContext, Outcome, Run, judge_occurrences, judge_unplaced_exams
 from rules.matching import DatedExam, assign
 from rules.model import (
@@ -89,6 +90,7 @@ def evaluate(
     horizon_days: int = 182,
     alert_lookback_days: int = 14,
     unconfirmed_after_hours: float = 24.0,
+    images: ImagesSeen | None = None,
 ) -> Evaluation:
     """Evaluate every enrolment against its trial's protocol.
 
@@ -98,7 +100,8 @@ def evaluate(
     past the last exam). ``alert_lookback_days``: no alerts about facts older than this.
     ``unconfirmed_after_hours``: a booked exam this long past its start with no arrival or
     completion message is ``unconfirmed`` (not done) until the feed says it happened.
-    Raises ValueError for a naive ``now`` or exam start.
+    ``images``: the PACS studies matched to the exams (:mod:`rules.images`); None when no
+    PACS is watched. Raises ValueError for a naive ``now`` or exam start.
     """
     return evaluate_enrolments(
         trials,
@@ -110,6 +113,7 @@ def evaluate(
         horizon_days=horizon_days,
         alert_lookback_days=alert_lookback_days,
         unconfirmed_after_hours=unconfirmed_after_hours,
+        images=images,
     )
 
 
@@ -124,11 +128,13 @@ def evaluate_enrolments(
     horizon_days: int = 182,
     alert_lookback_days: int = 14,
     unconfirmed_after_hours: float = 24.0,
+    images: ImagesSeen | None = None,
 ) -> Evaluation:
     """Evaluate only ``enrolments``, with exams looked up in a prebuilt MRN index.
 
     Same rules and arguments as :func:`evaluate`. For the re-evaluation after one exam event,
-    pass every enrolment that shares the exam's MRN (a patient in two trials).
+    pass every enrolment that shares the exam's MRN (a patient in two trials). ``images``:
+    the PACS studies matched to the exams, when a PACS is watched (:mod:`rules.images`).
     """
     if now.tzinfo is None or now.utcoffset() is None:
         raise ValueError("now must be timezone-aware")
@@ -154,11 +160,13 @@ def evaluate_enrolments(
         plan = plans.get(trial.id)
         if plan is None:
             plan = plans[trial.id] = TrialPlan(trial)
-        outcomes.append(_evaluate_one(run, plan, enrolment, exams_by_mrn))
+        outcomes.append(_evaluate_one(run, plan, enrolment, exams_by_mrn, images))
     return _combine(outcomes, unknown)
 
 
-def _evaluate_one(run: Run, plan: TrialPlan, enrolment: Enrolment, exams_by_mrn: ExamsByMrn) -> Outcome:
+def _evaluate_one(
+    run: Run, plan: TrialPlan, enrolment: Enrolment, exams_by_mrn: ExamsByMrn, images: ImagesSeen | None
+) -> Outcome:
     """Everything one enrolment gives rise to; findings about exams serving nothing are held."""
     exams = _exams_in_scope(run, plan, enrolment, exams_by_mrn)
     slots = _schedule_occurrences(run, plan, enrolment, exams)
@@ -167,7 +175,7 @@ def _evaluate_one(run: Run, plan: TrialPlan, enrolment: Enrolment, exams_by_mrn:
     # An off-study date bounds the schedule, so the visits before it were expected even when
     # the subject has since left the trial.
     expects_scans = enrolment.status.expects_scans or off_study is not None
-    context = EnrolmentContext(run, plan.trial, enrolment, assignment, expects_scans)
+    context = EnrolmentContext(run, plan.trial, enrolment, assignment, expects_scans, images)
     outcome = Outcome(served=assignment.served)
     judge_unplaced_exams(context, slots, outcome)
     judge_occurrences(context, slots, outcome)

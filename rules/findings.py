@@ -41,6 +41,10 @@ _SEVERITY = {
     FindingKind.AFTER_OFF_STUDY: Severity.CRITICAL,
     # Nobody said the scan happened: the office checks (digest, dashboard) before counting it.
     FindingKind.UNCONFIRMED: Severity.WARNING,
+    # Images: still fixable while the patient is there (a repeat series), a deviation after.
+    FindingKind.IMAGES_MISSING: Severity.WARNING,
+    FindingKind.PARAMETER_DEVIATION: Severity.CRITICAL,
+    FindingKind.SCANNER_MISMATCH: Severity.CRITICAL,
 }
 
 
@@ -105,7 +109,8 @@ def slot_finding(
     note: str = "",
 ) -> Finding:
     """A finding about one occurrence (key ``occurrence``) and the exam involved, if any;
-    ``note`` says why a visit is due again (its exam was cancelled ...)."""
+    ``note`` says why a visit is due again (its exam was cancelled ...), or what the images
+    showed (a deviation, another scanner)."""
     key = f"{occurrence}:{kind}" + (f":exam{exam.id}" if exam is not None else "")
     who = f"{enrolment.trial} {enrolment.subject}: {slot.label}"
     window_start, window_end, window = slot.window()
@@ -136,6 +141,13 @@ def slot_finding(
             f"{who} {describe_exam(exam)} was booked for {_day(exam_day)}; no arrival or completion has "
             "come from the EHR since: check that it was performed."
         )
+    elif kind is FindingKind.IMAGES_MISSING and exam is not None:
+        detail = (
+            f"{who} {describe_exam(exam)} of {_day(exam_day)}: no images have reached the PACS; "
+            "check that the study was sent."
+        )
+    elif kind in (FindingKind.PARAMETER_DEVIATION, FindingKind.SCANNER_MISMATCH) and exam is not None:
+        detail = f"{who} {describe_exam(exam)} of {_day(exam_day)}: {note}."
     elif kind in (FindingKind.CANCELLED, FindingKind.NO_SHOW) and exam is not None:
         what = "was cancelled" if kind is FindingKind.CANCELLED else "was not attended (no-show)"
         detail = (

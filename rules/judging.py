@@ -24,6 +24,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from rules.findings import describe_exam, exam_finding, occurrence_key, slot_finding
+from rules.images import ImagesSeen, acquisition_of, judge_images
 from rules.matching import Assignment
 from rules.model import (
     PERFORMED_EXAM,
@@ -36,7 +37,7 @@ from rules.model import (
     OccurrenceStatus,
     PlannedNotification,
 )
-from rules.notifications import plan_alerts, plan_reminders, plan_sheets, worth_alerting
+from rules.notifications import plan_alerts, plan_image_alerts, plan_reminders, plan_sheets, worth_alerting
 from rules.protocol import Trial
 from rules.windows import Slot, days_outside
 
@@ -104,7 +105,7 @@ class EnrolmentContext:
 
     ``expects_scans``: whether visits that nothing serves are reported (``missed``,
     ``due_unscheduled``): the enrolment status expects scans, or an off-study date bounds
-    the schedule.
+    the schedule. ``images``: what the PACS holds (:mod:`rules.images`).
     """
 
     run: Run
@@ -112,6 +113,11 @@ class EnrolmentContext:
     enrolment: Enrolment
     assignment: Assignment
     expects_scans: bool
+    images: ImagesSeen | None = None  # None: no PACS is watched, images are not judged
+
+    def has_images(self, exam: ExamRecord) -> bool:
+        """Whether a study in the PACS is matched to ``exam``: evidence that it was performed."""
+        return self.images is not None and exam.id in self.images.studies
 
     def alerts(
         self, finding: Finding, fact_day: int, slot: Slot | None = None, *, immediate: bool = True
@@ -175,6 +181,8 @@ def judge_occurrences(context: EnrolmentContext, slots: list[Slot], outcome: Out
         key = occurrence_key(context.enrolment, slot)
         if slot.exams:
             status, exam_id = _judge_served(context, slot, key, outcome)
+            if context.images is not None:
+                _judge_images(context, slot, key, first_of, outcome)
         else:
             status, exam_id = _judge_unserved(context, slot, key, outcome), None
         baseline = first_of.get(slot.plan.baseline_for) if slot.plan.baseline_for else None
@@ -188,7 +196,7 @@ def _judge_served(
     notices if it is still booked, and the duplicates; return the status and the serving exam."""
     primary = slot.exams[0]
     day = context.assignment.exam_day[primary.id]
-    done = primary.status in PERFORMED_EXAM
+    done = primary.status in PERFORMED_EXAM or context.has_images(primary)
     outside = days_outside(day, slot.opens, slot.closes)
     kind = FindingKind.IN_WINDOW if outside == 0 else FindingKind.EARLY if outside < 0 else FindingKind.LATE
     finding = slot_finding(kind, context.enrolment, slot, key, exam=primary, exam_day=day, performed=done)
@@ -198,7 +206,7 @@ def _judge_served(
     outcome.report(finding, context.alerts(finding, day, slot if still_fixable else None))
     if still_fixable:
         _report_lapsed(context, slot, key, outcome)  # an in-window exam fell through: news
-    if primary.status in _BOOKED:
+    if primary.status in _BOOKED and not done:
         outcome.notifications.extend(_booking_notices(context, slot, primary, finding))
         if _unconfirmed(context.run, primary):
             unconfirmed = slot_finding(
@@ -217,6 +225,35 @@ def _judge_served(
         return OccurrenceStatus.BOOKED, primary.id
     status = OccurrenceStatus.DONE_IN_WINDOW if outside == 0 else OccurrenceStatus.DONE_OUT_OF_WINDOW
     return status, primary.id
+
+
+def _judge_images(
+    context: EnrolmentContext, slot: Slot, key: str, first_of: dict[str, Slot], outcome: Outcome
+) -> None:
+    """Report what the images of the exam serving ``slot`` show (:mod:`rules.images`), with
+    alerts to the coordinators and the technologists."""
+    assert context.images is not None
+    exam = slot.exams[0]
+    acquisition = acquisition_of(slot, exam)
+    if acquisition is None:
+        return
+    reference = first_of.get(acquisition.baseline) if acquisition.baseline else None
+    baseline = reference.exams[0] if reference is not None and reference.exams else None
+    run = context.run
+    verdict = judge_images(context.images, acquisition, exam, baseline, run.now)
+    day = context.assignment.exam_day[exam.id]
+    exam_type = slot.version.exam_for(exam.procedure_code)
+    modality = exam_type.modality if exam_type is not None else exam.modality
+    for found in verdict.findings:
+        finding = slot_finding(
+            found.kind, context.enrolment, slot, key, exam=exam, exam_day=day, note=found.note
+        )
+        alerts = []
+        if worth_alerting(found.kind, day, run.today, run.lookback):
+            alerts = plan_image_alerts(
+                context.trial.routing, finding, exam, modality, run.due_now, found.about
+            )
+        outcome.report(finding, alerts)
 
 
 def _booking_notices(

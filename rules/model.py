@@ -184,6 +184,10 @@ class FindingKind(enum.StrEnum):
     UNMATCHED_EXAM = "unmatched_exam"
     AFTER_OFF_STUDY = "after_off_study"
     UNCONFIRMED = "unconfirmed"  # booked exam past its start with no arrival/completion message
+    # After the scan, from the PACS (exam types with acquisition rules only):
+    IMAGES_MISSING = "images_missing"  # performed, or its start long past, and no study arrived
+    PARAMETER_DEVIATION = "parameter_deviation"  # the images break an acquisition rule
+    SCANNER_MISMATCH = "scanner_mismatch"  # acquired on another scanner than the baseline
 
 
 class Severity(enum.StrEnum):

@@ -33,7 +33,7 @@ from rules.model import (
 )
 from rules.protocol import LeadTime, Routing
 
-__all__ = ["plan_alerts", "plan_reminders", "plan_sheets"]
+__all__ = ["plan_alerts", "plan_image_alerts", "plan_reminders", "plan_sheets"]
 
 
 def _due_times(
@@ -182,4 +182,41 @@ def plan_alerts(
         )
         for what, when in times
         for address in routing.coordinators
+    ]
+
+
+def plan_image_alerts(
+    routing: Routing,
+    finding: Finding,
+    exam: ExamRecord,
+    modality: str,
+    due_at: datetime,
+    about: str,
+) -> list[PlannedNotification]:
+    """Alerts about an exam's images, due at ``due_at``: to the coordinators, and to the
+    technologists of the exam's room (else its modality), who can still repeat a series
+    while the patient is there.
+
+    ``about`` names what was found (the study and the rows that failed), so that other wrong
+    images of the same exam are news again, while re-checking the same images never is.
+    """
+    audiences = [(Audience.COORDINATOR, address) for address in routing.coordinators]
+    audiences += [
+        (Audience.TECHNOLOGIST, address) for address in routing.technologists_for(modality, exam.location)
+    ]
+    return [
+        PlannedNotification(
+            audience=audience,
+            address=address,
+            kind=NotificationKind.ALERT,
+            due_at=due_at,
+            finding_key=finding.key,
+            finding_kind=finding.kind,
+            dedupe_key=f"{NotificationKind.ALERT}|{address}|{finding.key}|{about}",
+            trial=finding.trial,
+            enrolment_id=finding.enrolment_id,
+            exam_id=finding.exam_id,
+            occurrence_key=finding.occurrence_key,
+        )
+        for audience, address in dict.fromkeys(audiences)
     ]

@@ -15,6 +15,7 @@ from rules import (
     ExamRecord,
     ExamStatus,
     FindingKind,
+    ImagesSeen,
     NotificationKind,
     OccurrenceStatus,
     Severity,
@@ -22,6 +23,7 @@ from rules import (
     evaluate_enrolments,
     index_exams,
 )
+from rules.acquisition import SeriesSeen, StudySeen
 from rules.protocol import Trial
 from tests.rules.builders import (
     C1D1,
@@ -50,9 +52,42 @@ def _run(
     *,
     enrolments: list[Enrolment] | None = None,
     protocols: list[Trial] | None = None,
+    images: ImagesSeen | None = None,
 ) -> Evaluation:
     return evaluate(
-        protocols or [trial()], enrolments or [enrolment()], exams, now, site_zone=NEW_YORK, due_soon_days=7
+        protocols or [trial()],
+        enrolments or [enrolment()],
+        exams,
+        now,
+        site_zone=NEW_YORK,
+        due_soon_days=7,
+        images=images,
+    )
+
+
+# Images (rules.images): the CT's axial series must be <= 5 mm, on the screening scan's scanner.
+IMAGED = trial(
+    PROTOCOL
+    + """
+[exams.ct.acquisition]
+baseline = "screening"
+same_scanner = true
+
+[[exams.ct.acquisition.series]]
+label = "Axial"
+where = { ImageType = "AXIAL" }
+require = { SliceThickness = "<= 5" }
+"""
+)
+SCREENING_DAY = C1D1 - timedelta(days=10)
+WATCHED = ImagesSeen({}, watched_from=local(date(2026, 1, 1)))
+
+
+def _study(uid: str, thickness: float = 2.5, serial: str = "SN-1") -> StudySeen:
+    values = {"ImageType": (("ORIGINAL", "PRIMARY", "AXIAL"),), "SliceThickness": ((str(thickness),),)}
+    values["DeviceSerialNumber"] = ((serial,),)
+    return StudySeen(
+        uid, "", "E10001", None, ("CT",), (SeriesSeen(f"{uid}.2", 2, "AXIAL", "CT", 40, values),)
     )
 
 
@@ -68,6 +103,8 @@ class Case:
     detail: str
     absent: tuple[FindingKind, ...] = ()
     enrolment: Enrolment = field(default_factory=enrolment)
+    protocol: Trial | None = None
+    images: ImagesSeen | None = None
 
 
 CASES = [
@@ -177,12 +214,45 @@ CASES = [
         absent=(FindingKind.IN_WINDOW,),
         enrolment=enrolment(off_study=date(2026, 4, 1)),
     ),
+    Case(
+        "images missing: a performed exam whose study never reached the PACS",
+        [exam(1, WEEK_6, status=DONE)],
+        _now(date(2026, 4, 13), 18),
+        f"{WEEK_6_KEY}:images_missing:exam1",
+        Severity.WARNING,
+        "no images have reached the PACS",
+        protocol=IMAGED,
+        images=WATCHED,
+    ),
+    Case(
+        "parameter deviation: the images break an acquisition rule",
+        [exam(1, WEEK_6, status=DONE)],
+        _now(date(2026, 4, 13), 18),
+        f"{WEEK_6_KEY}:parameter_deviation:exam1",
+        Severity.CRITICAL,
+        "series 2 AXIAL: SliceThickness 7.5 (protocol: <= 5)",
+        absent=(FindingKind.IMAGES_MISSING,),
+        protocol=IMAGED,
+        images=replace(WATCHED, studies={1: _study("1.9", thickness=7.5)}),
+    ),
+    Case(
+        "scanner mismatch: the follow-up scanned elsewhere than the baseline",
+        [exam(1, SCREENING_DAY, status=DONE), exam(2, WEEK_6)],  # images: evidence of the scan
+        _now(date(2026, 4, 13), 18),
+        f"{WEEK_6_KEY}:scanner_mismatch:exam2",
+        Severity.CRITICAL,
+        "acquired on serial SN-2, not on the baseline's serial SN-1",
+        absent=(FindingKind.UNCONFIRMED, FindingKind.PARAMETER_DEVIATION),
+        protocol=IMAGED,
+        images=replace(WATCHED, studies={1: _study("1.8"), 2: _study("1.9", serial="SN-2")}),
+    ),
 ]
 
 
 @pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
 def test_each_rule_produces_its_finding(case: Case) -> None:
-    result = _run(case.exams, case.now, enrolments=[case.enrolment])
+    protocols = [case.protocol] if case.protocol else None
+    result = _run(case.exams, case.now, enrolments=[case.enrolment], protocols=protocols, images=case.images)
     by_key = {f.key: f for f in result.findings}
     assert case.key in by_key, sorted(by_key)
     finding = by_key[case.key]

@@ -1,0 +1,108 @@
+"""Judging an exam's images: the study the PACS holds for it against the acquisition rules.
+
+For an occurrence served by an exam whose exam type has acquisition rules
+(:mod:`rules.acquisition`), once the PACS is watched (``ImagesSeen`` given to the engine):
+
+- no study matched to the exam, and the exam performed or its start ``due_after`` past:
+  ``images_missing`` (only for exams that started after the PACS was first watched: the
+  history before it is not news);
+- a study whose series break a rule not met by another series: ``parameter_deviation``,
+  naming series, attribute, expected and actual; another scanner than the baseline's:
+  ``scanner_mismatch``. Both vanish, so resolve, once corrected images arrive.
+
+The baseline study is the one matched to the exam serving the first occurrence of the
+rules' ``baseline`` timepoint. Alerts go to the coordinators and the technologists.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from rules.acquisition import Acquisition, Conformance, RuleCheck, StudySeen, check_study
+from rules.model import PERFORMED_EXAM, ExamRecord, FindingKind
+from rules.windows import Slot
+
+__all__ = ["ImageFinding", "ImageVerdict", "ImagesSeen", "acquisition_of", "judge_images"]
+
+_SHOWN = 3  # deviations named in a finding's one line; the exam page shows them all
+
+
+@dataclass(frozen=True, slots=True)
+class ImagesSeen:
+    """What the PACS holds for the exams evaluated: the study matched to each (by exam id), and
+    from when it has been watched. Images are expected ``due_after`` after an exam's start."""
+
+    studies: Mapping[int, StudySeen] = field(default_factory=dict)
+    watched_from: datetime | None = None
+    due_after: timedelta = timedelta(hours=4)
+
+
+@dataclass(frozen=True, slots=True)
+class ImageFinding:
+    kind: FindingKind
+    note: str  # what the images showed, for the finding's line
+    about: str  # what its alerts are about: other wrong images are news again
+
+
+@dataclass(slots=True)
+class ImageVerdict:
+    findings: list[ImageFinding] = field(default_factory=list)
+
+
+def acquisition_of(slot: Slot, exam: ExamRecord) -> Acquisition | None:
+    exam_type = slot.version.exam_for(exam.procedure_code)
+    return exam_type.acquisition if exam_type is not None else None
+
+
+def judge_images(
+    images: ImagesSeen,
+    acquisition: Acquisition,
+    exam: ExamRecord,
+    baseline: ExamRecord | None,
+    now: datetime,
+) -> ImageVerdict:
+    """What ``exam``'s images (or their absence) give rise to, at ``now``."""
+    verdict = ImageVerdict()
+    study = images.studies.get(exam.id)
+    if study is None:
+        if _images_due(images, exam, now):
+            verdict.findings.append(ImageFinding(FindingKind.IMAGES_MISSING, "", "missing"))
+        return verdict
+    reference = images.studies.get(baseline.id) if baseline is not None and baseline.id != exam.id else None
+    conformance = check_study(acquisition, study, reference)
+    if conformance.deviations:
+        note, about = _deviation_note(conformance), _about(study, conformance.deviations)
+        verdict.findings.append(ImageFinding(FindingKind.PARAMETER_DEVIATION, note, about))
+    mismatch = conformance.scanner_mismatch
+    if mismatch is not None:
+        baseline_scanner = mismatch.expected.removeprefix("baseline: ")
+        note = f"acquired on {mismatch.actual}, not on the baseline's {baseline_scanner}"
+        verdict.findings.append(ImageFinding(FindingKind.SCANNER_MISMATCH, note, _about(study, (mismatch,))))
+    return verdict
+
+
+def _images_due(images: ImagesSeen, exam: ExamRecord, now: datetime) -> bool:
+    if exam.start is None or images.watched_from is None or exam.start < images.watched_from:
+        return False
+    return exam.status in PERFORMED_EXAM or exam.start + images.due_after <= now
+
+
+def _deviation_note(conformance: Conformance) -> str:
+    shown = [_row_text(row) for row in conformance.deviations[:_SHOWN]]
+    more = len(conformance.deviations) - _SHOWN
+    return "images break the protocol: " + "; ".join(shown) + (f"; and {more} more" if more > 0 else "")
+
+
+def _row_text(row: RuleCheck) -> str:
+    if row.attribute == "series":
+        return f"{row.rule}: {row.actual.split(',')[0]} series (protocol: {row.expected})"
+    return f"series {row.series}: {row.attribute} {row.actual} (protocol: {row.expected})"
+
+
+def _about(study: StudySeen, rows: tuple[RuleCheck, ...]) -> str:
+    """What an alert is about: the study and the rows that failed, as a short digest."""
+    text = "|".join([study.uid, *(f"{r.rule}/{r.series}/{r.attribute}/{r.actual}" for r in rows)])
+    return "images:" + hashlib.sha256(text.encode()).hexdigest()[:16]
