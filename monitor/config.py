@@ -121,6 +121,27 @@ class FhirSettings(_Section):
     study_trial_map: dict[str, str] = Field(default_factory=dict)
 
 
+class PacsSettings(_Section):
+    """The PACS whose studies are checked against the trials' acquisition rules (metadata only,
+    never pixel data). Secrets come from the environment: the basic-auth password from
+    ``HIRO_PACS_PASSWORD`` (or ``HIRO_PACS_PASSWORD_FILE``), a bearer token from
+    ``HIRO_PACS_TOKEN`` (or ``HIRO_PACS_TOKEN_FILE``)."""
+
+    enabled: bool = False
+    feed: str = "pacs"  # its name on the feed-health page
+    protocol: Literal["dicomweb"] = "dicomweb"
+    dicomweb_url: str = ""
+    auth: Literal["none", "basic", "bearer"] = "none"
+    username: str = ""
+    ca_file: str = ""  # TLS: the CA bundle that signs the PACS's certificate (empty: the system's)
+    poll_interval_seconds: int = Field(default=60, ge=10)
+    look_back_days: int = Field(default=2, ge=0, le=30)
+    request_timeout_seconds: float = Field(default=10.0, gt=0)
+    page_size: int = Field(default=500, ge=10, le=5000)
+    max_requests_per_poll: int = Field(default=300, ge=10)
+    images_due_hours: float = Field(default=4.0, gt=0)
+
+
 class NotificationSettings(_Section):
     """What every channel shares: the site's template folder and the dashboard's address."""
 
@@ -240,6 +261,7 @@ class Settings(_Section):
     dispatch: DispatchSettings = DispatchSettings()
     web: WebSettings = WebSettings()
     evaluation: EvaluationSettings = EvaluationSettings()
+    pacs: PacsSettings = PacsSettings()
 
     _webhook_names = field_validator("webhooks")(_check_webhook_names)
 
