@@ -59,7 +59,9 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 
 from monitor.config import Settings
 from monitor.store.findings import FindingChanges, record_evaluation
+from monitor.store.images import images_for
 from monitor.store.outbox.planning import PlanChanges, never_planned, plan_notifications
+from monitor.store.polls import first_success, last_success
 from monitor.store.registry.protocols import ProtocolCatalogue
 from monitor.store.registry.records import (
     enrolment_ids_for_exams,
@@ -70,7 +72,16 @@ from monitor.store.registry.records import (
     patient_groups,
     same_patients,
 )
-from rules import Enrolment, Evaluation, ExamsByMrn, Trial, evaluate_enrolments, index_exams, stable_until
+from rules import (
+    Enrolment,
+    Evaluation,
+    ExamsByMrn,
+    ImagesSeen,
+    Trial,
+    evaluate_enrolments,
+    index_exams,
+    stable_until,
+)
 
 __all__ = ["EvaluationSummary", "Evaluator", "evaluate_all", "evaluate_for_exams"]
 
@@ -159,6 +170,8 @@ class Evaluator:
         self.quiet_first_run = settings.dispatch.quiet_first_run
         self.full_sweep = timedelta(hours=self.rules.full_sweep_hours)
         self.sweep_part = max(sweep_part, 1)  # enrolments judged and recorded together (whole patients)
+        self.pacs = settings.pacs  # when enabled, each exam's images are judged too (rules.images)
+        self.images_due = timedelta(hours=self.pacs.images_due_hours) if self.pacs.enabled else None
         self._memo: _Memo | None = None
 
     # -- entry points --------------------------------------------------------------------
@@ -280,7 +293,9 @@ class Evaluator:
         (only a sweep keeps that: the feed's re-evaluation and the what-if do not)."""
         judged = [enrolment for enrolment in inputs.enrolments if enrolment.trial in inputs.trials]
         mrns = None if all_patients else {mrn for enrolment in judged for mrn in enrolment.mrns}
-        exams = index_exams(load_exams(conn, mrns) if mrns is None or mrns else [])
+        records = load_exams(conn, mrns) if mrns is None or mrns else []
+        exams = index_exams(records)
+        images = self._images(conn, None if all_patients else [exam.id for exam in records])
         evaluation = evaluate_enrolments(
             inputs.trials,
             inputs.enrolments,
@@ -290,6 +305,7 @@ class Evaluator:
             due_soon_days=self.due_soon_days,
             alert_lookback_days=self.rules.alert_lookback_days,
             unconfirmed_after_hours=self.rules.unconfirmed_after_hours,
+            images=images,
         )
         return _Judged(evaluation, self._until(inputs.trials, judged, exams, now) if until else {})
 
@@ -304,9 +320,20 @@ class Evaluator:
                 now,
                 site_zone=self.zone,
                 unconfirmed_after_hours=self.rules.unconfirmed_after_hours,
+                images_due_after=self.images_due,
             )
             for enrolment in judged
         }
+
+    def _images(self, conn: Connection, exam_ids: Collection[int] | None) -> ImagesSeen | None:
+        """What the PACS holds for ``exam_ids`` (every exam when None); None when no PACS is
+        watched. Exams are expected to have images from the first poll that ran to its end,
+        less the days that poll listed, as far as the last poll that ran to its end saw."""
+        if self.images_due is None:
+            return None
+        first, last = first_success(conn, self.pacs.feed), last_success(conn, self.pacs.feed)
+        watched_from = first - timedelta(days=self.pacs.look_back_days) if first is not None else None
+        return ImagesSeen(images_for(conn, exam_ids), watched_from, last, self.images_due)
 
     def _run(
         self,

@@ -3,9 +3,10 @@
 For an occurrence served by an exam whose exam type has acquisition rules
 (:mod:`rules.acquisition`), once the PACS is watched (``ImagesSeen`` given to the engine):
 
-- no study matched to the exam, and the exam performed or its start ``due_after`` past:
-  ``images_missing`` (only for exams that started after the PACS was first watched: the
-  history before it is not news);
+- no study matched to the exam ``due_after`` after its start, as a successful poll of the
+  PACS saw it then or later (``seen_until``): ``images_missing``. Only for exams that started
+  after the PACS was first watched (the history before it is not news); a PACS that is down
+  raises none (nothing was seen), whatever the clock says;
 - a study whose series break a rule not met by another series: ``parameter_deviation``,
   naming series, attribute, expected and actual; another scanner than the baseline's:
   ``scanner_mismatch``. Both vanish, so resolve, once corrected images arrive.
@@ -22,21 +23,24 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from rules.acquisition import Acquisition, Conformance, RuleCheck, StudySeen, check_study
-from rules.model import PERFORMED_EXAM, ExamRecord, FindingKind
+from rules.model import ExamRecord, ExamStatus, FindingKind
 from rules.windows import Slot
 
 __all__ = ["ImageFinding", "ImageVerdict", "ImagesSeen", "acquisition_of", "judge_images"]
 
 _SHOWN = 3  # deviations named in a finding's one line; the exam page shows them all
+_NO_IMAGES = frozenset({ExamStatus.CANCELLED, ExamStatus.NO_SHOW, ExamStatus.DELETED})
 
 
 @dataclass(frozen=True, slots=True)
 class ImagesSeen:
-    """What the PACS holds for the exams evaluated: the study matched to each (by exam id), and
-    from when it has been watched. Images are expected ``due_after`` after an exam's start."""
+    """What the PACS holds for the exams evaluated: the study matched to each (by exam id),
+    from when it has been watched (``watched_from``) and until when the last successful poll
+    saw it (``seen_until``). Images are expected ``due_after`` after an exam's start."""
 
     studies: Mapping[int, StudySeen] = field(default_factory=dict)
     watched_from: datetime | None = None
+    seen_until: datetime | None = None
     due_after: timedelta = timedelta(hours=4)
 
 
@@ -85,9 +89,11 @@ def judge_images(
 
 
 def _images_due(images: ImagesSeen, exam: ExamRecord, now: datetime) -> bool:
-    if exam.start is None or images.watched_from is None or exam.start < images.watched_from:
+    start, first, seen = exam.start, images.watched_from, images.seen_until
+    if start is None or first is None or seen is None or start < first or exam.status in _NO_IMAGES:
         return False
-    return exam.status in PERFORMED_EXAM or exam.start + images.due_after <= now
+    due = start + images.due_after
+    return due <= seen and due <= now
 
 
 def _deviation_note(conformance: Conformance) -> str:

@@ -7,8 +7,9 @@ The engine reads the clock in two ways (:class:`rules.judging.Run`):
   look-back). All of these change at local midnight, and only then;
 - the instant, always against an exam's start: a booking notice is planned only before the
   start, each reminder and instruction sheet by whether its due time has passed (the late one
-  is chosen among those passed), and a booked exam becomes ``unconfirmed`` once
-  ``unconfirmed_after`` has passed since its start.
+  is chosen among those passed), a booked exam becomes ``unconfirmed`` once
+  ``unconfirmed_after`` has passed since its start, and, with a PACS watched, its images
+  are due ``images_due_after`` after it.
 
 So with unchanged inputs the engine's answer for one enrolment is the same from ``now`` until
 the next local midnight or the next of those instants, whichever comes first. Every exam of
@@ -38,9 +39,12 @@ def stable_until(
     *,
     site_zone: ZoneInfo,
     unconfirmed_after_hours: float = 24.0,
+    images_due_after: timedelta | None = None,
 ) -> datetime:
     """The first instant after ``now`` (aware, UTC) at which :func:`rules.evaluate_enrolments`
-    may conclude otherwise for ``enrolment``, its protocol and exams unchanged (module doc)."""
+    may conclude otherwise for ``enrolment``, its protocol and exams unchanged (module doc).
+    ``images_due_after``: with a PACS watched, an exam's images are expected that long after
+    its start (``images_missing`` from then on)."""
     if now.tzinfo is None or now.utcoffset() is None:
         raise ValueError("now must be timezone-aware")
     local = now.astimezone(site_zone)
@@ -48,12 +52,15 @@ def stable_until(
     until = min(midnight, now.astimezone(UTC) + _DAY)  # a day with a DST change is not longer
     unconfirmed_after = timedelta(hours=unconfirmed_after_hours)
     leads = (*trial.routing.coordinator_lead_times, *trial.routing.technologist_lead_times)
+    images = (images_due_after,) if images_due_after is not None else ()
+    last = max((unconfirmed_after, *images))
     for exam in exams_of(enrolment, exams_by_mrn):
         start = exam.start
-        # Every instant tied to this exam lies at or before start + unconfirmed_after.
-        if start is None or start + unconfirmed_after <= now:
+        # Every instant tied to this exam lies at or before start + the last of those delays.
+        if start is None or start + last <= now:
             continue
-        for instant in (start, start + unconfirmed_after, *(lead.due(start, site_zone) for lead in leads)):
+        ties = (start, start + unconfirmed_after, *(start + delay for delay in images))
+        for instant in (*ties, *(lead.due(start, site_zone) for lead in leads)):
             if now < instant < until:
                 until = instant.astimezone(UTC)
     return until

@@ -12,6 +12,9 @@ digest         daily at ``digest_hour`` (site zone)  yes       6 h / yes
 purge          daily at ``purge_hour`` (site zone)   yes       12 h / yes
 fhir_poll      every ``fhir.poll_interval_seconds``  yes       one interval / yes
                (when ``fhir.enabled``), and at start
+pacs_poll      every ``pacs.poll_interval_seconds``  yes       one interval / yes
+               (when ``pacs.enabled``), and at start;
+               spaced out while the PACS fails
 =============  ====================================  ========  ===========================
 
 Why these values: a run that could not start on time (the process was suspended, the
@@ -71,6 +74,7 @@ from sqlalchemy import Engine
 
 from monitor.clock import SYSTEM_CLOCK
 from monitor.config import Settings
+from monitor.dispatch.backoff import PollBackoff
 from monitor.dispatch.content import ContentBuilder
 from monitor.dispatch.dispatcher import Dispatcher
 from monitor.evaluation import Evaluator
@@ -115,6 +119,8 @@ class JobScheduler:
             self.dispatcher = Dispatcher(engine, settings, clock=clock)
         self._evaluator = Evaluator(engine, settings)  # each job thread its own (not thread-safe)
         self._poll_evaluator = Evaluator(engine, settings)
+        self._pacs_evaluator = Evaluator(engine, settings)  # its own: jobs may run at once
+        self._pacs_backoff = PollBackoff()
         self._builder = ContentBuilder(settings, Renderer.from_settings(settings))
         self._catalogue = ProtocolCatalogue()
         self.scheduler = BackgroundScheduler(
@@ -156,13 +162,17 @@ class JobScheduler:
             seconds = self.settings.fhir.poll_interval_seconds
             add(self.poll, IntervalTrigger(seconds=seconds), id="fhir_poll",
                 misfire_grace_time=seconds, coalesce=True, max_instances=1)  # fmt: skip
+        if self.settings.pacs.enabled:
+            seconds = self.settings.pacs.poll_interval_seconds
+            add(self.poll_pacs, IntervalTrigger(seconds=seconds), id="pacs_poll",
+                misfire_grace_time=seconds, coalesce=True, max_instances=1)  # fmt: skip
 
     # -- lifecycle -----------------------------------------------------------------------
 
     def start(self) -> None:
         """Start the jobs; evaluation, purge, the FHIR poll and a missed digest of today run now."""
         now = SYSTEM_CLOCK().astimezone(self.zone)  # APScheduler keeps real time
-        catch_up = ["evaluate", "purge", "fhir_poll"]
+        catch_up = ["evaluate", "purge", "fhir_poll", "pacs_poll"]
         if self.settings.scheduler.digest_enabled and now.hour >= self.settings.scheduler.digest_hour:
             catch_up.append("digest")
         intervals = {
@@ -306,6 +316,21 @@ class JobScheduler:
             poll_and_evaluate(self.engine, self.settings, self._poll_evaluator, clock=self.clock)
 
         return self._guarded("fhir_poll", run)
+
+    def poll_pacs(self) -> bool:
+        """Poll the PACS once (unless backing off) and re-evaluate the exams whose images changed."""
+
+        def run() -> None:
+            from monitor.dispatch.pacs_poll import poll_and_evaluate
+
+            if not self._pacs_backoff.due():
+                return
+            result = poll_and_evaluate(self.engine, self.settings, self._pacs_evaluator, clock=self.clock)
+            self._pacs_backoff.record(result.ok)
+            if result.changed_exams:
+                self.dispatch_soon()
+
+        return self._guarded("pacs_poll", run)
 
     def next_runs(self) -> dict[str, datetime | None]:
         """Each job's next run time (for ``check-config`` and tests)."""

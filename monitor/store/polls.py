@@ -60,3 +60,11 @@ def last_success(conn: Connection, feed: str) -> datetime | None:
         select(func.max(feed_polls.c.started_at)).where(feed_polls.c.feed == feed, feed_polls.c.ok.is_(True))
     ).scalar()
     return found if isinstance(found, datetime) else None  # max() keeps the column's UTC type
+
+
+def first_success(conn: Connection, feed: str) -> datetime | None:
+    """When the first poll of ``feed`` that ran to its end started (since when it is watched)."""
+    found = conn.execute(
+        select(func.min(feed_polls.c.started_at)).where(feed_polls.c.feed == feed, feed_polls.c.ok.is_(True))
+    ).scalar()
+    return found if isinstance(found, datetime) else None

@@ -140,6 +140,7 @@ exams = Table(
 )
 Index("ix_exams_mrn", exams.c.mrn)
 Index("ix_exams_start_at", exams.c.start_at)
+Index("ix_exams_accession", exams.c.accession)  # a PACS study is matched by accession first
 Index("ix_exams_replaces_exam_id", exams.c.replaces_exam_id)  # rebook linking looks for successors
 
 exam_events = Table(
@@ -470,3 +471,34 @@ feed_polls = Table(
     Column("error", Text, nullable=False, default=""),
 )
 Index("ix_feed_polls_feed", feed_polls.c.feed, feed_polls.c.started_at)
+
+
+# --- PACS studies (API: monitor/store/images.py)
+# The studies of research exams the PACS holds, by their metadata only (never pixel data):
+# matched to an exam by accession number, else by patient id + study date + modality
+# (``matched_by``; NULL ``exam_id``: a study of an enrolled patient that matched no exam, or
+# several, listed for the office and never guessed). ``series`` holds, per series, the
+# distinct values its images carry for the attributes the acquisition rules name.
+# ``instances`` is what the study listing said when the series were read: a study still
+# arriving is read again when its count grows. Studies of patients not enrolled are never
+# stored (minimum necessary).
+
+pacs_studies = Table(
+    "pacs_studies",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("study_uid", String(64), nullable=False, unique=True),
+    Column("accession", String(80), nullable=False, default=""),
+    Column("patient_id", String(80), nullable=False, default=""),
+    Column("study_date", Date(), nullable=True),
+    Column("modalities", String(80), nullable=False, default=""),
+    Column("instances", Integer, nullable=False, default=0),
+    Column("series", JSON, nullable=False, default=list),
+    Column("exam_id", ForeignKey("exams.id"), nullable=True),
+    Column("matched_by", String(32), nullable=False, default=""),
+    Column("first_seen_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+)
+Index("ix_pacs_studies_exam_id", pacs_studies.c.exam_id)
+Index("ix_pacs_studies_patient_id", pacs_studies.c.patient_id)
+Index("ix_pacs_studies_updated_at", pacs_studies.c.updated_at)

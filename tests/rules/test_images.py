@@ -70,3 +70,23 @@ def test_old_history_raises_no_image_alert() -> None:
     result = _run(scanned, local(date(2026, 6, 1)), protocols=[IMAGED], images=images)
     assert FindingKind.PARAMETER_DEVIATION in _kinds(result)
     assert not [n for n in result.planned_notifications if n.finding_kind is FindingKind.PARAMETER_DEVIATION]
+
+
+def test_a_pacs_not_seen_since_the_images_fell_due_raises_no_missing_images() -> None:
+    """A PACS down since the morning: the exam's images may be there; nobody could look."""
+    down = replace(WATCHED, seen_until=SCAN + timedelta(hours=3, minutes=59))
+    result = _run(
+        [exam(1, WEEK_6, status=ExamStatus.COMPLETED)],
+        SCAN + timedelta(days=1),
+        protocols=[IMAGED],
+        images=down,
+    )
+    assert FindingKind.IMAGES_MISSING not in _kinds(result)
+    seen = replace(down, seen_until=SCAN + timedelta(hours=4))
+    result = _run(
+        [exam(1, WEEK_6, status=ExamStatus.COMPLETED)],
+        SCAN + timedelta(days=1),
+        protocols=[IMAGED],
+        images=seen,
+    )
+    assert FindingKind.IMAGES_MISSING in _kinds(result)

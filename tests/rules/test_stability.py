@@ -49,3 +49,19 @@ def test_the_next_lead_time_start_or_unconfirmed_instant_ends_it_when_it_comes_b
 def test_a_naive_now_is_refused() -> None:
     with pytest.raises(ValueError, match="timezone-aware"):
         stable_until(trial(), enrolment(), {}, datetime(2026, 4, 1, 12, 0), site_zone=NEW_YORK)
+
+
+def test_with_a_pacs_watched_the_instant_images_fall_due_ends_it_too() -> None:
+    start = local(EXAM_DAY)
+    exams = index_exams([exam(1, EXAM_DAY)])
+    due = timedelta(hours=4)
+    at = start + timedelta(hours=1)
+    assert (
+        stable_until(trial(), enrolment(), exams, at, site_zone=NEW_YORK, images_due_after=due) == start + due
+    )
+    # A delay longer than the unconfirmed one still counts once that one has passed.
+    late = timedelta(hours=30)
+    after = start + timedelta(hours=25)
+    assert stable_until(trial(), enrolment(), exams, after, site_zone=NEW_YORK, images_due_after=late) == min(
+        start + late, datetime.combine(EXAM_DAY + timedelta(days=2), time(0), NEW_YORK).astimezone(UTC)
+    )
