@@ -19,6 +19,9 @@ from typing import Any
 
 import pytest
 
+# The live PACS (Debian's Orthanc) for any test that asks for ``orthanc`` or ``pacs``.
+pytest_plugins = ["tests.pacs.fixtures"]
+
 REPO = Path(__file__).resolve().parents[1]
 CORPUS = REPO.parent / "shared" / "corpus"
 CLOCK_SHIFT_PATH = Path(__file__).resolve().parent / "clock_shift"  # holds the children's sitecustomize

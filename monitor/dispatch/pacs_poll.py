@@ -2,14 +2,17 @@
 
 The attributes asked of the PACS are those the acquisition rules of the trials in force
 name. The exams whose images changed are re-evaluated at once (their findings and alerts:
-the technologist hears while the patient may still be on the table); a failed
-re-evaluation is logged (by type) and never fails the poll.
+the technologist hears while the patient may still be on the table), and so are the exams
+whose images fell due since the previous successful poll (``images_due_hours`` after their
+start): a poll that sees none for them is what makes them ``images_missing``, also after an
+outage, when the sweep's schedule has passed them by. A failed re-evaluation is logged (by
+type) and never fails the poll.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import Engine
 
@@ -18,6 +21,8 @@ from monitor.config import Settings
 from monitor.evaluation import Evaluator
 from monitor.pacs.poll import PacsPollResult, poll_pacs
 from monitor.pacs.reader import DicomWebReader, dicomweb_reader
+from monitor.store.images import exams_starting_between
+from monitor.store.polls import last_success
 from monitor.store.registry.protocols import ProtocolCatalogue
 from rules import Trial
 
@@ -46,11 +51,19 @@ def poll_and_evaluate(
     clock: Callable[[], datetime] = SYSTEM_CLOCK,
 ) -> PacsPollResult:
     """Poll ``settings.pacs`` once, then re-evaluate the exams whose images changed."""
+    pacs = settings.pacs
     with engine.connect() as conn:
         trials = (catalogue or ProtocolCatalogue()).trials(conn)
+        previous = last_success(conn, pacs.feed)
     result = poll_pacs(
-        engine, settings, reader or dicomweb_reader(settings.pacs), acquisition_attributes(trials), clock
+        engine, settings, reader or dicomweb_reader(pacs), acquisition_attributes(trials), clock
     )
-    if result.changed_exams:
-        evaluator.observe_exams(sorted(result.changed_exams), clock())
+    to_judge = set(result.changed_exams)
+    if result.ok and result.started_at is not None:
+        due = timedelta(hours=pacs.images_due_hours)
+        since = previous if previous is not None else result.started_at - timedelta(days=pacs.look_back_days)
+        with engine.connect() as conn:
+            to_judge.update(exams_starting_between(conn, since - due, result.started_at - due))
+    if to_judge:
+        evaluator.observe_exams(sorted(to_judge), clock())
     return result

@@ -38,6 +38,7 @@ class PacsPollResult:
     requests: int = 0
     error: str = ""
     changed_exams: set[int] = field(default_factory=set)
+    started_at: datetime | None = None
 
     @property
     def ok(self) -> bool:
@@ -57,7 +58,7 @@ def poll_pacs(
     started = clock()
     with engine.begin() as conn:
         poll_id = poll_started(conn, pacs.feed, started)
-    result = PacsPollResult()
+    result = PacsPollResult(started_at=started)
     try:
         today = started.astimezone(zone).date()
         listed = list(reader.studies(today - timedelta(days=pacs.look_back_days), today))

@@ -25,7 +25,7 @@ from monitor.store.schema import enrolment_mrns, exams, pacs_studies
 from rules import ExamStatus
 from rules.acquisition import SeriesSeen, StudySeen
 
-__all__ = ["images_for", "record_study", "studies_to_read", "unmatched_studies"]
+__all__ = ["exams_starting_between", "images_for", "record_study", "studies_to_read", "unmatched_studies"]
 
 
 class Listed(Protocol):
@@ -106,6 +106,13 @@ def images_for(conn: Connection, exam_ids: Collection[int] | None) -> dict[int, 
                               (*earlier.series, *study.series))  # fmt: skip
         found[int(row.exam_id)] = study
     return found
+
+
+def exams_starting_between(conn: Connection, after: datetime, until: datetime) -> list[int]:
+    """Exams that start after ``after`` and at or before ``until`` (whose images fell due
+    between two polls, with the due delay taken off both ends)."""
+    query = select(exams.c.id).where(exams.c.start_at > after, exams.c.start_at <= until)
+    return [int(found) for (found,) in conn.execute(query.order_by(exams.c.id))]
 
 
 def unmatched_studies(conn: Connection) -> list[StudySeen]:

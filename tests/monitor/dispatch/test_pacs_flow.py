@@ -1,0 +1,153 @@
+"""After the scan, against a live Orthanc: booking -> images with a wrong slice thickness -> the
+technologist's console and the coordinators hear -> a corrected series -> the finding resolves.
+
+The images are synthetic (``monitor.pacs.synthetic``); the PACS is Debian's Orthanc, started
+by ``tests/pacs`` (skipped where it is not installed).
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+from sqlalchemy import select
+
+from monitor.dispatch.pacs_poll import poll_and_evaluate
+from monitor.pacs.synthetic import SeriesSpec, StudySpec, ct_study, datasets
+from monitor.store.schema import feed_polls, findings
+from tests.monitor.dispatch.office import CT3, ONC, Office, assert_no_phi
+from tests.monitor.hl7_messages import siu
+from tests.notifiers.slack_server import SlackServer
+from tests.notifiers.smtp_server import SmtpServer
+from tests.pacs.orthanc import OrthancServer
+
+SCANNED = datetime(2026, 12, 1, 15, 0, tzinfo=UTC)  # 10:00 New York, half an hour after the 09:30 start
+EXAM_DAY = date(2026, 12, 1)
+
+
+def _office(database_url: str, slack: SlackServer, smtp: SmtpServer, url: str) -> Office:
+    return Office(database_url, slack, smtp, pacs={"enabled": True, "dicomweb_url": url})
+
+
+@pytest.fixture
+def imaging_office(
+    database_url: str, slack: SlackServer, smtp: SmtpServer, pacs: OrthancServer
+) -> Iterator[Office]:
+    found = _office(database_url, slack, smtp, pacs.dicomweb_url)
+    yield found
+    found.close()
+
+
+def _findings(office: Office, kind: str) -> list[tuple[str, str]]:
+    with office.engine.connect() as conn:
+        rows = conn.execute(select(findings.c.status, findings.c.detail).where(findings.c.kind == kind))
+        return [(row.status, row.detail) for row in rows]
+
+
+def _poll(office: Office) -> object:
+    return poll_and_evaluate(office.engine, office.settings, office.evaluator, clock=office.clock)
+
+
+def _wrong_ct() -> StudySpec:
+    """The booked CT as the scanner sent it: the portal venous series reconstructed at 7.5 mm."""
+    return ct_study(
+        patient_id="E10001", accession="", study_date=EXAM_DAY, study_time="094500", slice_thickness=7.5
+    )
+
+
+def test_wrong_slices_reach_the_console_and_a_corrected_series_resolves_it(
+    imaging_office: Office,
+    pacs: OrthancServer,
+) -> None:
+    office = imaging_office
+    office.feed(siu(mrn="E10001"))  # ONC-2101 CT booked for Tue 1 Dec 09:30, room CT3
+    office.dispatch()  # the booking notice and sheets go out before the scan
+    sent_before = {channel: len(messages) for channel, messages in office.slack.fake.messages.items()}
+    office.clock.now = SCANNED
+    pacs.store(datasets(_wrong_ct()))
+
+    result = _poll(office)
+
+    assert (result.listed, result.read, result.matched, result.changed_exams) == (1, 1, 1, {1})
+    [(status, detail)] = _findings(office, "parameter_deviation")
+    assert status == "open"
+    assert "series 2 PORTAL VENOUS 7.5mm: SliceThickness 7.5 (protocol: <= 5)" in detail
+    assert_no_phi(detail)
+    alerts = office.rows(finding_kind="parameter_deviation", status="pending")
+    assert {row.address for row in alerts} == {
+        "email:onc2101-team@example.org",
+        "slack:#onc-2101-imaging",
+        "slack:#ct3-console",  # the technologist at the research CT's console
+    }
+    assert all(row.due_at <= SCANNED for row in alerts)
+    office.dispatch()
+    for channel in (ONC, CT3):
+        new = office.slack.fake.messages[channel][sent_before.get(channel, 0) :]
+        assert new, channel
+        text = str(new)
+        assert "SliceThickness" in text
+        assert_no_phi(text)
+
+    # The technologist repeats the series at 2.5 mm; the PACS gets it into the same study.
+    office.clock.now = SCANNED.replace(minute=20)
+    wrong = _wrong_ct()
+    repeat = SeriesSpec(
+        description="PORTAL VENOUS 2.5mm REPEAT",
+        modality="CT",
+        instances=20,
+        series_number=3,
+        slice_thickness=2.5,
+        kvp=120.0,
+        contrast_agent="IOHEXOL",
+        acquisition_time="101500",
+    )
+    pacs.store(datasets(replace(wrong, series=(*wrong.series, repeat))))
+
+    again = _poll(office)
+
+    assert (again.read, again.changed_exams) == (1, {1})
+    assert [status for status, _ in _findings(office, "parameter_deviation")] == ["resolved"]
+    # Polling the same PACS again reads nothing: the study has not changed.
+    assert _poll(office).read == 0
+
+
+def test_images_missing_is_raised_only_once_a_successful_poll_saw_none_after_they_were_due(
+    database_url: str,
+    slack: SlackServer,
+    smtp: SmtpServer,
+    pacs: OrthancServer,
+) -> None:
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    down_url = f"http://127.0.0.1:{closed.getsockname()[1]}/dicom-web"
+    closed.close()
+    office = _office(database_url, slack, smtp, pacs.dicomweb_url)
+    try:
+        office.feed(siu(mrn="E10001"))
+        assert _poll(office).ok  # watched from here (less the days a poll lists)
+        office.clock.now = datetime(2026, 12, 1, 20, 0, tzinfo=UTC)  # 15:00 New York: images due at 13:30
+        pacs_down = office.settings.pacs.model_copy(update={"dicomweb_url": down_url})
+        down = office.settings.model_copy(update={"pacs": pacs_down})
+        failed = poll_and_evaluate(office.engine, down, office.evaluator, clock=office.clock)
+        assert not failed.ok and failed.error == "the PACS cannot be reached"
+        with office.engine.connect() as conn:
+            last = conn.execute(select(feed_polls).order_by(feed_polls.c.id.desc())).first()
+        assert last is not None and (last.feed, last.ok, last.error) == (
+            "pacs",
+            False,
+            "the PACS cannot be reached",
+        )
+        office.evaluator.evaluate_all(office.clock())
+        assert _findings(office, "images_missing") == []  # nobody could look: no finding
+        office.evaluator.evaluate_all(office.clock() + timedelta(minutes=15))  # the next sweep
+        office.clock.advance(minutes=30)
+        # The PACS is back and holds nothing for the exam: the poll itself judges the exams
+        # whose images fell due since the last poll that worked.
+        assert _poll(office).ok
+        [(status, detail)] = _findings(office, "images_missing")
+        assert status == "open" and "no images have reached the PACS" in detail
+    finally:
+        office.close()
