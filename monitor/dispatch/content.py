@@ -63,6 +63,18 @@ def next_step(
     first, last = (renderer.format_date(window[0]), renderer.format_date(window[1])) if window else ("", "")
     span = f"{first} to {last}" if window else ""
     visit = label or "visit"
+    if kind is FindingKind.PARAMETER_DEVIATION:
+        if audience == "technologist":
+            return "If the patient is still here, repeat the series named above as the protocol asks"
+        return "Check with the technologist whether the series was repeated; if not, record the deviation"
+    if kind is FindingKind.SCANNER_MISMATCH:
+        if audience == "technologist":
+            return (
+                "Call the coordinator before the patient leaves: the protocol asks for the baseline's scanner"
+            )
+        return "Record the scanner change as a deviation, or ask the sponsor whether a repeat is needed"
+    if kind is FindingKind.IMAGES_MISSING:
+        return "Check that the study was sent to the PACS (accession and patient on the study)"
     if audience == "technologist":
         return "Scan with the parameters below; call the coordinator before scanning if any cannot be met"
     if kind is FindingKind.WRONG_ORDERABLE:

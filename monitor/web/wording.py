@@ -26,4 +26,7 @@ NEXT_STEP = {
     "completion came.",
     "unmatched_exam": "Check whether this exam belongs to the trial.",
     "after_off_study": "Check the subject's status; cancel the research order if they are off study.",
+    "images_missing": "Check that the study was sent to the PACS with its accession number.",
+    "parameter_deviation": "Check whether the series was repeated correctly; if not, record the deviation.",
+    "scanner_mismatch": "Record the scanner change, or ask the sponsor whether a repeat is needed.",
 }
