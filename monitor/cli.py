@@ -39,6 +39,7 @@ COMMAND_GROUPS: tuple[str, ...] = (
     "monitor.commands.enrolments",
     "monitor.commands.findings",
     "monitor.commands.fhir",
+    "monitor.commands.pacs",
     "monitor.commands.notifications",
     "monitor.commands.simulate",
     "monitor.commands.db",

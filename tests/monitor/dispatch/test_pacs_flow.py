@@ -11,15 +11,19 @@ import socket
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 
+from monitor.clock import FixedClock
 from monitor.dispatch.pacs_poll import poll_and_evaluate
-from monitor.pacs.synthetic import SeriesSpec, StudySpec, ct_study, datasets
+from monitor.pacs.synthetic import SeriesSpec, StudySpec, ct_study, datasets, mr_study
+from monitor.store.database import make_engine
 from monitor.store.schema import feed_polls, findings
 from tests.monitor.dispatch.office import CT3, ONC, Office, assert_no_phi
 from tests.monitor.hl7_messages import siu
+from tests.monitor.trial_setup import cli, load_examples
 from tests.notifiers.slack_server import SlackServer
 from tests.notifiers.smtp_server import SmtpServer
 from tests.pacs.orthanc import OrthancServer
@@ -151,3 +155,29 @@ def test_images_missing_is_raised_only_once_a_successful_poll_saw_none_after_the
         assert status == "open" and "no images have reached the PACS" in detail
     finally:
         office.close()
+
+
+def test_the_poll_command_prints_counts_and_unmatched_studies_show_no_mrn_unless_asked(
+    database_url: str, pacs: OrthancServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    engine = make_engine(database_url)
+    load_examples(engine)
+    engine.dispose()
+    # An enrolled patient's MR that no booking explains, and a stranger's CT (never read).
+    pacs.store(
+        datasets(mr_study(patient_id="E10001", accession="ACC-LOOSE-1", study_date=EXAM_DAY, instances=2))
+    )
+    pacs.store(datasets(ct_study(patient_id="E77777", accession="ACC-OTHER", study_date=EXAM_DAY)))
+    config = tmp_path / "hiro.toml"
+    config.write_text(f'[pacs]\nenabled = true\ndicomweb_url = "{pacs.dicomweb_url}"\n')
+    args = ("--config", str(config))
+    clock = FixedClock(datetime(2026, 12, 1, 20, 0, tzinfo=UTC))
+    code, out, _ = cli(capsys, database_url, *args, "pacs", "poll", "--once", clock=clock)
+    assert code == 0, out
+    assert "PACS poll ok: 2 studies listed, 1 read, 0 matched to exams" in out
+    assert "E10001" not in out and "E77777" not in out
+    code, out, _ = cli(capsys, database_url, *args, "pacs", "unmatched")
+    assert code == 0 and "2026-12-01  MR" in out and "ACC-LOOSE-1" in out and "E10001" not in out
+    assert "ACC-OTHER" not in out  # not an enrolled patient's: never stored
+    _, out, _ = cli(capsys, database_url, *args, "pacs", "unmatched", "--show-mrn")
+    assert "patient E10001" in out
