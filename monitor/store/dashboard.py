@@ -250,6 +250,24 @@ def trial_matrix(conn: Connection, trial: str) -> TrialMatrix:
     return matrix
 
 
+# Findings about an exam's images: the matrix marks the exam's cell while one is open.
+IMAGE_KINDS = ("parameter_deviation", "scanner_mismatch", "images_missing")
+
+
+def image_flags(conn: Connection, trial: str) -> dict[int, list[str]]:
+    """The exams of ``trial`` with open findings about their images: exam id -> kinds."""
+    query = (
+        select(findings.c.exam_id, findings.c.kind)
+        .where(findings.c.trial == trial, findings.c.status == "open", findings.c.kind.in_(IMAGE_KINDS))
+        .where(findings.c.exam_id.is_not(None))
+        .order_by(findings.c.exam_id, findings.c.kind)
+    )
+    flags: dict[int, list[str]] = {}
+    for exam_id, kind in conn.execute(query):
+        flags.setdefault(int(exam_id), []).append(str(kind))
+    return flags
+
+
 @dataclass(frozen=True, slots=True)
 class ExamLinks:
     """The trials (and subjects) one exam belongs to, as the engine linked them."""

@@ -21,11 +21,18 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Connection, select, update
 
 from monitor.store.findings import chunks
-from monitor.store.schema import enrolment_mrns, exams, pacs_studies
+from monitor.store.schema import enrolment_mrns, exams, occurrences, pacs_studies
 from rules import ExamStatus
 from rules.acquisition import SeriesSeen, StudySeen
 
-__all__ = ["exams_starting_between", "images_for", "record_study", "studies_to_read", "unmatched_studies"]
+__all__ = [
+    "baseline_exam",
+    "exams_starting_between",
+    "images_for",
+    "record_study",
+    "studies_to_read",
+    "unmatched_studies",
+]
 
 
 class Listed(Protocol):
@@ -106,6 +113,19 @@ def images_for(conn: Connection, exam_ids: Collection[int] | None) -> dict[int, 
                               (*earlier.series, *study.series))  # fmt: skip
         found[int(row.exam_id)] = study
     return found
+
+
+def baseline_exam(conn: Connection, enrolment_id: int, timepoint: str) -> int | None:
+    """The exam serving the first visit of ``timepoint`` for ``enrolment_id`` (the baseline
+    whose images a later exam is compared with), if one does."""
+    query = (
+        select(occurrences.c.exam_id)
+        .where(occurrences.c.enrolment_id == enrolment_id, occurrences.c.timepoint == timepoint)
+        .order_by(occurrences.c.number)
+        .limit(1)
+    )
+    found = conn.execute(query).scalar()
+    return int(found) if found is not None else None
 
 
 def exams_starting_between(conn: Connection, after: datetime, until: datetime) -> list[int]:

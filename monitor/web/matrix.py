@@ -6,7 +6,7 @@ dominated the page's time.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from markupsafe import Markup, escape
@@ -17,11 +17,16 @@ from rules.protocol import Trial
 
 
 def matrix_rows(
-    matrix: TrialMatrix, why_blank: Callable[[str, str], str] | None = None
+    matrix: TrialMatrix,
+    why_blank: Callable[[str, str], str] | None = None,
+    image_flags: Mapping[int, list[str]] | None = None,
 ) -> list[tuple[str, Markup]]:
     """Each subject's row of cells as escaped HTML: built here, not in Jinja, because a
     500-subject matrix has 6,000 cells and the template loop dominated the page's time.
-    ``why_blank(subject, timepoint)`` says why a subject has no visit in a column."""
+    ``why_blank(subject, timepoint)`` says why a subject has no visit in a column;
+    ``image_flags`` (exam id -> open image finding kinds) marks the exams whose images
+    failed a rule or are missing."""
+    flags = image_flags or {}
     badges: dict[str, tuple[str, str]] = {}  # status -> (class attribute, escaped text)
     rows = []
     for subject in matrix.subjects:
@@ -38,11 +43,21 @@ def matrix_rows(
                 badge = badges[cell.status] = (f'class="badge s-{escape(cell.status)}"', str(text))
             title = f'title="due {cell.due}; window {cell.window_start} to {cell.window_end}"'
             if cell.exam_id is not None:
-                parts.append(f'<td><a href="/exams/{cell.exam_id}" {badge[0]} {title}>{badge[1]}</a></td>')
+                mark = _image_mark(flags.get(cell.exam_id, ()))
+                link = f'<a href="/exams/{cell.exam_id}" {badge[0]} {title}>{badge[1]}</a>'
+                parts.append(f"<td>{link}{mark}</td>")
             else:
                 parts.append(f"<td><span {badge[0]} {title}>{badge[1]}</span></td>")
         rows.append((subject, Markup("".join(parts))))  # noqa: S704  (every value above is escaped or a date/int)
     return rows
+
+
+def _image_mark(kinds: Sequence[str]) -> str:
+    """The cell's mark for open findings about the exam's images (empty when none)."""
+    if not kinds:
+        return ""
+    words = escape("; ".join(kind.replace("_", " ") for kind in kinds))
+    return f' <span class="badge img-flag" title="images: {words}" aria-label="images: {words}">images</span>'
 
 
 def blank_reasons(trial: Trial | None, listed: list[Any]) -> Callable[[str, str], str]:

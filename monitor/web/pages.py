@@ -26,6 +26,7 @@ from monitor.store.accounts import (
 )
 from monitor.store.dashboard import (
     exam_history,
+    image_flags,
     scoped_enrolments,
     scoped_findings,
     trial_matrix,
@@ -40,6 +41,7 @@ from monitor.store.outbox import RetryResult, outbox_health, outbox_rows, retry_
 from monitor.store.registry.enrolments import find_entry
 from monitor.store.registry.protocols import protocols_in_force
 from monitor.store.trial_summary import trial_summaries
+from monitor.web.conformance import exam_images
 from monitor.web.context import Web, require, signed_in, web_of
 from monitor.web.matrix import blank_reasons, matrix_rows
 from monitor.web.rescheduling import SubjectSchedule, subject_schedule
@@ -210,7 +212,9 @@ def trial(
             listed = scoped_enrolments(conn, session.user, trial_id)
             context = {
                 "matrix": matrix,
-                "matrix_rows": matrix_rows(matrix, blank_reasons(parsed, listed)),
+                "matrix_rows": matrix_rows(
+                    matrix, blank_reasons(parsed, listed), image_flags(conn, trial_id)
+                ),
                 "enrolments": listed,
             }
             html = web.renderer.render("web/trial_tables.html", context)
@@ -249,6 +253,7 @@ def exam(
         # other trial stays hidden); their summaries and bodies are not shown.
         notices = outbox_rows(conn, exam_id=exam_id, trials=session.user.trial_scope())
         schedules = _reschedule_for(web, session, conn, row, problems, links.subjects)
+        images = exam_images(conn, web.catalogue, exam_id, row.procedure_code or "")
         record_audit(
             conn, web.clock(), session.user.username, "view", "exam", exam_id, client_address(request)
         )
@@ -260,6 +265,7 @@ def exam(
         "findings": problems,
         "notifications": notices,
         "show_mrn": session.user.sees_mrn,
+        "images": images,
     }
     return web.page(request, session, "exam.html", context)
 

@@ -1,0 +1,69 @@
+"""The dashboard shows what the images showed: the exam's conformance table, the matrix's mark."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select
+
+from monitor.evaluation import Evaluator
+from monitor.store.images import record_study
+from monitor.store.schema import exams
+from rules.acquisition import SeriesSeen, StudySeen
+from tests.monitor.web.conftest import Login, Site
+
+SCANNED = datetime(2026, 12, 1, 16, 0, tzinfo=UTC)
+
+
+def _axial(number: int, thickness: str) -> SeriesSeen:
+    values = {
+        "ImageType": (("ORIGINAL", "PRIMARY", "AXIAL"),),
+        "ContrastBolusAgent": (("IOHEXOL",),),
+        "SliceThickness": ((thickness,),),
+        "KVP": (("120",),),
+    }
+    return SeriesSeen(f"1.2.826.9.{number}", number, f"PORTAL VENOUS {thickness}mm", "CT", 40, values)
+
+
+def _scan(site: Site, *series: SeriesSeen, at: datetime = SCANNED) -> int:
+    """Store a study of W0001's exam (ONC-2101 2101-001, CT3, 1 Dec) and judge it as the poll would."""
+    with site.engine.begin() as conn:
+        exam_id = int(
+            conn.execute(select(exams.c.id).where(exams.c.external_id == "7100000001")).scalar_one()
+        )
+        study = StudySeen("1.2.826.9", "", "E10001", date(2026, 12, 1), ("CT",), series)
+        matched, _ = record_study(conn, study, 40 * len(series), ZoneInfo("America/New_York"), at)
+    assert matched == exam_id
+    watching = site.settings.model_copy(
+        update={"pacs": site.settings.pacs.model_copy(update={"enabled": True, "dicomweb_url": "x"})}
+    )
+    Evaluator(site.engine, watching).evaluate_for_exams([exam_id], at)
+    return exam_id
+
+
+def test_the_exam_page_tables_each_rule_against_the_images_and_the_matrix_marks_the_exam(
+    site: Site, login: Login
+) -> None:
+    exam_id = _scan(site, _axial(2, "7.5"))
+    client = login("coord")
+    page = client.get(f"/exams/{exam_id}").text
+    assert 'id="images"' in page and "1 series, 40 images" in page
+    row = re.search(r"<tr class=\"flagged\"><td>Portal venous phase, axial</td>(.*?)</tr>", page, re.S)
+    assert row is not None, page
+    cells = re.findall(r"<td>(.*?)</td>", row.group(1), re.S)
+    assert cells[:4] == ["2 PORTAL VENOUS 7.5mm", "SliceThickness", "&lt;= 5", "7.5"]
+    assert "deviation" in cells[4]
+    assert "No baseline images to compare with yet" in page  # KVP = "baseline": cannot tell yet
+    images = page[page.index('id="images"') : page.index('id="notifications"')]
+    assert "E10001" not in images  # the study's patient id is not repeated there
+    matrix = client.get("/trials/ONC-2101").text
+    assert f'href="/exams/{exam_id}"' in matrix
+    assert 'class="badge img-flag" title="images: parameter deviation"' in matrix
+
+    # A repeat at 2.5 mm settles the rule: the mark goes, the first series stays in the table.
+    _scan(site, _axial(2, "7.5"), _axial(3, "2.5"), at=SCANNED + timedelta(minutes=20))
+    page = client.get(f"/exams/{exam_id}").text
+    assert "fails; repeated correctly" in page and 'class="flagged"' not in page
+    assert "img-flag" not in client.get("/trials/ONC-2101").text
