@@ -30,7 +30,7 @@ from rules.acquisition import (
 )
 from rules.fields import FieldReader, Table, join_path
 
-__all__ = ["read_acquisition"]
+__all__ = ["read_acquisition", "read_rules"]
 
 _ACQUISITION = ("baseline", "same_scanner", "series", "notes")
 _SERIES = ("label", "where", "require", "count", "notes")
@@ -38,11 +38,14 @@ _KNOWN = sorted(NUMERIC_ATTRIBUTES | TEXT_ATTRIBUTES)
 
 
 def read_acquisition(reader: FieldReader, table: Table, path: str) -> Acquisition | None:
-    """The acquisition rules at ``path`` (None when the exam type has none)."""
+    """The exam type's acquisition rules (``table`` is the exam type at ``path``); None when none."""
     if "acquisition" not in table:
         return None
-    where = join_path(path, "acquisition")
-    raw = reader.table(table, "acquisition", path)
+    return read_rules(reader, reader.table(table, "acquisition", path), join_path(path, "acquisition"))
+
+
+def read_rules(reader: FieldReader, raw: Table, where: str) -> Acquisition:
+    """Acquisition rules from their table ``raw``, found at the key path ``where``."""
     reader.check_keys(raw, where, _ACQUISITION, ())
     same_scanner = raw.get("same_scanner", False)
     if not isinstance(same_scanner, bool):

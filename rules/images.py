@@ -57,8 +57,12 @@ class ImageVerdict:
 
 
 def acquisition_of(slot: Slot, exam: ExamRecord) -> Acquisition | None:
+    """The rules ``exam`` is held to at ``slot``: the timepoint's own for its exam type, else
+    the exam type's (from the protocol version of the visit)."""
     exam_type = slot.version.exam_for(exam.procedure_code)
-    return exam_type.acquisition if exam_type is not None else None
+    if exam_type is None:
+        return None
+    return slot.plan.timepoint.acquisition.get(exam_type.id, exam_type.acquisition)
 
 
 def judge_images(

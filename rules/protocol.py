@@ -157,6 +157,8 @@ class Timepoint:
     offset: int = 0
     recurrence: Recurrence | None = None
     arms: tuple[str, ...] = ()
+    # Exam id -> acquisition rules that replace the exam type's own at this visit.
+    acquisition: Mapping[str, Acquisition] = field(default_factory=dict)
 
     def applies_to(self, arm: str | None) -> bool:
         return not self.arms or arm in self.arms

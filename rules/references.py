@@ -53,6 +53,14 @@ def check_references(
                 f"no timepoint {baseline!r} in {version}",
                 'name the timepoint whose images are the reference, e.g. "screening"',
             )
+    for timepoint, path in timepoints:
+        for exam_id, rules in timepoint.acquisition.items():
+            if rules.baseline is not None and rules.baseline not in ids:
+                reader.problem(
+                    join_path(join_path(join_path(path, "acquisition"), exam_id), "baseline"),
+                    f"no timepoint {rules.baseline!r} in {version}",
+                    'name the timepoint whose images are the reference, e.g. "screening"',
+                )
     seen: set[str] = set()
     for position, (timepoint, path) in enumerate(timepoints):
         if timepoint.id in seen:

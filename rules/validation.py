@@ -22,7 +22,8 @@ from dataclasses import replace
 from datetime import date
 from typing import Any
 
-from rules.acquisition_fields import read_acquisition
+from rules.acquisition import Acquisition
+from rules.acquisition_fields import read_acquisition, read_rules
 from rules.durations import DurationError, parse_days
 from rules.fields import FieldReader, Table, join_path
 from rules.protocol import (
@@ -49,7 +50,7 @@ _TOP_REQUIRED = ("id", "title", "anchor_is_day", "anchors", "exams", "timepoints
 _EXAM = ("label", "modality", "orderables", "parameters", "preparation", "instructions", "same_scanner_as",
          "acquisition", "notes")  # fmt: skip
 _TIMEPOINT = ("id", "label", "exams", "anchor", "offset", "day", "every", "first", "until", "count",
-              "count_from", "window", "arms", "notes")  # fmt: skip
+              "count_from", "window", "arms", "acquisition", "notes")  # fmt: skip
 _RECURRENCE_ONLY = ("first", "until", "count", "count_from")
 _VERSION = ("name", "effective", "exams", "timepoints", "notes")
 _ROUTING = ("coordinators", "technologists", "rooms", "lead_times", "contacts")
@@ -289,6 +290,7 @@ class _ProtocolReader(FieldReader):
             )
         default_label = timepoint_id.replace("_", " ").capitalize() + (" {n}" if recurrence else "")
         label = self.label_template(table, "label", path, default_label)
+        acquisition = self.timepoint_acquisition(table, path, exams)
         if not timepoint_id or not exams:
             return None
         return Timepoint(
@@ -302,7 +304,33 @@ class _ProtocolReader(FieldReader):
             offset=offset,
             recurrence=recurrence,
             arms=arms,
+            acquisition=acquisition,
         )
+
+    def timepoint_acquisition(
+        self, table: Table, path: str, exams: tuple[str, ...]
+    ) -> dict[str, Acquisition]:
+        """``[timepoints.acquisition.<exam id>]``: rules that replace the exam type's own at
+        this visit (a baseline with a stricter protocol, say), read as the exam type's are."""
+        found: dict[str, Acquisition] = {}
+        if "acquisition" not in table:
+            return found
+        where = join_path(path, "acquisition")
+        for exam_id, rules in self.table(table, "acquisition", path).items():
+            if exam_id not in exams:
+                listed = ", ".join(exams) or "none"
+                self.problem(
+                    join_path(where, exam_id),
+                    f"exam {exam_id!r} does not serve this timepoint",
+                    f"give rules for one of its exams ({listed})",
+                )
+                continue
+            at = join_path(where, exam_id)
+            if not isinstance(rules, dict):
+                self.problem(at, "must be a table", f"write it as [{at}]")
+                continue
+            found[exam_id] = read_rules(self, rules, at)
+        return found
 
     def recurrence(self, table: Table, path: str) -> Recurrence | None:
         if "every" not in table:

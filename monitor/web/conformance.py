@@ -43,7 +43,10 @@ def exam_images(
         trial = catalogue.trials(conn, [occurrence.trial]).get(occurrence.trial)
         version = next((v for v in trial.versions if v.name == occurrence.version), None) if trial else None
         exam_type = version.exam_for(procedure_code) if version is not None else None
-        acquisition = exam_type.acquisition if exam_type is not None else None
+        if exam_type is not None and version is not None:
+            visit = next((t for t in version.timepoints if t.id == occurrence.timepoint), None)
+            own = visit.acquisition if visit is not None else {}
+            acquisition = own.get(exam_type.id, exam_type.acquisition)
     if acquisition is None:
         return ExamImages(study, None, None) if study is not None else None
     baseline = None

@@ -239,3 +239,25 @@ def test_each_example_trial_checks_its_images() -> None:
         for version in trial.versions:
             checked = [exam for exam in version.exams.values() if exam.acquisition is not None]
             assert checked and all(exam.acquisition.series for exam in checked if exam.acquisition), path.name
+
+
+TIMEPOINT_RULES = """
+[timepoints.acquisition.ct]
+[[timepoints.acquisition.ct.series]]
+label = "Thin baseline"
+require = { SliceThickness = "<= 1.25" }
+"""
+
+
+def test_a_timepoint_replaces_its_exam_types_rules_and_names_only_exams_it_takes() -> None:
+    # Appended after the last [[timepoints]] entry (restaging): its own rules for the CT.
+    trial = load_protocol(PROTOCOL.replace("\n[routing]", TIMEPOINT_RULES + "\n[routing]", 1), "t.toml")
+    restaging = next(t for t in trial.versions[0].timepoints if t.id == "restaging")
+    (rule,) = restaging.acquisition["ct"].series
+    assert (rule.label, rule.require[0].text) == ("Thin baseline", "<= 1.25")
+    wrong = TIMEPOINT_RULES.replace(".ct", ".pet")
+    with pytest.raises(ProtocolError) as raised:
+        load_protocol(PROTOCOL.replace("\n[routing]", wrong + "\n[routing]", 1), "t.toml")
+    assert [(p.path, p.message) for p in raised.value.problems] == [
+        ("timepoints[1].acquisition.pet", "exam 'pet' does not serve this timepoint")
+    ]

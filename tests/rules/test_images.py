@@ -6,7 +6,7 @@ from dataclasses import replace
 from datetime import date, timedelta
 
 from rules import Audience, Evaluation, ExamStatus, FindingKind, NotificationKind, OccurrenceStatus
-from tests.rules.builders import exam, local
+from tests.rules.builders import PROTOCOL, exam, local, trial
 from tests.rules.test_engine import IMAGED, WATCHED, WEEK_6, WEEK_6_KEY, _run, _study
 
 SCAN = local(WEEK_6, 10)
@@ -90,3 +90,21 @@ def test_a_pacs_not_seen_since_the_images_fell_due_raises_no_missing_images() ->
         images=seen,
     )
     assert FindingKind.IMAGES_MISSING in _kinds(result)
+
+
+def test_a_timepoints_own_rules_apply_at_its_visits_only() -> None:
+    strict = trial(
+        PROTOCOL.replace(
+            "\n[routing]",
+            "\n[timepoints.acquisition.ct]\n[[timepoints.acquisition.ct.series]]\n"
+            'require = { SliceThickness = "<= 1.25" }\n\n[routing]',
+            1,
+        )
+    )
+    images = replace(WATCHED, studies={1: _study("1.9", thickness=2.5)})
+    scanned = [exam(1, WEEK_6, status=ExamStatus.COMPLETED)]
+    result = _run(scanned, SCAN + timedelta(hours=1), protocols=[strict], images=images)
+    assert FindingKind.PARAMETER_DEVIATION in _kinds(result)  # restaging's own: <= 1.25 mm
+    assert FindingKind.PARAMETER_DEVIATION not in _kinds(
+        _run(scanned, SCAN + timedelta(hours=1), protocols=[IMAGED], images=images)
+    )
