@@ -10,6 +10,7 @@ from sqlalchemy import select
 
 from monitor.evaluation import Evaluator
 from monitor.store.images import record_study
+from monitor.store.polls import poll_finished, poll_started
 from monitor.store.schema import exams
 from rules.acquisition import SeriesSeen, StudySeen
 from tests.monitor.web.conftest import Login, Site
@@ -67,3 +68,15 @@ def test_the_exam_page_tables_each_rule_against_the_images_and_the_matrix_marks_
     page = client.get(f"/exams/{exam_id}").text
     assert "fails; repeated correctly" in page and 'class="flagged"' not in page
     assert "img-flag" not in client.get("/trials/ONC-2101").text
+
+
+def test_a_failed_pacs_poll_is_on_the_feed_health_page_without_the_query(site: Site, login: Login) -> None:
+    with site.engine.begin() as conn:
+        poll = poll_started(conn, "pacs", SCANNED)
+        poll_finished(
+            conn, poll, finished_at=SCANNED, ok=False, resources=0, accepted=0, rejected=0,
+            error="the PACS did not answer in time",
+        )  # fmt: skip
+    page = login("admin").get("/feeds").text
+    polls = page[page.index("Polls (FHIR appointments, PACS studies)") :]
+    assert re.search(r"<td>pacs</td><td>[^<]*</td><td>failed</td>.*the PACS did not answer in time", polls)

@@ -90,7 +90,7 @@ def test_feed_health_shows_the_backlog_and_a_failed_delivery_an_admin_retries(
     _fail(site, reminder.id, "channel_not_found", attempts=10)
     admin = login("admin")
     page = admin.get("/feeds").text
-    outbox = page[page.index('id="outbox"') : page.index("FHIR polls")]
+    outbox = page[page.index('id="outbox"') : page.index("Polls (FHIR appointments, PACS studies)")]
     assert "<td>slack</td>" in outbox and "<td>email</td>" in outbox  # the backlog by channel
     failed = outbox[outbox.index(f'id="failed-{reminder.id}"') :].split("</tr>")[0]
     assert "reminder" in failed and "ONC-2101" in failed and "channel_not_found" in failed
