@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from monitor.events import EventKind
 from notifiers.settings import EmailSettings, SecretUnreadable, SlackSettings, WebhookSettings, read_secret
@@ -121,25 +121,52 @@ class FhirSettings(_Section):
     study_trial_map: dict[str, str] = Field(default_factory=dict)
 
 
+def _check_ae_title(value: str) -> str:
+    """A DICOM AE title: 1 to 16 printable ASCII characters, no backslash, not only spaces."""
+    if not 1 <= len(value) <= 16 or not value.strip():
+        raise ValueError("an AE title has 1 to 16 characters, not all spaces")
+    if "\\" in value or not all(" " <= char <= "~" for char in value):
+        raise ValueError("an AE title holds printable ASCII characters other than a backslash")
+    return value
+
+
 class PacsSettings(_Section):
     """The PACS whose studies are checked against the trials' acquisition rules (metadata only,
-    never pixel data). Secrets come from the environment: the basic-auth password from
+    never pixel data), read over DICOMweb (``dicomweb_url``) or DIMSE C-FIND (``host``,
+    ``port``, the AE titles). Secrets come from the environment: the basic-auth password from
     ``HIRO_PACS_PASSWORD`` (or ``HIRO_PACS_PASSWORD_FILE``), a bearer token from
     ``HIRO_PACS_TOKEN`` (or ``HIRO_PACS_TOKEN_FILE``)."""
 
     enabled: bool = False
     feed: str = "pacs"  # its name on the feed-health page
-    protocol: Literal["dicomweb"] = "dicomweb"
+    protocol: Literal["dicomweb", "dimse"] = "dicomweb"
     dicomweb_url: str = ""
     auth: Literal["none", "basic", "bearer"] = "none"
     username: str = ""
     ca_file: str = ""  # TLS: the CA bundle that signs the PACS's certificate (empty: the system's)
+    # DIMSE: the PACS's address and AE title, and ours (which the PACS must know).
+    host: str = ""
+    port: int = Field(default=104, ge=1, le=65535)
+    called_ae: str = "PACS"
+    calling_ae: str = "HIROMONITOR"
+    # DIMSE over TLS (trusting ca_file); a client certificate when the PACS asks for one.
+    tls: bool = False
+    certificate_file: str = ""
+    private_key_file: str = ""
     poll_interval_seconds: int = Field(default=60, ge=10)
     look_back_days: int = Field(default=2, ge=0, le=30)
     request_timeout_seconds: float = Field(default=10.0, gt=0)
     page_size: int = Field(default=500, ge=10, le=5000)
     max_requests_per_poll: int = Field(default=300, ge=10)
     images_due_hours: float = Field(default=4.0, gt=0)
+
+    _ae_titles = field_validator("called_ae", "calling_ae")(_check_ae_title)
+
+    @model_validator(mode="after")
+    def _client_certificate_pair(self) -> PacsSettings:
+        if bool(self.certificate_file) != bool(self.private_key_file):
+            raise ValueError("give both certificate_file and private_key_file, or neither")
+        return self
 
 
 class NotificationSettings(_Section):

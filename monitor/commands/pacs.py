@@ -37,8 +37,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 def cmd_poll(settings: Settings, args: argparse.Namespace) -> int:
     from monitor.dispatch.pacs_poll import poll_and_evaluate  # DICOM libraries only when asked
 
-    if not settings.pacs.dicomweb_url:
-        print("pacs.dicomweb_url is not set: nothing to poll", flush=True)
+    where = "host" if settings.pacs.protocol == "dimse" else "dicomweb_url"  # the PACS's address
+    if not getattr(settings.pacs, where):
+        print(f"pacs.{where} is not set: nothing to poll", flush=True)
         return 2
     clock = command_clock(args)
     engine = open_engine(settings)

@@ -20,7 +20,8 @@ from monitor.clock import SYSTEM_CLOCK
 from monitor.config import Settings
 from monitor.evaluation import Evaluator
 from monitor.pacs.poll import PacsPollResult, poll_pacs
-from monitor.pacs.reader import DicomWebReader, dicomweb_reader
+from monitor.pacs.reader import PacsReader
+from monitor.pacs.readers import pacs_reader
 from monitor.store.images import exams_starting_between
 from monitor.store.polls import last_success
 from monitor.store.registry.protocols import ProtocolCatalogue
@@ -46,7 +47,7 @@ def poll_and_evaluate(
     settings: Settings,
     evaluator: Evaluator,
     *,
-    reader: DicomWebReader | None = None,
+    reader: PacsReader | None = None,
     catalogue: ProtocolCatalogue | None = None,
     clock: Callable[[], datetime] = SYSTEM_CLOCK,
 ) -> PacsPollResult:
@@ -55,9 +56,7 @@ def poll_and_evaluate(
     with engine.connect() as conn:
         trials = (catalogue or ProtocolCatalogue()).trials(conn)
         previous = last_success(conn, pacs.feed)
-    result = poll_pacs(
-        engine, settings, reader or dicomweb_reader(pacs), acquisition_attributes(trials), clock
-    )
+    result = poll_pacs(engine, settings, reader or pacs_reader(pacs), acquisition_attributes(trials), clock)
     to_judge = set(result.changed_exams)
     if result.ok and result.started_at is not None:
         due = timedelta(hours=pacs.images_due_hours)

@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Engine
 
 from monitor.config import Settings
-from monitor.pacs.reader import DicomWebReader, PacsError, StudyListing
+from monitor.pacs.reader import PacsError, PacsReader, StudyListing
 from monitor.store.images import record_study, studies_to_read
 from monitor.store.polls import poll_finished, poll_started
 
@@ -48,7 +48,7 @@ class PacsPollResult:
 def poll_pacs(
     engine: Engine,
     settings: Settings,
-    reader: DicomWebReader,
+    reader: PacsReader,
     attributes: Collection[str],
     clock: Callable[[], datetime],
 ) -> PacsPollResult:
@@ -95,7 +95,7 @@ def poll_pacs(
 
 def _read(
     engine: Engine,
-    reader: DicomWebReader,
+    reader: PacsReader,
     listing: StudyListing,
     attributes: Collection[str],
     zone: ZoneInfo,

@@ -23,7 +23,7 @@ import logging
 from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date
-from typing import Any
+from typing import Any, Protocol
 
 import requests
 from dicomweb_client.api import DICOMwebClient
@@ -32,7 +32,7 @@ from pydicom.datadict import tag_for_keyword
 from monitor.config import PacsSettings, secret
 from rules.acquisition import SeriesSeen, StudySeen
 
-__all__ = ["DicomWebReader", "PacsError", "StudyListing", "dicomweb_reader"]
+__all__ = ["DicomWebReader", "PacsError", "PacsReader", "StudyListing", "dicomweb_reader"]
 
 log = logging.getLogger("monitor.pacs")
 # dicomweb-client logs each request's URL at DEBUG: a query names accessions and dates.
@@ -73,6 +73,21 @@ class StudyListing:
     modalities: tuple[str, ...]
     instances: int
     series: int
+
+
+class PacsReader(Protocol):
+    """What a poll needs of a PACS, whichever the protocol (:class:`DicomWebReader`,
+    ``monitor.pacs.dimse.DimseReader``): errors are :class:`PacsError`."""
+
+    requests: int  # requests made so far, for the poll's budget
+
+    def studies(self, first_day: date, last_day: date) -> Iterator[StudyListing]:
+        """The studies dated ``first_day`` to ``last_day`` (both included)."""
+        ...
+
+    def study(self, listing: StudyListing, attributes: Collection[str]) -> StudySeen:
+        """``listing``'s series, each with the distinct values its images carry for ``attributes``."""
+        ...
 
 
 class DicomWebReader:

@@ -25,6 +25,8 @@ from monitor.pacs.synthetic import to_bytes
 
 ORTHANC_BINARY = Path("/usr/sbin/Orthanc")
 DICOMWEB_PLUGIN = Path("/usr/share/orthanc/plugins/libOrthancDicomWeb.so")
+DICOM_AET = "HIROTEST"  # Orthanc's AE title: the called AE of a C-FIND
+CALLING_AET = "HIROMONITOR"  # the one peer Orthanc answers C-FIND (and C-ECHO), from 127.0.0.1
 START_TIMEOUT = 30.0  # seconds
 STOP_TIMEOUT = 10.0
 REQUEST_TIMEOUT = 30.0
@@ -55,10 +57,18 @@ class OrthancServer:
     """An Orthanc process of its own, started by ``start`` (or ``with``), ended by ``stop``."""
 
     def __init__(
-        self, workdir: Path | None = None, *, username: str | None = None, password: str | None = None
+        self,
+        workdir: Path | None = None,
+        *,
+        username: str | None = None,
+        password: str | None = None,
+        dicom_tls: tuple[Path, Path, Path] | None = None,
     ) -> None:
+        """``dicom_tls``: DICOM over TLS only, with this certificate and private key, asking
+        peers for a certificate among those of the third file."""
         if (username is None) != (password is None):
             raise ValueError("give both username and password, or neither")
+        self.dicom_tls = dicom_tls
         self._own_workdir = workdir is None
         self.workdir = Path(tempfile.mkdtemp(prefix="hiro-orthanc-")) if workdir is None else workdir
         self.http_port, self.dicom_port = free_ports(2)
@@ -73,18 +83,40 @@ class OrthancServer:
 
     def config(self) -> dict[str, Any]:
         """The Orthanc configuration: everything in the work folder. Orthanc binds its ports on
-        every interface, so HTTP refuses other hosts and DICOM accepts no store from a peer it
-        does not know (it knows none)."""
+        every interface, so HTTP refuses other hosts, and DICOM knows one peer: ``CALLING_AET``
+        from 127.0.0.1, allowed C-ECHO and C-FIND only (no store, move or get), called by
+        ``DICOM_AET`` (another called AE title is rejected)."""
         return {
             "Name": "hiro-test-pacs",
             "StorageDirectory": str(self.workdir / "storage"),
             "IndexDirectory": str(self.workdir / "index"),
             "HttpPort": self.http_port,
             "DicomPort": self.dicom_port,
-            "DicomAet": "HIROTEST",
+            "DicomAet": DICOM_AET,
             "RemoteAccessAllowed": False,
             "DicomAlwaysAllowStore": False,
+            "DicomAlwaysAllowEcho": False,
+            "DicomAlwaysAllowFind": False,
             "DicomCheckModalityHost": True,
+            "DicomCheckCalledAet": True,
+            "DicomModalities": {
+                "hiro-monitor": {
+                    "AET": CALLING_AET,
+                    "Host": "127.0.0.1",
+                    "Port": 104,  # where Orthanc would send images: never (no peer may move or get)
+                    "AllowEcho": True,
+                    "AllowFind": True,
+                    "AllowStore": False,
+                    "AllowMove": False,
+                    "AllowGet": False,
+                    "AllowStorageCommitment": False,
+                }
+            },
+            # C-FIND answers attributes outside Orthanc's database (SliceThickness, KVP and the
+            # like, at IMAGE level) from the stored files; "Never" would answer them empty.
+            # "Always" is the default since Orthanc 1.5.1: written here so it stays so.
+            "StorageAccessOnFind": "Always",
+            **self._tls_config(),
             "AuthenticationEnabled": self.auth is not None,
             "RegisteredUsers": {} if self.auth is None else {self.auth[0]: self.auth[1]},
             "SaveJobs": False,
@@ -97,6 +129,18 @@ class OrthancServer:
                 "EnableWado": False,
                 "Host": f"127.0.0.1:{self.http_port}",
             },
+        }
+
+    def _tls_config(self) -> dict[str, Any]:
+        if self.dicom_tls is None:
+            return {}
+        certificate, private_key, trusted = self.dicom_tls
+        return {
+            "DicomTlsEnabled": True,
+            "DicomTlsCertificate": str(certificate),
+            "DicomTlsPrivateKey": str(private_key),
+            "DicomTlsTrustedCertificates": str(trusted),
+            "DicomTlsRemoteCertificateRequired": True,
         }
 
     def start(self) -> None:
