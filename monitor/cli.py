@@ -95,6 +95,11 @@ def _parser() -> argparse.ArgumentParser:
         "--keep", action="store_true", help="keep the temporary database on exit (and say where it is)"
     )
     demo.add_argument(
+        "--no-images",
+        action="store_true",
+        help="skip the imaging check (by default a demo PACS runs when Orthanc is installed)",
+    )
+    demo.add_argument(
         "--config",
         dest="demo_config",
         metavar="FILE",
@@ -235,6 +240,7 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
                 speed=args.speed,
                 channels=channels,
                 start=utc_now(args),
+                images=not args.no_images,
             )
         )
     return 0

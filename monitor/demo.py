@@ -49,10 +49,12 @@ from monitor.clock import Clock, ScaledClock
 from monitor.commands.simulate import research_subjects, send_feed
 from monitor.config import Settings
 from monitor.daemon import Daemon
+from monitor.demo_images import POLL_SECONDS, imaging_story
 from monitor.dispatch.dispatcher import Dispatcher
 from monitor.evaluation import evaluate_all
 from monitor.feeds.hl7.simulated import SimulatedFeed
 from monitor.feeds.visits import import_visits
+from monitor.pacs.orthanc import OrthancServer, orthanc_available
 from monitor.render import Renderer
 from monitor.store.accounts import Role, add_user
 from monitor.store.database import make_engine, upgrade
@@ -150,9 +152,12 @@ def enrol_demo_subject(engine: Engine, now: datetime, zone: ZoneInfo) -> str:
     return DEMO_SUBJECT
 
 
-def demo_settings(url: str, speed: float = 1.0, channels: Settings | None = None) -> Settings:
-    """The demo's settings: its own store, free loopback ports, dispatch on, and the channel
-    sections of ``channels`` when given (everything else stays the demo's)."""
+def demo_settings(
+    url: str, speed: float = 1.0, channels: Settings | None = None, pacs_url: str | None = None
+) -> Settings:
+    """The demo's settings: its own store, free loopback ports, dispatch on, the demo's own
+    PACS at ``pacs_url`` when one runs, and the channel sections of ``channels`` when given
+    (everything else stays the demo's)."""
     data: dict[str, Any] = {
         "database": {"url": url},
         "mllp": {"port": 0},
@@ -169,6 +174,8 @@ def demo_settings(url: str, speed: float = 1.0, channels: Settings | None = None
         "scheduler": {"dispatch_every_seconds": 1.0, "digest_enabled": False},
         "dispatch": {"enabled": True},
     }
+    if pacs_url is not None:
+        data["pacs"] = {"enabled": True, "dicomweb_url": pacs_url, "poll_interval_seconds": POLL_SECONDS}
     if channels is not None:
         for section in CHANNEL_SECTIONS:
             value = getattr(channels, section)
@@ -295,20 +302,48 @@ async def run_demo(
     channels: Settings | None = None,
     stream: TextIO | None = None,
     start: datetime | None = None,
+    images: bool = True,
 ) -> None:
     """Run the demo on a database in ``folder`` (the caller's: :func:`demo_folder`).
 
     Sends ``count`` backlog messages at ``rate`` a second, prints a summary, then feeds on for
     ``duration`` seconds (None: until cancelled, as Ctrl-C does, or SIGTERM), and prints the
     summary again as it stops. ``stream`` receives the console's messages (standard output
-    when None); the demo's clock starts at ``start`` (default: the real time now). Raises
-    ``ValueError`` for a speed that is not positive.
+    when None); the demo's clock starts at ``start`` (default: the real time now). With
+    ``images`` and Orthanc installed, the demo starts its own PACS and plays the imaging story
+    (:mod:`monitor.demo_images`) after the backlog. Raises ``ValueError`` for a speed that is
+    not positive.
     """
+    with contextlib.ExitStack() as stack:
+        pacs = _start_pacs(folder, stack) if images else None
+        await _run(folder, count, rate, duration, speed, channels, stream, start, pacs)
+
+
+def _start_pacs(folder: Path, stack: contextlib.ExitStack) -> OrthancServer | None:
+    """The demo's own Orthanc (stopped when ``stack`` closes), or None when not installed."""
+    missing = orthanc_available()
+    if missing is not None:
+        print(f"No PACS for the imaging check: {missing}")
+        return None
+    return stack.enter_context(OrthancServer(folder / "orthanc"))
+
+
+async def _run(
+    folder: Path,
+    count: int,
+    rate: float,
+    duration: float | None,
+    speed: float,
+    channels: Settings | None,
+    stream: TextIO | None,
+    start: datetime | None,
+    pacs: OrthancServer | None,
+) -> None:
     clock = ScaledClock(speed, start)
     simulated = speed != 1
     database = folder / DATABASE
     url = f"sqlite:///{database}"
-    settings = demo_settings(url, speed, channels)
+    settings = demo_settings(url, speed, channels, pacs.dicomweb_url if pacs is not None else None)
     zone = ZoneInfo(settings.hl7.timezone)
     renderer = Renderer.from_settings(settings)
     engine = make_engine(url)
@@ -363,6 +398,11 @@ async def run_demo(
         acks = ", ".join(f"{code} {number}" for code, number in sent.acks.most_common())
         await asyncio.sleep(daemon.writer.observe_every + 0.3)  # let the last re-evaluation land
         await _settle(dispatcher, clock)
+        if pacs is not None:
+            print(f"PACS (Orthanc) on {pacs.url}: checking the images of research exams", flush=True)
+            for line in await imaging_story(engine, pacs, daemon.server.port, clock(), zone):
+                print(line, flush=True)
+            await _settle(dispatcher, clock)
         lines = ["", *summary(engine, renderer, clock(), simulated)]
         lines.insert(2, f"HL7 messages sent: {sent.sent} (ACKs: {acks or 'none'})")
         if daemon.web is not None:

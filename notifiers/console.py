@@ -136,7 +136,10 @@ class ConsoleNotifier(Notifier):
         # A copy has the same words and due time (a 72 h and a 24 h reminder share their words).
         copy_of = f"{notification.kind}|{update}|{notification.due_at}|{body}"
         digest = hashlib.sha256(copy_of.encode()).hexdigest()
-        banner = BANNERS[notification.kind] + (" (update)" if update else "")
+        banner = BANNERS[notification.kind]
+        if notification.kind is MessageKind.ALERT and notification.audience.value == "technologist":
+            banner = "TECHNOLOGIST ALERT"  # about the images: the console hears it too
+        banner += " (update)" if update else ""
         times = []
         if self.simulated is not None:
             times.append(f"at {self.renderer.format_datetime(self.simulated())} (simulated)")

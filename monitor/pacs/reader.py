@@ -44,6 +44,7 @@ _IN_SEQUENCE = {
     "RadionuclideTotalDose": "RadiopharmaceuticalInformationSequence",
     "Radiopharmaceutical": "RadiopharmaceuticalInformationSequence",
 }
+_NUCLEAR = frozenset({"PT", "NM"})  # the modalities whose images carry the sequence above
 _STUDY_FIELDS = [
     "StudyInstanceUID", "AccessionNumber", "PatientID", "StudyDate", "ModalitiesInStudy",
     "NumberOfStudyRelatedInstances", "NumberOfStudyRelatedSeries",
@@ -149,8 +150,11 @@ class DicomWebReader:
             offset += len(page)
         nested = sorted(name for name in attributes if name in _IN_SEQUENCE)
         if nested:
+            # The radiopharmaceutical sequence is in PET and NM images only: one metadata
+            # request per such series, none for a CT or MR study.
             for uid, image in first_image.items():
-                values[uid].update(self._nested(listing.uid, uid, image, nested))
+                if _text(series[uid], "Modality").upper() in _NUCLEAR:
+                    values[uid].update(self._nested(listing.uid, uid, image, nested))
         return StudySeen(
             uid=listing.uid,
             accession=listing.accession,

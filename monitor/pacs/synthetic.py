@@ -358,7 +358,9 @@ def _set_image(ds: Dataset, series: SeriesSpec, number: int) -> None:
 def _pixels(number: int) -> bytes:
     """A little-endian uint16 gradient that shifts with the instance number."""
     values = [
-        (row * IMAGE_SIZE + column + number) * 64 for row in range(IMAGE_SIZE) for column in range(IMAGE_SIZE)
+        (row * IMAGE_SIZE + column + number) * 64 & 0xFFFF  # any number of images: wrap around
+        for row in range(IMAGE_SIZE)
+        for column in range(IMAGE_SIZE)
     ]
     return struct.pack(f"<{len(values)}H", *values)
 

@@ -399,3 +399,9 @@ def due_unscheduled(conn: Connection, today: date) -> list[Any]:
         .order_by(findings.c.id)
     )  # fmt: skip
     return list(conn.execute(query))
+
+
+def findings_of_kind(conn: Connection, kind: str) -> list[Any]:
+    """Every finding of ``kind`` (key, status, detail, exam id), oldest first."""
+    query = select(findings.c.key, findings.c.status, findings.c.detail, findings.c.exam_id)
+    return list(conn.execute(query.where(findings.c.kind == kind).order_by(findings.c.id)))

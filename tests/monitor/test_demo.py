@@ -24,6 +24,7 @@ from monitor.daemon import Daemon
 from monitor.demo import demo_dispatcher, demo_settings, load_examples
 from monitor.dispatch.dispatcher import Dispatcher
 from monitor.feeds.hl7.simulated import FAKE_FAMILY, FAKE_GIVEN
+from monitor.pacs.orthanc import orthanc_available
 from monitor.store.database import make_engine, upgrade
 from monitor.store.exams import exam_status_counts
 from monitor.store.schema import notifications
@@ -85,7 +86,14 @@ def test_demo_prints_the_alerts_and_a_summary_in_80_columns_and_removes_its_data
     # No PHI under the console's policy "none": no MRN, no name of the simulated patients.
     assert not SIMULATED_MRN.findall(out), SIMULATED_MRN.findall(out)[:3]
     assert not SIMULATED_NAME.findall(out), SIMULATED_NAME.findall(out)[:3]
-    # The demo's database went with it.
+    # With Orthanc installed, the imaging story: the wrong slices reach the CT console, and
+    # the repeat resolves the finding, each within a poll or two.
+    if orthanc_available() is None:
+        assert "Imaging: parameter deviation found" in out and "Imaging: the 2.5 mm repeat resolved it" in out
+        consoles = re.findall(r"^===== TECHNOLOGIST ALERT for technologists -> (\S+)$", out, re.MULTILINE)
+        assert consoles == ["slack:#ct3-console"]
+        assert "SliceThickness 7.5 (protocol: <= 5)" in " ".join(out.split())
+    # The demo's database (and its PACS's storage) went with it.
     assert out.rstrip().endswith("Temporary database removed.")
     assert list(tmp_path.iterdir()) == []
 
@@ -94,7 +102,7 @@ def test_demo_with_keep_keeps_its_database_and_says_where(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    argv = ["--log-level", "WARNING", "demo", "--duration", "0", "--messages", "5", "--keep"]
+    argv = ["--log-level", "WARNING", "demo", "--duration", "0", "--messages", "5", "--keep", "--no-images"]
     assert main(argv, clock=FixedClock(NOW)) == 0
     [database] = tmp_path.glob("hiro-demo-*/demo.db")
     assert capsys.readouterr().out.rstrip().endswith(f"Database kept: {database}")
@@ -128,7 +136,8 @@ def test_demo_stopped_by_ctrl_c_or_sigterm_stops_the_daemon_and_removes_its_data
     out = _Interrupting(signum)
     monkeypatch.setattr(sys, "stdout", out)
     # No --duration: the demo runs until it is told to stop.
-    assert main(["--log-level", "WARNING", "demo", "--messages", "5"], clock=FixedClock(NOW)) == 0
+    argv = ["--log-level", "WARNING", "demo", "--messages", "5", "--no-images"]
+    assert main(argv, clock=FixedClock(NOW)) == 0
     printed = out.getvalue()
     assert "\n===== STOPPED at " in printed and printed.rstrip().endswith("Temporary database removed.")
     assert list(tmp_path.iterdir()) == []

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.pacs.orthanc import OrthancServer, orthanc_available
+from monitor.pacs.orthanc import OrthancServer, orthanc_available
 
 
 @pytest.fixture(scope="session")

@@ -19,12 +19,12 @@ from pynetdicom import AE, evt
 from monitor.commands.pacs import cmd_poll
 from monitor.config import PacsSettings, Settings
 from monitor.pacs.dimse import DimseReader, dimse_reader
+from monitor.pacs.orthanc import CALLING_AET, DICOM_AET, OrthancServer, orthanc_available
 from monitor.pacs.reader import DicomWebReader, PacsError, dicomweb_reader
 from monitor.pacs.readers import pacs_reader
 from monitor.pacs.synthetic import StudySpec, ct_study, datasets, mr_study, pet_study
 from rules import load_protocol
 from rules.acquisition import Acquisition, check_study
-from tests.pacs.orthanc import CALLING_AET, DICOM_AET, OrthancServer, orthanc_available
 from tests.tls import make_certificate
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "trials"

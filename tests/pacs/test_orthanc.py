@@ -19,6 +19,7 @@ import requests
 from dicomweb_client.api import DICOMwebClient
 from pydicom.datadict import tag_for_keyword
 
+from monitor.pacs.orthanc import OrthancServer, orthanc_available
 from monitor.pacs.synthetic import (
     FDG,
     ct_study,
@@ -28,7 +29,6 @@ from monitor.pacs.synthetic import (
     series_instance_uid,
     study_instance_uid,
 )
-from tests.pacs.orthanc import OrthancServer, orthanc_available
 
 Answer = dict[str, Any]  # one DICOM JSON object of a DICOMweb answer
 INSTANCE_FIELDS = ["SliceThickness", "KVP", "ImageType", "DeviceSerialNumber", "AcquisitionTime"]

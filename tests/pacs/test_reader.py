@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 
 from monitor.config import PacsSettings
+from monitor.pacs.orthanc import OrthancServer, orthanc_available
 from monitor.pacs.reader import PacsError, dicomweb_reader
 from monitor.pacs.synthetic import ct_study, datasets, mr_study, pet_study
 from rules import load_protocol
 from rules.acquisition import check_study
-from tests.pacs.orthanc import OrthancServer, orthanc_available
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "trials"
 DAY = date(2026, 12, 1)

@@ -18,6 +18,7 @@ from sqlalchemy import select
 
 from monitor.clock import FixedClock
 from monitor.dispatch.pacs_poll import poll_and_evaluate
+from monitor.pacs.orthanc import OrthancServer
 from monitor.pacs.synthetic import SeriesSpec, StudySpec, ct_study, datasets, mr_study
 from monitor.store.database import make_engine
 from monitor.store.schema import feed_polls, findings
@@ -26,7 +27,6 @@ from tests.monitor.hl7_messages import siu
 from tests.monitor.trial_setup import cli, load_examples
 from tests.notifiers.slack_server import SlackServer
 from tests.notifiers.smtp_server import SmtpServer
-from tests.pacs.orthanc import OrthancServer
 
 SCANNED = datetime(2026, 12, 1, 15, 0, tzinfo=UTC)  # 10:00 New York, half an hour after the 09:30 start
 EXAM_DAY = date(2026, 12, 1)

@@ -1,4 +1,5 @@
-"""A real PACS for the tests: Debian's Orthanc with its DICOMweb plugin, on free loopback ports.
+"""A real PACS for the tests and the demo: Debian's Orthanc with its DICOMweb plugin, on free
+loopback ports (never a site's PACS: the site runs its own).
 
 ``OrthancServer`` writes a configuration into its own folder (storage, index, log), starts
 ``Orthanc`` with it, and waits until the REST API answers. ``store`` uploads instances over
