@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Protocol, TypeVar
 from zoneinfo import ZoneInfo
@@ -21,7 +22,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Connection, select, update
 
 from monitor.store.findings import chunks
-from monitor.store.schema import enrolment_mrns, exams, occurrences, pacs_studies
+from monitor.store.schema import enrolment_mrns, enrolments, exams, occurrences, pacs_studies
 from rules import ExamStatus
 from rules.acquisition import SeriesSeen, StudySeen
 
@@ -133,6 +134,40 @@ def exams_starting_between(conn: Connection, after: datetime, until: datetime) -
     between two polls, with the due delay taken off both ends)."""
     query = select(exams.c.id).where(exams.c.start_at > after, exams.c.start_at <= until)
     return [int(found) for (found,) in conn.execute(query.order_by(exams.c.id))]
+
+
+@dataclass(frozen=True, slots=True)
+class UnmatchedStudy:
+    """A stored study of an enrolled patient that matched no exam, with the patient's
+    enrolments (trial, subject) for the office to find it by."""
+
+    study: StudySeen
+    enrolments: tuple[tuple[str, str], ...]
+
+
+def unmatched_for_trials(
+    conn: Connection, trials: Collection[str] | None, limit: int = 50
+) -> list[UnmatchedStudy]:
+    """The latest ``limit`` unmatched studies of patients enrolled in ``trials`` (every trial
+    when None), each with those enrolments."""
+    found: list[UnmatchedStudy] = []
+    for study in unmatched_studies(conn):
+        query = (
+            select(enrolments.c.trial, enrolments.c.subject)
+            .join(enrolment_mrns, enrolment_mrns.c.enrolment_id == enrolments.c.id)
+            .where(enrolment_mrns.c.mrn == study.patient_id)
+            .order_by(enrolments.c.trial, enrolments.c.subject)
+        )
+        pairs = tuple(
+            (str(trial), str(subject))
+            for trial, subject in conn.execute(query)
+            if trials is None or trial in trials
+        )
+        if pairs:
+            found.append(UnmatchedStudy(study, pairs))
+        if len(found) >= limit:
+            break
+    return found
 
 
 def unmatched_studies(conn: Connection) -> list[StudySeen]:

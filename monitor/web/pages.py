@@ -36,6 +36,7 @@ from monitor.store.dashboard import (
 )
 from monitor.store.database import autocommit
 from monitor.store.exams.pools import missed_enrolled
+from monitor.store.images import unmatched_for_trials
 from monitor.store.messages import feed_health, raw_message
 from monitor.store.outbox import RetryResult, outbox_health, outbox_rows, retry_failed
 from monitor.store.registry.enrolments import find_entry
@@ -350,6 +351,12 @@ def feeds(
         # Exams of enrolled subjects whose MRN came from another identifier pool (the
         # account's trials only). They name exams and subjects by study id: audited.
         missed = missed_enrolled(conn, now, session.user.trial_scope())
+        studies = unmatched_for_trials(conn, session.user.trial_scope())
+        if studies:
+            record_audit(
+                conn, now, session.user.username, "view", "feeds", "", client_address(request),
+                f"unmatched PACS studies {len(studies)}",
+            )  # fmt: skip
         if missed.exams:
             record_audit(
                 conn, now, session.user.username, "view", "feeds", "", client_address(request),
@@ -357,6 +364,7 @@ def feeds(
             )  # fmt: skip
     context = {
         "health": health, "outbox": outbox, "missed": missed, "retried": retried, "refused": refused,
+        "studies": studies,
     }  # fmt: skip
     return web.page(request, session, "feeds.html", context)
 

@@ -80,3 +80,21 @@ def test_a_failed_pacs_poll_is_on_the_feed_health_page_without_the_query(site: S
     page = login("admin").get("/feeds").text
     polls = page[page.index("Polls (FHIR appointments, PACS studies)") :]
     assert re.search(r"<td>pacs</td><td>[^<]*</td><td>failed</td>.*the PACS did not answer in time", polls)
+
+
+def test_a_study_that_matched_no_exam_is_listed_for_the_trials_that_enrolled_the_patient(
+    site: Site, login: Login
+) -> None:
+    loose = StudySeen("1.2.826.77", "ACC-LOOSE", "E10001", date(2026, 11, 2), ("MR",), (_axial(1, "3"),))
+    with site.engine.begin() as conn:
+        matched, _ = record_study(conn, loose, 40, ZoneInfo("America/New_York"), SCANNED)
+    assert matched is None  # no MR of E10001 on 2 Nov: kept, not guessed
+    page = login("coord").get("/feeds").text
+    section = page[page.index('id="unmatched-studies"') : page.index('id="reused"')]
+    assert "2026-11-02" in section and "ACC-LOOSE" in section and "ONC-2101 2101-001" in section
+    assert "E10001" not in section  # by study id, never the MRN
+    # The patient is co-enrolled in NEU-4405: its coordinator sees the study under that
+    # enrolment only, not the ONC-2101 one.
+    other = login("neuro").get("/feeds").text
+    section = other[other.index('id="unmatched-studies"') : other.index('id="reused"')]
+    assert "NEU-4405 4405-004" in section and "ONC-2101" not in section
