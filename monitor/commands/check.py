@@ -14,6 +14,12 @@ Checks, in order, and reports every problem rather than the first:
 6. the MRN pools of the stored exams (``_check_identifier_pools``): several assigning
    authorities among the MR-type identifiers while ``[hl7] mrn_authorities`` is empty, a
    configured pool's identifier passed over, exams of enrolled MRNs that matched nobody;
+7. the PACS, when ``[pacs] enabled`` (``_check_pacs``): its address and secrets are set, and
+   it answers one ping (``PacsReader.ping``: a QIDO-RS search for no study, or a C-ECHO with
+   the configured AE titles and TLS), which asks for no patient's data. Like the store, it is
+   contacted on every run (it is only read), not only with ``--send-test``, which is for what
+   people receive. Over DIMSE, acquisition rules that read attributes inside a sequence (a PET
+   uptake rule's injection time) are a warning: many PACS leave sequences out of C-FIND answers;
 
 then prints what ``hiro-monitor run`` would start. ``--send-test`` sends one clearly marked
 test message (no patient data) to each address. Exit 0 when there is no problem (notes and
@@ -30,6 +36,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine, inspect
@@ -37,7 +44,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from monitor.commands import utc_now
-from monitor.config import Settings, secret
+from monitor.config import ConfigError, Settings, secret
 from monitor.render import Renderer
 from notifiers import (
     AlertContent,
@@ -319,6 +326,90 @@ def _check_channels(settings: Settings, trials: Iterable[Trial], report: Report)
         report.ok.append(f"channels with settings and secrets: {', '.join(fine)}")
 
 
+def _without_password(url: str) -> str:
+    """``url`` with the password of its user part (if any) masked."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
+
+
+def _pacs_label(settings: Settings) -> str:
+    """``pacs https://pacs/dicom-web (DICOMweb)`` or ``pacs PACS@host:104 (DIMSE, as HIROMONITOR)``."""
+    pacs = settings.pacs
+    if pacs.protocol == "dimse":
+        tls = " over TLS" if pacs.tls else ""
+        host = pacs.host or "(no host!)"
+        return f"pacs {pacs.called_ae}@{host}:{pacs.port} (DIMSE{tls}, as {pacs.calling_ae})"
+    return f"pacs {_without_password(pacs.dicomweb_url) or '(no dicomweb_url!)'} (DICOMweb)"
+
+
+def _check_pacs(settings: Settings, trials: Iterable[Trial], report: Report) -> None:
+    """With ``[pacs] enabled``: its address and secrets are set, and it answers one ping (no
+    patient's data asked for; the error names the kind of failure, never a query)."""
+    pacs = settings.pacs
+    if not pacs.enabled:
+        return
+    if pacs.protocol == "dimse":
+        _check_sequences(trials, report)
+    missing = []
+    if pacs.protocol == "dimse" and not pacs.host:
+        missing.append("pacs: enabled, protocol = dimse, but host is empty")
+    if pacs.protocol == "dicomweb":
+        if not pacs.dicomweb_url:
+            missing.append("pacs: enabled but dicomweb_url is empty")
+        if pacs.auth == "basic" and not pacs.username:
+            missing.append("pacs: auth = basic but username is empty")
+        if pacs.auth == "basic" and not secret("HIRO_PACS_PASSWORD"):
+            missing.append("pacs: auth = basic but HIRO_PACS_PASSWORD is not set")
+        if pacs.auth == "bearer" and not secret("HIRO_PACS_TOKEN"):
+            missing.append("pacs: auth = bearer but HIRO_PACS_TOKEN is not set")
+    if missing:  # the PACS is not asked: the answer would only repeat these
+        report.problems.extend(missing)
+        return
+    from monitor.pacs.reader import PacsError  # DICOM libraries only when the PACS is on
+    from monitor.pacs.readers import pacs_reader
+
+    label = _pacs_label(settings)
+    try:
+        pacs_reader(pacs).ping()
+    except (PacsError, ConfigError) as exc:
+        report.problems.append(f"{label}: {exc}")
+        return
+    except OSError as exc:  # a TLS file requests cannot use (ca_file), before any request
+        report.problems.append(f"{label}: cannot be contacted ({exc})")
+        return
+    if pacs.protocol == "dimse":
+        report.ok.append(f"{label}: accepts our AE titles and answers a C-ECHO")
+    else:
+        who = "" if pacs.auth == "none" else f" with our {pacs.auth} credentials"
+        report.ok.append(f"{label}: answers a QIDO-RS study search{who}")
+
+
+def _check_sequences(trials: Iterable[Trial], report: Report) -> None:
+    """Over DIMSE: the acquisition rules in force that read attributes inside a sequence."""
+    from monitor.pacs.reader import SEQUENCE_ATTRIBUTES
+
+    needs: dict[str, set[str]] = {}  # "TRIAL exam" -> attributes
+    for trial in trials:
+        for version in trial.versions:
+            for exam in version.exams.values():
+                if exam.acquisition is not None:
+                    nested = {a for a in exam.acquisition.attributes() if a in SEQUENCE_ATTRIBUTES}
+                    if nested:
+                        needs.setdefault(f"{trial.id} {exam.id}", set()).update(nested)
+    if needs:
+        names = sorted({name for nested in needs.values() for name in nested})
+        sequences = sorted({SEQUENCE_ATTRIBUTES[name] for name in names})
+        report.warnings.append(
+            f"pacs: protocol = dimse, and the acquisition rules of {', '.join(sorted(needs))} read "
+            f"{', '.join(names)}, found only inside {', '.join(sequences)}, which many PACS leave "
+            "out of C-FIND answers (Orthanc returns it): the rules then fail for want of the value. "
+            'Check that this PACS returns it, or use protocol = "dicomweb"'
+        )
+
+
 def _plan(settings: Settings, report: Report) -> None:
     mllp = settings.mllp
     if mllp.enabled:
@@ -336,6 +427,12 @@ def _plan(settings: Settings, report: Report) -> None:
         )
     else:
         report.plan.append("FHIR poll: off")
+    pacs = settings.pacs
+    if pacs.enabled:
+        where = _pacs_label(settings).removeprefix("pacs ")
+        report.plan.append(f"PACS poll of {where}: every {pacs.poll_interval_seconds} s")
+    else:
+        report.plan.append("PACS poll: off")
     channels = [
         name for name, on in (("slack", settings.slack.enabled), ("email", settings.email.enabled)) if on
     ]
@@ -359,6 +456,11 @@ def _check_files(settings: Settings, report: Report) -> None:
         named.append(("fhir.private_key_file", settings.fhir.private_key_file))
     if settings.email.enabled and settings.email.ca_file:
         named.append(("email.ca_file", settings.email.ca_file))
+    if settings.pacs.enabled:
+        pacs = settings.pacs
+        for key in ("ca_file", "certificate_file", "private_key_file"):
+            if getattr(pacs, key):
+                named.append((f"pacs.{key}", getattr(pacs, key)))
     if settings.notifications.templates_dir:
         folder = Path(settings.notifications.templates_dir)
         if not folder.is_dir():
@@ -374,7 +476,8 @@ def _check_files(settings: Settings, report: Report) -> None:
 
 
 def check(settings: Settings, engine: Engine, now: datetime) -> Report:
-    """Run every check (nothing is sent, nothing in the store changes); samples are dated from ``now``."""
+    """Run every check (no message is sent, nothing in the store changes; an enabled PACS is
+    pinged); samples are dated from ``now``."""
     report = Report(ok=["settings: valid"])
     if settings.fhir.enabled and not settings.fhir.base_url:
         report.problems.append("fhir: enabled but base_url is empty")
@@ -384,6 +487,7 @@ def check(settings: Settings, engine: Engine, now: datetime) -> Report:
     trials = _check_store(settings, engine, report, now)
     _check_templates(settings, trials, report, now)
     _check_channels(settings, trials, report)
+    _check_pacs(settings, trials, report)
     _plan(settings, report)
     return report
 

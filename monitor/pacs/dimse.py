@@ -6,10 +6,13 @@ without DICOMweb, with the Study Root Query/Retrieve Information Model - FIND:
 - :meth:`~DimseReader.studies`: one C-FIND at STUDY level on the StudyDate range;
 - :meth:`~DimseReader.study`: one at SERIES level (the series and their instance counts),
   then one at IMAGE level per series (the hierarchical query every PACS answers) with the
-  attributes the rules name as return keys, reduced to each series' distinct values.
+  attributes the rules name as return keys, reduced to each series' distinct values;
+- :meth:`~DimseReader.ping` (``hiro-monitor check-config``): one association proposing
+  Verification and the Study Root C-FIND, and a C-ECHO over it: the PACS answers, knows our
+  AE titles (and trusts our TLS certificate) and accepts our queries. No query is sent.
 
 Each call opens one association and releases it before it returns; the association and
-each C-FIND count as one request (:attr:`~DimseReader.requests`), for the poll's budget.
+each C-FIND (or C-ECHO) count as one request (:attr:`~DimseReader.requests`), for the poll's budget.
 The answers are put in the DICOM JSON model (pydicom's ``to_json_dict``, numbers as numbers,
 as a DICOMweb server sends them) and read by the functions that read QIDO-RS answers: the
 values are the same whichever the protocol (``"120"`` for 120.0, ``"2.5"``, several values
@@ -40,7 +43,7 @@ from __future__ import annotations
 import logging
 import ssl
 import time
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
@@ -49,7 +52,7 @@ from typing import Any
 from pydicom.datadict import tag_for_keyword
 from pydicom.dataset import Dataset
 from pydicom.uid import UID
-from pynetdicom import AE, _config, evt
+from pynetdicom import AE, _config, build_context, evt
 from pynetdicom.association import Association
 from pynetdicom.events import Event, EventHandlerType
 from pynetdicom.pdu import A_ABORT_RQ, A_ASSOCIATE_AC
@@ -80,6 +83,8 @@ _config.LOG_REQUEST_IDENTIFIERS = False
 _config.LOG_RESPONSE_IDENTIFIERS = False
 
 _FIND = UID("1.2.840.10008.5.1.4.1.2.2.1")  # Study Root Query/Retrieve Information Model - FIND
+_ECHO = UID("1.2.840.10008.1.1")  # Verification (C-ECHO)
+_SERVICES = {_FIND: "Study Root C-FIND", _ECHO: "C-ECHO (Verification)"}
 _TIMED_OUT = 0.9  # of the timeout: a failure after that long without an answer is a timeout
 
 Answer = dict[str, Any]  # one C-FIND answer in the DICOM JSON model
@@ -146,12 +151,21 @@ class DimseReader:
         self.timeout = timeout
         self.tls = tls
         self.ae = AE(ae_title=calling_ae)
-        self.ae.add_requested_context(_FIND)
         self.ae.connection_timeout = timeout
         self.ae.acse_timeout = timeout
         self.ae.dimse_timeout = timeout
         self.ae.network_timeout = timeout
         self.requests = 0
+
+    def ping(self) -> None:
+        """One association with our AE titles (and TLS) proposing the Study Root C-FIND and
+        Verification, and a C-ECHO over it: the PACS answers, knows us and accepts our queries."""
+        with self._association((_FIND, _ECHO)) as link:
+            accepted = {context.abstract_syntax for context in link.association.accepted_contexts}
+            for uid in (_FIND, _ECHO):
+                if uid not in accepted:
+                    raise PacsError(f"the PACS accepts no {_SERVICES[uid]} from this AE")
+            self._echo(link)
 
     def studies(self, first_day: date, last_day: date) -> Iterator[StudyListing]:
         """The studies dated ``first_day`` to ``last_day`` (both included)."""
@@ -192,14 +206,16 @@ class DimseReader:
         )
 
     @contextmanager
-    def _association(self) -> Iterator[_Link]:
-        """One association with the PACS, released at the end (aborted after an error)."""
+    def _association(self, services: Sequence[UID] = (_FIND,)) -> Iterator[_Link]:
+        """One association with the PACS proposing ``services`` (SOP classes), released at the
+        end (aborted after an error)."""
         self.requests += 1
         watch = _Watch()
         try:
             association = self.ae.associate(
                 self.host,
                 self.port,
+                contexts=[build_context(uid) for uid in services],
                 ae_title=self.called_ae,
                 tls_args=self.tls,
                 evt_handlers=watch.handlers(),
@@ -207,7 +223,7 @@ class DimseReader:
         except OSError:  # the host name does not resolve
             raise PacsError("the PACS cannot be reached (its host name does not resolve)") from None
         if not association.is_established:
-            raise self._not_associated(association, watch)
+            raise self._not_associated(association, watch, services)
         try:
             yield _Link(association, watch)
         except BaseException:
@@ -215,7 +231,7 @@ class DimseReader:
             raise
         association.release()
 
-    def _not_associated(self, association: Association, watch: _Watch) -> PacsError:
+    def _not_associated(self, association: Association, watch: _Watch, services: Sequence[UID]) -> PacsError:
         if not watch.connected:
             tls = " (or the TLS handshake failed)" if self.tls else ""
             return PacsError(f"the PACS cannot be reached{tls}")
@@ -223,8 +239,9 @@ class DimseReader:
             answer = association.acceptor.primitive
             reason = answer.reason_str if answer is not None else "no reason given"
             return PacsError(f"the PACS rejected the association: {reason}")
-        if watch.accepted:
-            return PacsError("the PACS accepts no Study Root C-FIND from this AE")
+        if watch.accepted:  # but none of the services proposed
+            wanted = " nor ".join(_SERVICES[uid] for uid in services)
+            return PacsError(f"the PACS accepts no {wanted} from this AE")
         return self._broken(watch)
 
     def _broken(self, watch: _Watch) -> PacsError:
@@ -238,6 +255,21 @@ class DimseReader:
         if self.tls and not watch.answered:  # TLS 1.3: a refused client certificate shows here
             return PacsError("the PACS closed the connection (does it trust our TLS certificate?)")
         return PacsError("the PACS closed the connection")
+
+    def _echo(self, link: _Link) -> None:
+        """One C-ECHO: success, or why not."""
+        self.requests += 1
+        watch = link.watch
+        watch.since = time.monotonic()
+        try:
+            status = link.association.send_c_echo()
+        except (RuntimeError, ValueError):  # the association ended meanwhile
+            raise self._broken(watch) from None
+        code = status.get("Status")
+        if not isinstance(code, int):  # pynetdicom's sign of a timeout, abort or garbage
+            raise self._broken(watch)
+        if code != 0x0000:
+            raise PacsError(f"the PACS refused the C-ECHO (status 0x{code:04X})")
 
     def _find(self, link: _Link, query: Dataset) -> list[Answer]:
         """Every match of one C-FIND, in the DICOM JSON model."""

@@ -10,6 +10,10 @@ and reads one study's series with the attributes the acquisition rules name
 - attributes inside a sequence (``RadiopharmaceuticalStartTime``, which QIDO-RS does not
   return) from the WADO-RS metadata of one image per series that needs them.
 
+:meth:`~DicomWebReader.ping` proves the PACS answers and accepts our credentials
+(``hiro-monitor check-config``): one QIDO-RS study search for a study UID no PACS holds,
+``limit=1``, so that nothing about any patient crosses the wire.
+
 Every request has the configured timeout and is counted (:attr:`~DicomWebReader.requests`),
 so a poll can stop at its budget. dicomweb-client's own retries are off: a PACS that fails
 fails the poll, whose next run is the retry. Errors are raised as :class:`PacsError`, whose
@@ -23,6 +27,7 @@ import logging
 from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date
+from types import MappingProxyType
 from typing import Any, Protocol
 
 import requests
@@ -32,7 +37,14 @@ from pydicom.datadict import tag_for_keyword
 from monitor.config import PacsSettings, secret
 from rules.acquisition import SeriesSeen, StudySeen
 
-__all__ = ["DicomWebReader", "PacsError", "PacsReader", "StudyListing", "dicomweb_reader"]
+__all__ = [
+    "SEQUENCE_ATTRIBUTES",
+    "DicomWebReader",
+    "PacsError",
+    "PacsReader",
+    "StudyListing",
+    "dicomweb_reader",
+]
 
 log = logging.getLogger("monitor.pacs")
 # dicomweb-client logs each request's URL at DEBUG: a query names accessions and dates.
@@ -44,11 +56,15 @@ _IN_SEQUENCE = {
     "RadionuclideTotalDose": "RadiopharmaceuticalInformationSequence",
     "Radiopharmaceutical": "RadiopharmaceuticalInformationSequence",
 }
+# The same, for the checks (a C-FIND may leave sequences out: monitor.pacs.dimse).
+SEQUENCE_ATTRIBUTES: Mapping[str, str] = MappingProxyType(_IN_SEQUENCE)
 _NUCLEAR = frozenset({"PT", "NM"})  # the modalities whose images carry the sequence above
 _STUDY_FIELDS = [
     "StudyInstanceUID", "AccessionNumber", "PatientID", "StudyDate", "ModalitiesInStudy",
     "NumberOfStudyRelatedInstances", "NumberOfStudyRelatedSeries",
 ]  # fmt: skip
+# The study a ping searches for: a valid UID (2.25: a UUID as an integer) that no study has.
+_NO_STUDY_UID = "2.25.0"
 _SERIES_FIELDS = [
     "SeriesInstanceUID",
     "SeriesNumber",
@@ -82,6 +98,11 @@ class PacsReader(Protocol):
 
     requests: int  # requests made so far, for the poll's budget
 
+    def ping(self) -> None:
+        """One cheap request that proves the PACS answers and accepts our credentials or AE
+        titles (no patient data asked for); :class:`PacsError` if it does not."""
+        ...
+
     def studies(self, first_day: date, last_day: date) -> Iterator[StudyListing]:
         """The studies dated ``first_day`` to ``last_day`` (both included)."""
         ...
@@ -99,6 +120,16 @@ class DicomWebReader:
         self.client.set_http_retry_params(retry=False)
         self.page_size = page_size
         self.requests = 0
+
+    def ping(self) -> None:
+        """One QIDO-RS study search (``limit=1``) for a study UID no PACS holds: the PACS
+        answers, accepts our credentials and speaks DICOM JSON, and lists nobody's study."""
+        self._call(
+            self.client.search_for_studies,
+            fields=["StudyInstanceUID"],
+            search_filters={"StudyInstanceUID": _NO_STUDY_UID},
+            limit=1,
+        )
 
     def studies(self, first_day: date, last_day: date) -> Iterator[StudyListing]:
         """The studies dated ``first_day`` to ``last_day`` (both included), page by page."""
