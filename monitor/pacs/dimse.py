@@ -55,7 +55,7 @@ from pydicom.uid import UID
 from pynetdicom import AE, _config, build_context, evt
 from pynetdicom.association import Association
 from pynetdicom.events import Event, EventHandlerType
-from pynetdicom.pdu import A_ABORT_RQ, A_ASSOCIATE_AC
+from pynetdicom.pdu import A_ABORT_RQ, A_ASSOCIATE_AC, A_ASSOCIATE_RJ
 from pynetdicom.status import STATUS_PENDING, STATUS_SUCCESS, STATUS_WARNING, code_to_category
 
 from monitor.config import ConfigError, PacsSettings
@@ -99,6 +99,9 @@ class _Watch:
         self.accepted = False  # an A-ASSOCIATE-AC
         self.peer_aborted = False
         self.we_aborted = False
+        # An A-ASSOCIATE-RJ's reason as it arrived: the PACS may close the connection right
+        # behind it, before the association has taken it in (then is_rejected stays False).
+        self.rejected: str | None = None
         self.since = time.monotonic()  # the last request or answer
 
     def handlers(self) -> list[EventHandlerType]:
@@ -116,6 +119,8 @@ class _Watch:
         self.since = time.monotonic()
         self.accepted |= isinstance(event.pdu, A_ASSOCIATE_AC)
         self.peer_aborted |= isinstance(event.pdu, A_ABORT_RQ)
+        if isinstance(event.pdu, A_ASSOCIATE_RJ):
+            self.rejected = str(event.pdu.reason_str or "no reason given")
 
     def _sent(self, event: Event) -> None:
         self.we_aborted |= isinstance(event.pdu, A_ABORT_RQ)
@@ -235,9 +240,9 @@ class DimseReader:
         if not watch.connected:
             tls = " (or the TLS handshake failed)" if self.tls else ""
             return PacsError(f"the PACS cannot be reached{tls}")
-        if association.is_rejected:
-            answer = association.acceptor.primitive
-            reason = answer.reason_str if answer is not None else "no reason given"
+        if association.is_rejected or watch.rejected is not None:
+            answer = association.acceptor.primitive if association.is_rejected else None
+            reason = answer.reason_str if answer is not None else watch.rejected or "no reason given"
             return PacsError(f"the PACS rejected the association: {reason}")
         if watch.accepted:  # but none of the services proposed
             wanted = " nor ".join(_SERVICES[uid] for uid in services)

@@ -226,9 +226,14 @@ def test_a_pacs_that_does_not_know_our_ae_titles_is_a_pacs_error_without_the_que
         _dimse(pacs.dicom_port, called_ae="NOTHERE"),
         "rejected the association: Called AE title not recognised",
     )
-    _fails(
-        _dimse(pacs.dicom_port, calling_ae="STRANGER"),
-        "rejected the association: Calling AE title not recognised",
+    # Orthanc closes the connection right behind its A-ASSOCIATE-RJ for an unknown caller; on a
+    # busy machine the close can overtake the rejection (seen once in CI). Either way the
+    # query fails, without the query in the message.
+    with pytest.raises(PacsError) as raised:
+        list(dimse_reader(_dimse(pacs.dicom_port, calling_ae="STRANGER")).studies(date(2026, 11, 30), DAY))
+    assert str(raised.value) in (
+        "the PACS rejected the association: Calling AE title not recognised",
+        "the PACS closed the connection",
     )
 
 
