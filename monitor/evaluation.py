@@ -46,12 +46,15 @@ feed's own re-evaluation is never quiet either: the booking it reacts to has jus
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import time
 from collections import Counter
 from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field, fields, replace
 from datetime import datetime, timedelta
+from importlib.metadata import PackageNotFoundError, version
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, Engine
@@ -60,6 +63,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from monitor.config import Settings
 from monitor.store.findings import FindingChanges, record_evaluation
 from monitor.store.images import images_for
+from monitor.store.judgements import load_judgements, save_judgements, save_sweep
 from monitor.store.outbox.planning import PlanChanges, never_planned, plan_notifications
 from monitor.store.polls import first_success, last_success
 from monitor.store.registry.protocols import ProtocolCatalogue
@@ -134,13 +138,16 @@ class _Judged:
 
 @dataclass(slots=True)
 class _Memo:
-    """What the sweeps so far judged, and from what: the next one judges only what changed."""
+    """What the sweeps so far judged, and from what: the next one judges only what changed.
+
+    Kept in the store too (:mod:`monitor.store.judgements`), so that a new process's first
+    sweep is not a full one when the last full sweep is recent and its settings the same."""
 
     mark: int  # exam events up to this id were taken into account
     judged_at: datetime
+    full_at: datetime  # when the last full sweep started
     full_until: datetime  # the next sweep from this instant judges everything again
-    enrolments: dict[int, Enrolment]
-    trials: dict[str, Trial]
+    fingerprints: dict[int, str]  # enrolment id -> what it was judged from (_fingerprint)
     until: dict[int, datetime]
 
 
@@ -173,10 +180,13 @@ class Evaluator:
         self.pacs = settings.pacs  # when enabled, each exam's images are judged too (rules.images)
         self.images_due = timedelta(hours=self.pacs.images_due_hours) if self.pacs.enabled else None
         self._memo: _Memo | None = None
+        # What every judgement also depends on: a stored memo made under other settings, or
+        # by another version of the program, is not trusted (the first sweep judges everyone).
+        self.settings_print = _settings_print(settings, self.due_soon_days)
 
     # -- entry points --------------------------------------------------------------------
 
-    def evaluate_all(self, now: datetime) -> EvaluationSummary:
+    def evaluate_all(self, now: datetime, *, full: bool = False) -> EvaluationSummary:
         """Bring the findings of every enrolment up to date at ``now``.
 
         The first sweep of an evaluator judges every enrolment, and so does the first one
@@ -185,32 +195,36 @@ class Evaluator:
         whose enrolment or protocol changed, whose exams received an event, or whose
         judgement has run out (:func:`rules.stable_until`): the others would come out the
         same, so their findings and outbox rows already say what a judgement would write.
+        A new evaluator starts from what the last sweep of any process left in the store,
+        when it was made under the same settings. ``full``: judge everyone now.
         """
-        memo = self._memo
-        if memo is None or not memo.judged_at <= now < memo.full_until:
+        memo = self._memo if self._memo is not None or full else self._stored_memo()
+        if full or memo is None or not memo.judged_at <= now < memo.full_until:
             return self._judge_everyone(now)
+        self._memo = memo
         started = time.perf_counter()
         with self.engine.connect() as conn:
             mark = event_mark(conn)
             current = load_enrolments(conn)
-            trials = self.catalogue.trials(conn, {enrolment.trial for enrolment in current})
+            self.catalogue.trials(conn, {enrolment.trial for enrolment in current})
             touched = mrns_touched_since(conn, memo.mark)
             stale = {
                 enrolment.id
                 for enrolment in current
-                if memo.enrolments.get(enrolment.id) != enrolment
-                or trials.get(enrolment.trial) is not memo.trials.get(enrolment.trial)
+                if memo.fingerprints.get(enrolment.id) != self._fingerprint(enrolment)
                 or memo.until.get(enrolment.id, now) <= now
                 or touched.intersection(enrolment.mrns)
             }
             scope = same_patients(conn, stale) if stale else set()
-        for gone in memo.enrolments.keys() - {enrolment.id for enrolment in current}:
-            memo.enrolments.pop(gone, None)
+        for gone in memo.fingerprints.keys() - {enrolment.id for enrolment in current}:
+            memo.fingerprints.pop(gone, None)
             memo.until.pop(gone, None)
         summary = EvaluationSummary()
         if scope:
             summary = self._run(scope, now, quiet=self.quiet_first_run, sweep_mark=mark)
         memo.mark, memo.judged_at = mark, now  # only once what changed is recorded
+        with self.engine.begin() as conn:
+            save_sweep(conn, mark, now, memo.full_at, self.settings_print)
         return replace(summary, up_to_date=len(current) - len(scope), seconds=time.perf_counter() - started)
 
     def _judge_everyone(self, now: datetime) -> EvaluationSummary:
@@ -223,12 +237,44 @@ class Evaluator:
             mark = event_mark(conn)
             groups = patient_groups(conn)
             first_planning = self.quiet_first_run and never_planned(conn)
-        self._memo = _Memo(mark, now, now + self.full_sweep, {}, {}, {})
+        self._memo = _Memo(mark, now, now, now + self.full_sweep, {}, {})
         parts = [
             self._run(part, now, quiet=self.quiet_first_run, first_planning=first_planning, sweep_mark=mark)
             for part in _parts(groups, self.sweep_part)
         ]
+        with self.engine.begin() as conn:
+            save_sweep(conn, mark, now, now, self.settings_print)
         return replace(_merged(parts), seconds=time.perf_counter() - started)
+
+    def _stored_memo(self) -> _Memo | None:
+        """The sweeps' memo as the last process left it in the store, if it was made under
+        the same settings (and program version); None: judge everyone."""
+        with self.engine.connect() as conn:
+            stored = load_judgements(conn)
+        if stored is None or stored.settings != self.settings_print:
+            return None
+        return _Memo(
+            stored.mark,
+            stored.judged_at,
+            stored.full_at,
+            stored.full_at + self.full_sweep,
+            stored.fingerprints,
+            stored.until,
+        )
+
+    def _fingerprint(self, enrolment: Enrolment) -> str:
+        """What a judgement of ``enrolment`` is made from, besides its exams and the clock: the
+        enrolment itself and the text of its trial's protocol in force (as the catalogue last
+        read it)."""
+        text = json.dumps(
+            [
+                enrolment.trial, enrolment.subject, sorted(enrolment.mrns), enrolment.arm,
+                enrolment.status.value, str(enrolment.off_study), str(enrolment.monitored_from),
+                sorted((name, str(day)) for name, day in enrolment.anchors.items()),
+                sorted(enrolment.pools.items()), self.catalogue.sha_of(enrolment.trial),
+            ]
+        )  # fmt: skip
+        return hashlib.sha256(text.encode()).hexdigest()
 
     def evaluate_for_exams(self, exam_ids: Collection[int], now: datetime) -> EvaluationSummary:
         """Judge the enrolments of the patients of ``exam_ids`` (nothing to do: an empty summary)."""
@@ -369,14 +415,19 @@ class Evaluator:
                         quiet_enrolments=quiet_ones,
                         first_planning=first_planning,
                     )
+                    memory = self._judgements(inputs, until) if remember else {}
+                    if memory:
+                        save_judgements(conn, memory)
                 break
             except (OperationalError, IntegrityError) as exc:
                 if attempt == self.attempts:
                     raise
                 log.warning("recording findings conflicted (%s); retrying", type(exc).__name__)
                 time.sleep(0.05 * attempt)
-        if remember and self._memo is not None:
-            self._remember(self._memo, inputs, until)
+        if remember and self._memo is not None:  # only once recorded: a failed run taught nothing
+            for enrolment_id, (fingerprint, holds) in memory.items():
+                self._memo.fingerprints[enrolment_id] = fingerprint
+                self._memo.until[enrolment_id] = holds
         return EvaluationSummary(
             evaluation=current,
             changes=changes,
@@ -386,15 +437,13 @@ class Evaluator:
             seconds=time.perf_counter() - started,
         )
 
-    def _remember(self, memo: _Memo, inputs: _Inputs, until: dict[int, datetime]) -> None:
-        """What ``inputs`` were judged from, into ``memo``; an enrolment whose trial has no
-        protocol holds until the protocol comes (the trial check) or the next full sweep."""
-        memo.trials.update(inputs.trials)
-        for enrolment in inputs.enrolments:
-            memo.enrolments[enrolment.id] = enrolment
-            memo.until[enrolment.id] = until.get(enrolment.id, memo.full_until)
-            if enrolment.trial not in inputs.trials:  # no protocol (any more)
-                memo.trials.pop(enrolment.trial, None)
+    def _judgements(self, inputs: _Inputs, until: dict[int, datetime]) -> dict[int, tuple[str, datetime]]:
+        """What ``inputs`` were judged from and how long each judgement holds, for the sweeps'
+        memo and the store; an enrolment whose trial has no protocol holds until the protocol
+        comes (its fingerprint changes) or the next full sweep."""
+        assert self._memo is not None
+        last = self._memo.full_until
+        return {e.id: (self._fingerprint(e), until.get(e.id, last)) for e in inputs.enrolments}
 
     def _catch_up(
         self, conn: Connection, inputs: _Inputs, judged: _Judged, now: datetime, until: bool
@@ -425,6 +474,19 @@ class Evaluator:
             unknown_trials=evaluation.unknown_trials,
         )
         return caught_up, frozenset(stale), {**judged.until, **fresh.until}
+
+
+def _settings_print(settings: Settings, due_soon_days: int) -> str:
+    try:
+        program = version("hiro-monitor")
+    except PackageNotFoundError:  # pragma: no cover - run from a checkout that was never installed
+        program = "unknown"
+    parts = [
+        program, settings.site.timezone, due_soon_days, settings.evaluation.model_dump(mode="json"),
+        settings.pacs.enabled, settings.pacs.feed, settings.pacs.images_due_hours,
+        settings.pacs.look_back_days,
+    ]  # fmt: skip
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
 
 def _parts(groups: Sequence[list[int]], size: int) -> Iterator[list[int]]:

@@ -502,3 +502,32 @@ pacs_studies = Table(
 Index("ix_pacs_studies_exam_id", pacs_studies.c.exam_id)
 Index("ix_pacs_studies_patient_id", pacs_studies.c.patient_id)
 Index("ix_pacs_studies_updated_at", pacs_studies.c.updated_at)
+
+
+# --- Judgements (API: monitor/store/judgements.py)
+# What the evaluation sweeps judged, so that a new process (``hiro-monitor evaluate``, a
+# restarted daemon) judges again only what changed instead of every enrolment. Per
+# enrolment: a fingerprint of what it was judged from (the enrolment, its protocol version,
+# the evaluation settings and the program's version) and until when that judgement holds
+# (``rules.stable_until``). ``sweep_state``: the exam event mark the last sweep took into
+# account, when it ran, when the last full sweep started, under which settings.
+
+judgements = Table(
+    "judgements",
+    metadata,
+    Column(
+        "enrolment_id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=False
+    ),
+    Column("fingerprint", String(64), nullable=False),
+    Column("until", UTCDateTime(), nullable=False),
+)
+
+sweep_state = Table(
+    "sweep_state",
+    metadata,
+    Column("name", String(32), primary_key=True),
+    Column("mark", BigInteger(), nullable=False),
+    Column("judged_at", UTCDateTime(), nullable=False),
+    Column("full_at", UTCDateTime(), nullable=False),
+    Column("settings", String(64), nullable=False),
+)

@@ -89,29 +89,38 @@ class _Feed:
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_sweeps_that_skip_what_did_not_change_end_where_full_judgements_do(tmp_path: Path, seed: int) -> None:
+    """Three stores, the same feed: swept by one long-lived evaluator, by a new evaluator at
+    each step (a new process: it starts from the judgements the last one stored), and judged
+    in full each time."""
     swept, settings = _store(tmp_path / "swept.db")
+    restarted, restarted_settings = _store(tmp_path / "restarted.db")
     judged, judged_settings = _store(tmp_path / "judged.db")
     sweeper = Evaluator(swept, settings)
     feed = _Feed(seed)
     rnd = random.Random(seed)
     now = NOW
     summaries: list[EvaluationSummary] = []
+    fresh: list[EvaluationSummary] = []
     for _step in range(16):
         now += rnd.choice(STEPS)
         for _ in range(rnd.choice((0, 0, 1, 2))):
             raw = feed.message(now)
-            for engine in (swept, judged):
+            for engine in (swept, restarted, judged):
                 Intake(engine, MappingSettings.from_settings(settings.hl7), clock=FixedClock(now)).receive(
                     Arrival(raw)
                 )
         summaries.append(sweeper.evaluate_all(now))
-        Evaluator(judged, judged_settings).evaluate_all(now)
+        fresh.append(Evaluator(restarted, restarted_settings).evaluate_all(now))
+        Evaluator(judged, judged_settings).evaluate_all(now, full=True)
         assert _state(swept) == _state(judged), f"step {_step} at {now.isoformat()}"
-    # The sweeps did skip enrolments, and did judge some after the first full one.
-    assert any(s.up_to_date for s in summaries)
-    assert any(s.up_to_date and s.enrolments for s in summaries)
-    swept.dispose()
-    judged.dispose()
+        assert _state(restarted) == _state(judged), f"step {_step} at {now.isoformat()} (new process)"
+    # The sweeps did skip enrolments, and did judge some after the first full one; so did the
+    # new processes, from what their predecessors stored.
+    for runs in (summaries, fresh):
+        assert any(s.up_to_date for s in runs)
+        assert any(s.up_to_date and s.enrolments for s in runs)
+    for engine in (swept, restarted, judged):
+        engine.dispose()
 
 
 def test_a_sweep_with_nothing_changed_judges_no_one_and_a_new_booking_judges_its_patient(
@@ -174,8 +183,8 @@ def test_a_sweep_in_parts_of_whole_patients_records_what_a_sweep_in_one_part_doe
             )
     for step in range(3):
         now = NOW + timedelta(hours=11 * step)
-        summary = Evaluator(parts, settings, sweep_part=1).evaluate_all(now)
-        Evaluator(whole, whole_settings, sweep_part=100_000).evaluate_all(now)
+        summary = Evaluator(parts, settings, sweep_part=1).evaluate_all(now, full=True)
+        Evaluator(whole, whole_settings, sweep_part=100_000).evaluate_all(now, full=True)
         assert _state(parts) == _state(whole), f"sweep {step}"
         assert summary.enrolments > 2
     with parts.connect() as conn:
@@ -185,3 +194,23 @@ def test_a_sweep_in_parts_of_whole_patients_records_what_a_sweep_in_one_part_doe
         bookings = set(conn.execute(query).all())
     # The first planning was quiet in every part, not only in the first one.
     assert {status for _, status in bookings} == {"skipped"} and len({e for e, _ in bookings}) == 2
+
+
+def test_a_new_process_trusts_stored_judgements_only_under_the_same_settings_and_within_the_full_sweep(
+    tmp_path: Path,
+) -> None:
+    engine, settings = _store(tmp_path / "store.db")
+    first = Evaluator(engine, settings).evaluate_all(NOW)
+    assert first.up_to_date == 0
+    later = Evaluator(engine, settings).evaluate_all(NOW + timedelta(minutes=5))
+    assert (later.enrolments, later.up_to_date) == (0, first.enrolments)  # nothing changed
+    other = settings.model_copy(
+        update={"evaluation": settings.evaluation.model_copy(update={"alert_lookback_days": 30})}
+    )
+    again = Evaluator(engine, other).evaluate_all(NOW + timedelta(minutes=6))
+    assert again.up_to_date == 0 and again.enrolments == first.enrolments  # other settings: everyone
+    # 24 hours after the last full sweep (the safety net), everyone again.
+    day = Evaluator(engine, other).evaluate_all(NOW + timedelta(hours=24, minutes=6))
+    assert day.up_to_date == 0
+    assert Evaluator(engine, other).evaluate_all(NOW + timedelta(hours=24, minutes=7)).enrolments == 0
+    engine.dispose()

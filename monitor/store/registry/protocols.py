@@ -173,6 +173,7 @@ class ProtocolCatalogue:
 
     def __init__(self) -> None:
         self._parsed: dict[str, Trial | None] = {}
+        self._sha: dict[str, str] = {}  # trial id -> the text of its version in force, last seen
 
     def trials(
         self,
@@ -195,10 +196,16 @@ class ProtocolCatalogue:
                 self._parsed[text_row.sha256] = self._load(text_row)
         found: dict[str, Trial] = {}
         for row in in_force:
+            self._sha[row.trial] = row.sha256
             trial = self._parsed.get(row.sha256)
             if trial is not None:
                 found[row.trial] = trial
         return found
+
+    def sha_of(self, trial_id: str) -> str:
+        """The SHA-256 of the protocol text of ``trial_id`` in force when :meth:`trials` last
+        returned it (``""`` when it did not): what a judgement of its enrolments was made from."""
+        return self._sha.get(trial_id, "")
 
     @staticmethod
     def _load(row: Row[*tuple[Any, ...]]) -> Trial | None:
