@@ -86,8 +86,9 @@ def report_evaluation(summary: EvaluationSummary, *, title: str = "evaluation") 
         name: sum(row[name] for row in counts.values())
         for name in ("opened", "reopened", "updated", "resolved")
     }
+    skipped = f" ({summary.up_to_date} up to date, not judged again)" if summary.up_to_date else ""
     print(
-        f"{title}: {summary.enrolments} enrolment(s) in {summary.seconds:.2f} s: "
+        f"{title}: {summary.enrolments} enrolment(s){skipped} in {summary.seconds:.2f} s: "
         + ", ".join(f"{count} {name}" for name, count in total.items())
         + f", {summary.changes.unchanged} unchanged"
     )

@@ -1,6 +1,8 @@
 """``hiro-monitor evaluate`` and ``hiro-monitor findings``.
 
-    evaluate                                   judge every enrolment now; print what changed
+    evaluate [--full]                          bring every enrolment's findings up to date now
+                                               (judging again only what changed since the
+                                               last sweep; --full: everyone); print what changed
     evaluate --at WHEN [--json] [--record]     what-if: the findings as of another moment
     findings [--json] [--trial ID] [--subject S] [--open]
 
@@ -43,6 +45,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     evaluate.add_argument("--record", action="store_true", help="with --at: record the findings as of then")
     evaluate.add_argument("--json", action="store_true", help="with --at: print the findings as JSON")
+    evaluate.add_argument(
+        "--full", action="store_true", help="judge every enrolment again, not only what changed"
+    )
     evaluate.set_defaults(handler=cmd_evaluate)
 
     findings = commands.add_parser("findings", help="list findings (open and resolved)")
@@ -81,7 +86,7 @@ def cmd_evaluate(settings: Settings, args: argparse.Namespace) -> int:
     evaluator = Evaluator(engine, settings)
     if args.at is None or args.record:
         now = utc_now(args) if args.at is None else _at(args.at, ZoneInfo(settings.site.timezone))
-        summary = evaluator.evaluate_all(now)
+        summary = evaluator.evaluate_all(now, full=args.full)
         engine.dispose()
         report_evaluation(summary, title="evaluation" if args.at is None else f"evaluation as of {args.at}")
         return 0

@@ -289,7 +289,11 @@ def test_evaluate_prints_counts_and_a_second_run_changes_nothing(
     assert code == 0
     assert "evaluation: 12 enrolment(s)" in out and "missed" in out
     code, out, _ = cli(capsys, database_url, "evaluate")
+    # The second run starts from what the first stored: no one to judge again.
+    assert "evaluation: 0 enrolment(s) (12 up to date, not judged again)" in out
     assert "0 opened, 0 reopened, 0 updated, 0 resolved" in out
+    code, out, _ = cli(capsys, database_url, "evaluate", "--full")
+    assert "evaluation: 12 enrolment(s) in" in out and "0 opened, 0 reopened, 0 updated, 0 resolved" in out
 
 
 def test_findings_json_carries_the_documented_keys_and_no_mrn(
