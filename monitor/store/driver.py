@@ -16,13 +16,15 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
-from datetime import UTC, datetime
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, date, datetime
 from functools import cache
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Connection
+from sqlalchemy import JSON, Connection, Date, Table
 from sqlalchemy.exc import DBAPIError, StatementError
+
+from monitor.store.schema import UTCDateTime
 
 __all__ = ["Driver", "driver_for"]
 
@@ -60,6 +62,50 @@ class Driver:
     def json(value: Any) -> str | None:
         return None if value is None else json.dumps(value)
 
+    def insert_many(self, conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
+        """``INSERT`` ``rows`` (each with the same keys) into ``table`` in one ``executemany``,
+        values converted as the Core types convert them and the columns' Python-side scalar
+        defaults filled in, as ``conn.execute(table.insert(), rows)`` does: Core spends more
+        time on each row's parameters than SQLite on storing it (the first evaluation of 10k
+        enrolments writes 360k rows; issue 15)."""
+        if not rows:
+            return
+        given = list(rows[0])
+        defaults = {
+            column.name: cast(Any, column.default).arg
+            for column in table.c
+            if column.name not in rows[0] and column.default is not None and column.default.is_scalar
+        }
+        names = [*given, *defaults]
+        convert = [self._converter(table.c[name].type) for name in names]
+        marks = ", ".join("%s" if self.dialect == "postgresql" else "?" for _ in names)
+        sql = f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({marks})"  # noqa: S608 (names are the table's own)
+        fallback = [defaults.get(name) for name in names]
+        params = [
+            tuple(
+                to(row[name] if name in row else fallback[index])
+                for index, (name, to) in enumerate(zip(names, convert, strict=True))
+            )
+            for row in rows
+        ]
+        dbapi_connection = conn.connection.dbapi_connection
+        assert dbapi_connection is not None
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.executemany(sql, params)
+        except conn.dialect.loaded_dbapi.Error as exc:
+            raise _wrapped(conn, sql, exc, cursor) from exc
+
+    def _converter(self, kind: Any) -> Callable[[Any], Any]:
+        """How a Python value of a column of type ``kind`` goes to the driver."""
+        if isinstance(kind, UTCDateTime):
+            return self.time
+        if isinstance(kind, JSON):
+            return self.json
+        if isinstance(kind, Date) and self.sqlite:
+            return _iso_date
+        return _same
+
     def execute(self, conn: Connection, statement: str, params: Mapping[str, Any]) -> Any:
         """Run ``statement`` (``:name`` parameters, ``{json:name}`` for JSON values) on
         ``conn``'s DBAPI connection; the cursor, to fetch from."""
@@ -72,6 +118,15 @@ class Driver:
         except conn.dialect.loaded_dbapi.Error as exc:
             raise _wrapped(conn, sql, exc, cursor) from exc
         return cursor
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+def _iso_date(value: Any) -> Any:
+    """A date as SQLAlchemy's SQLite ``DATE`` stores it (``YYYY-MM-DD``)."""
+    return value.isoformat() if isinstance(value, date) else value
 
 
 def _wrapped(conn: Connection, sql: str, exc: Any, cursor: Any) -> StatementError:

@@ -24,6 +24,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, Row, Table, bindparam, delete, func, select, update
 
+from monitor.store.driver import driver_for
 from monitor.store.schema import enrolment_mrns, exams, findings, occurrences
 from rules import Finding, Occurrence
 
@@ -192,8 +193,7 @@ def _record_findings(
     gone = [row for row in existing.values() if row.status == OPEN]
     for row in gone:
         changes.resolved[row.kind] += 1
-    if inserts:
-        conn.execute(findings.insert(), inserts)
+    driver_for(conn).insert_many(conn, findings, inserts)
     by_id = findings.c.id == bindparam("b_id")
     if updates:
         conn.execute(update(findings).where(by_id).values(updated_at=now), updates)
@@ -233,8 +233,7 @@ def _record_occurrences(
             inserts.append({**values, "key": occurrence.key, "updated_at": now})
         elif _differs(row, values, _OCCURRENCE_FIELDS):
             updates.append({**values, "b_id": row.id})
-    if inserts:
-        conn.execute(occurrences.insert(), inserts)
+    driver_for(conn).insert_many(conn, occurrences, inserts)
     if updates:
         conn.execute(
             update(occurrences).where(occurrences.c.id == bindparam("b_id")).values(updated_at=now), updates

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import psycopg
 import pytest
@@ -13,8 +13,10 @@ from sqlalchemy import select, text
 from sqlalchemy.exc import OperationalError
 
 from monitor.store.database import PING_AFTER_IDLE_SECONDS, current_revision, make_engine
+from monitor.store.driver import driver_for
 from monitor.store.messages import purge_payloads
-from monitor.store.schema import messages, metadata
+from monitor.store.schema import findings, messages, metadata, notifications
+from tests.monitor.trial_setup import load_examples
 
 
 def test_migrations_create_exactly_the_declared_tables(database_url: str) -> None:
@@ -96,4 +98,42 @@ def test_a_pooled_connection_the_server_dropped_is_replaced(postgres_url: str) -
     with pytest.raises(OperationalError):
         backend()  # used a moment ago: not pinged, so this one statement fails ...
     assert backend() not in (first, second)  # ... and the next gets a live connection
+    engine.dispose()
+
+
+def test_rows_written_on_the_driver_read_back_as_rows_written_through_core(database_url: str) -> None:
+    """The evaluation's bulk inserts (findings, occurrences, outbox rows) skip Core's parameter
+    processing: dates, UTC times, JSON, booleans and Python-side defaults must come out the same."""
+    engine = make_engine(database_url)
+    load_examples(engine)
+    now = datetime(2026, 11, 25, 12, 0, 0, 123456, tzinfo=UTC)
+    finding = {
+        "kind": "missed", "severity": "critical", "trial": "ONC-2101", "subject": "2101-001",
+        "enrolment_id": 1, "timepoint": "screening", "occurrence_key": "o#1", "occurrence_label": "Screening",
+        "exam_id": None, "window_start": date(2026, 3, 1), "window_end": date(2026, 3, 29),
+        "detail": "closed", "status": "open", "opened_at": now, "updated_at": now,
+    }  # fmt: skip
+    notification = {
+        "dedupe_key": "k", "audience": "coordinator", "channel": "slack", "address": "slack:#x",
+        "kind": "alert", "trial": "ONC-2101", "enrolment_id": 1, "exam_id": None, "finding_key": "f",
+        "finding_kind": "missed", "thread_key": "", "due_at": now + timedelta(hours=1), "status": "pending",
+        "next_attempt_at": now, "last_error": "", "summary": "s", "created_at": now, "updated_at": now,
+    }  # fmt: skip
+    with engine.begin() as conn:
+        for table, row in ((findings, finding), (notifications, notification)):
+            key = "key" if table is findings else "dedupe_key"
+            conn.execute(table.insert(), [{**row, key: "core"}])
+            driver_for(conn).insert_many(conn, table, [{**row, key: "driver"}])
+            read = {
+                found[key]: {name: value for name, value in found.items() if name not in ("id", key)}
+                for found in (
+                    r._asdict()
+                    for r in conn.execute(select(table).where(table.c[key].in_(["core", "driver"])))
+                )
+            }
+            assert read["driver"] == read["core"], table.name
+            assert read["core"]["window_start" if table is findings else "maybe_sent"] in (
+                date(2026, 3, 1),
+                False,
+            )
     engine.dispose()

@@ -47,6 +47,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Connection, Engine, bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 
+from monitor.store.driver import driver_for
 from monitor.store.findings import chunks
 from monitor.store.outbox import OutboxStatus
 from monitor.store.schema import notifications
@@ -252,8 +253,7 @@ def _write(conn: Connection, writes: _Writes, now: datetime) -> None:
     """Bulk statements for what :func:`_compare` decided; a row that changed status since
     (a dispatcher claimed it) is left alone."""
     by_id = notifications.c.id == bindparam("b_id")
-    if writes.inserts:
-        conn.execute(notifications.insert(), writes.inserts)
+    driver_for(conn).insert_many(conn, notifications, writes.inserts)
     if writes.moves:
         conn.execute(
             update(notifications)
