@@ -67,10 +67,9 @@ from monitor.pacs.reader import (
     StudyListing,
     _element,
     _listing,
-    _number,
-    _series,
     _text,
     _values,
+    study_seen,
 )
 from rules.acquisition import StudySeen
 
@@ -198,17 +197,7 @@ class DimseReader:
                 query = _query("IMAGE", flat, sequences, StudyInstanceUID=listing.uid, SeriesInstanceUID=uid)
                 images = [i for i in self._find(link, query) if _text(i, "SeriesInstanceUID") == uid]
                 values[uid] = _distinct(images, flat, nested)
-        return StudySeen(
-            uid=listing.uid,
-            accession=listing.accession,
-            patient_id=listing.patient_id,
-            study_date=listing.study_date,
-            modalities=listing.modalities,
-            series=tuple(
-                _series(uid, found, values[uid])
-                for uid, found in sorted(series.items(), key=lambda item: _number(item[1]) or 0)
-            ),
-        )
+        return study_seen(listing, series, values)
 
     @contextmanager
     def _association(self, services: Sequence[UID] = (_FIND,)) -> Iterator[_Link]:

@@ -186,17 +186,7 @@ class DicomWebReader:
             for uid, image in first_image.items():
                 if _text(series[uid], "Modality").upper() in _NUCLEAR:
                     values[uid].update(self._nested(listing.uid, uid, image, nested))
-        return StudySeen(
-            uid=listing.uid,
-            accession=listing.accession,
-            patient_id=listing.patient_id,
-            study_date=listing.study_date,
-            modalities=listing.modalities,
-            series=tuple(
-                _series(uid, found, values[uid])
-                for uid, found in sorted(series.items(), key=lambda item: _number(item[1]) or 0)
-            ),
-        )
+        return study_seen(listing, series, values)
 
     def _nested(
         self, study: str, series: str, image: str, names: list[str]
@@ -276,6 +266,26 @@ def _number(answer: Mapping[str, Any], keyword: str = "SeriesNumber") -> int | N
         return int(float(_text(answer, keyword)))
     except ValueError:
         return None
+
+
+def study_seen(
+    listing: StudyListing,
+    series: Mapping[str, Mapping[str, Any]],
+    values: Mapping[str, Mapping[str, set[tuple[str, ...]]]],
+) -> StudySeen:
+    """The study of ``listing``: its series (DICOM JSON answers by series UID) in series-number
+    order, each with the distinct values its images carry (both readers build it so)."""
+    return StudySeen(
+        uid=listing.uid,
+        accession=listing.accession,
+        patient_id=listing.patient_id,
+        study_date=listing.study_date,
+        modalities=listing.modalities,
+        series=tuple(
+            _series(uid, found, values[uid])
+            for uid, found in sorted(series.items(), key=lambda item: _number(item[1]) or 0)
+        ),
+    )
 
 
 def _listing(answer: Mapping[str, Any]) -> StudyListing | None:
