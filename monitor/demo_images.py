@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from dataclasses import replace
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -25,7 +24,7 @@ from sqlalchemy import Engine
 
 from monitor.feeds.mllp.framing import frame
 from monitor.pacs.orthanc import OrthancServer
-from monitor.pacs.synthetic import SeriesSpec, StudySpec, ct_study, datasets
+from monitor.pacs.synthetic import StudySpec, ct_study, datasets, with_repeat
 from monitor.store.findings import findings_of_kind
 from monitor.store.registry import import_enrolments
 
@@ -120,17 +119,8 @@ async def imaging_story(
     lines.append(
         f"Imaging: parameter deviation found {time.monotonic() - began:.0f} s after the study arrived"
     )
-    repeat = SeriesSpec(
-        description="PORTAL VENOUS 2.5mm REPEAT",
-        modality="CT",
-        instances=20,
-        series_number=3,
-        slice_thickness=2.5,
-        kvp=120.0,
-        contrast_agent="IOHEXOL",
-        acquisition_time=(start + timedelta(minutes=10)).astimezone(zone).strftime("%H%M%S"),
-    )
-    await asyncio.to_thread(pacs.store, datasets(replace(wrong, series=(*wrong.series, repeat))))
+    again = (start + timedelta(minutes=10)).astimezone(zone).strftime("%H%M%S")
+    await asyncio.to_thread(pacs.store, datasets(with_repeat(wrong, 2.5, again)))
     began = time.monotonic()
     if await _until(lambda: status() == "resolved", 6 * POLL_SECONDS):
         lines.append(f"Imaging: the 2.5 mm repeat resolved it {time.monotonic() - began:.0f} s later")

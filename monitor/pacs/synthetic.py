@@ -16,7 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import struct
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from io import BytesIO
 
 from pydicom import dcmwrite
@@ -119,6 +119,22 @@ def datasets(spec: StudySpec) -> Iterator[Dataset]:
             _set_image(ds, series, number)
             _set_modality(ds, series)
             yield ds
+
+
+def with_repeat(spec: StudySpec, thickness: float, acquisition_time: str, instances: int = 20) -> StudySpec:
+    """``spec`` with one more axial contrast CT series, ``thickness`` mm, numbered after the
+    others: the technologist's repeat of a series, sent into the same study."""
+    repeat = SeriesSpec(
+        description=f"PORTAL VENOUS {thickness:g}mm REPEAT",
+        modality="CT",
+        instances=instances,
+        series_number=max(series.series_number for series in spec.series) + 1,
+        slice_thickness=thickness,
+        kvp=120.0,
+        contrast_agent="IOHEXOL",
+        acquisition_time=acquisition_time,
+    )
+    return replace(spec, series=(*spec.series, repeat))
 
 
 def to_bytes(dataset: Dataset) -> bytes:

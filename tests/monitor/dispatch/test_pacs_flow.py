@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Iterator
-from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from sqlalchemy import select
 from monitor.clock import FixedClock
 from monitor.dispatch.pacs_poll import poll_and_evaluate
 from monitor.pacs.orthanc import OrthancServer
-from monitor.pacs.synthetic import SeriesSpec, StudySpec, ct_study, datasets, mr_study
+from monitor.pacs.synthetic import StudySpec, ct_study, datasets, mr_study, with_repeat
 from monitor.store.database import make_engine
 from monitor.store.schema import feed_polls, findings
 from tests.monitor.dispatch.office import CT3, ONC, Office, assert_no_phi
@@ -97,18 +96,7 @@ def test_wrong_slices_reach_the_console_and_a_corrected_series_resolves_it(
 
     # The technologist repeats the series at 2.5 mm; the PACS gets it into the same study.
     office.clock.now = SCANNED.replace(minute=20)
-    wrong = _wrong_ct()
-    repeat = SeriesSpec(
-        description="PORTAL VENOUS 2.5mm REPEAT",
-        modality="CT",
-        instances=20,
-        series_number=3,
-        slice_thickness=2.5,
-        kvp=120.0,
-        contrast_agent="IOHEXOL",
-        acquisition_time="101500",
-    )
-    pacs.store(datasets(replace(wrong, series=(*wrong.series, repeat))))
+    pacs.store(datasets(with_repeat(_wrong_ct(), 2.5, "101500")))
 
     again = _poll(office)
 
