@@ -40,6 +40,7 @@ COMMAND_GROUPS: tuple[str, ...] = (
     "monitor.commands.findings",
     "monitor.commands.fhir",
     "monitor.commands.pacs",
+    "monitor.commands.core_lab",
     "monitor.commands.notifications",
     "monitor.commands.simulate",
     "monitor.commands.db",

@@ -158,6 +158,10 @@ class PacsSettings(_Section):
     request_timeout_seconds: float = Field(default=10.0, gt=0)
     page_size: int = Field(default=500, ge=10, le=5000)
     max_requests_per_poll: int = Field(default=300, ge=10)
+    # Orthanc's REST API (same credentials): where de-identified copies for the trials' core
+    # labs are made and sent from (``hiro-monitor corelab send``); empty: none are made.
+    orthanc_url: str = ""
+    copy_timeout_seconds: float = Field(default=300.0, gt=0)  # making or sending one study's copy
     images_due_hours: float = Field(default=4.0, gt=0)
 
     _ae_titles = field_validator("called_ae", "calling_ae")(_check_ae_title)

@@ -37,6 +37,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from rules.acquisition import Acquisition
+from rules.core_lab import CoreLab
 
 __all__ = [
     "ANCHOR_OFF_STUDY",
@@ -275,6 +276,7 @@ class Trial:
     nct: str = ""
     irb: str = ""
     source: str = ""
+    core_lab: CoreLab | None = None  # where and by when its images go to the sponsor's core lab
 
     def version_on(self, day: date) -> ProtocolVersion:
         """The version in force on ``day`` (the first version for days before it)."""

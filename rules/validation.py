@@ -24,6 +24,7 @@ from typing import Any
 
 from rules.acquisition import Acquisition
 from rules.acquisition_fields import read_acquisition, read_rules
+from rules.core_lab_fields import read_core_lab
 from rules.durations import DurationError, parse_days
 from rules.fields import FieldReader, Table, join_path
 from rules.protocol import (
@@ -45,7 +46,7 @@ from rules.references import check_references
 __all__ = ["check_enrolment", "load_protocol"]
 
 _TOP = ("id", "title", "nct", "irb", "sponsor", "notes", "anchor_is_day", "arms", "match_within", "anchors",
-        "exams", "timepoints", "versions", "routing")  # fmt: skip
+        "exams", "timepoints", "versions", "routing", "core_lab")  # fmt: skip
 _TOP_REQUIRED = ("id", "title", "anchor_is_day", "anchors", "exams", "timepoints", "routing")
 _EXAM = ("label", "modality", "orderables", "parameters", "preparation", "instructions", "same_scanner_as",
          "acquisition", "notes")  # fmt: skip
@@ -132,6 +133,7 @@ class _ProtocolReader(FieldReader):
             self.problem("match_within", "must not be negative", 'write e.g. match_within = "28d"')
         versions = self.versions(data)
         routing = self.routing(self.table(data, "routing", ""))
+        core_lab = read_core_lab(self, data, trial_id, self.text(data, "title", ""))
         if not versions:
             return None
         return Trial(
@@ -146,6 +148,7 @@ class _ProtocolReader(FieldReader):
             match_within=28 if match_within is None else max(match_within, 0),
             nct=nct,
             irb=self.text(data, "irb", ""),
+            core_lab=core_lab,
         )
 
     # -- versions -------------------------------------------------------------------------

@@ -64,9 +64,15 @@ class OrthancServer:
         username: str | None = None,
         password: str | None = None,
         dicom_tls: tuple[Path, Path, Path] | None = None,
+        aet: str = DICOM_AET,
+        store_from: tuple[str, ...] = (),
     ) -> None:
         """``dicom_tls``: DICOM over TLS only, with this certificate and private key, asking
-        peers for a certificate among those of the third file."""
+        peers for a certificate among those of the third file. ``aet``: its AE title.
+        ``store_from``: AE titles that may C-STORE to it from 127.0.0.1 (a core lab's node
+        takes the copies another Orthanc sends)."""
+        self.aet = aet
+        self.store_from = store_from
         if (username is None) != (password is None):
             raise ValueError("give both username and password, or neither")
         self.dicom_tls = dicom_tls
@@ -93,7 +99,7 @@ class OrthancServer:
             "IndexDirectory": str(self.workdir / "index"),
             "HttpPort": self.http_port,
             "DicomPort": self.dicom_port,
-            "DicomAet": DICOM_AET,
+            "DicomAet": self.aet,
             "RemoteAccessAllowed": False,
             "DicomAlwaysAllowStore": False,
             "DicomAlwaysAllowEcho": False,
@@ -111,7 +117,11 @@ class OrthancServer:
                     "AllowMove": False,
                     "AllowGet": False,
                     "AllowStorageCommitment": False,
-                }
+                },
+                **{
+                    f"sender-{index}": {"AET": aet, "Host": "127.0.0.1", "Port": 104, "AllowStore": True}
+                    for index, aet in enumerate(self.store_from)
+                },
             },
             # C-FIND answers attributes outside Orthanc's database (SliceThickness, KVP and the
             # like, at IMAGE level) from the stored files; "Never" would answer them empty.

@@ -221,8 +221,8 @@ class DicomWebReader:
         return answer
 
 
-def dicomweb_reader(settings: PacsSettings, environ: Mapping[str, str] | None = None) -> DicomWebReader:
-    """A reader of ``settings.dicomweb_url`` with the configured timeout, TLS trust and credentials."""
+def pacs_session(settings: PacsSettings, environ: Mapping[str, str] | None = None) -> requests.Session:
+    """An HTTP session with the PACS's TLS trust and credentials (DICOMweb and Orthanc's REST API)."""
     session = requests.Session()
     if settings.ca_file:
         session.verify = settings.ca_file
@@ -230,6 +230,12 @@ def dicomweb_reader(settings: PacsSettings, environ: Mapping[str, str] | None = 
         session.auth = (settings.username, secret("HIRO_PACS_PASSWORD", environ) or "")
     elif settings.auth == "bearer":
         session.headers["Authorization"] = f"Bearer {secret('HIRO_PACS_TOKEN', environ) or ''}"
+    return session
+
+
+def dicomweb_reader(settings: PacsSettings, environ: Mapping[str, str] | None = None) -> DicomWebReader:
+    """A reader of ``settings.dicomweb_url`` with the configured timeout, TLS trust and credentials."""
+    session = pacs_session(settings, environ)
     client = DICOMwebClient(
         url=settings.dicomweb_url.rstrip("/"), session=session, timeout=settings.request_timeout_seconds
     )

@@ -504,6 +504,38 @@ Index("ix_pacs_studies_patient_id", pacs_studies.c.patient_id)
 Index("ix_pacs_studies_updated_at", pacs_studies.c.updated_at)
 
 
+# --- Core-lab submissions (API: monitor/store/submissions.py)
+# One row per research exam of a trial with a core lab, made when its images first arrive:
+# when the de-identified copy is due (the trial's deadline after the images), and what
+# became of it. ``status``: due, refused (the copy failed the de-identification check and was
+# not sent), failed (the send failed), submitted (sent by the PACS, or recorded by the office
+# with the sponsor's confirmation number). Overdue is due/refused/failed past ``due_at``.
+# ``problems`` are the check's findings (attribute names and counts, never values).
+
+submissions = Table(
+    "submissions",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("exam_id", ForeignKey("exams.id"), nullable=False, unique=True),
+    Column("trial", String(64), nullable=False),
+    Column("subject", String(64), nullable=False),
+    Column("timepoint", String(64), nullable=False),
+    Column("status", String(32), nullable=False),
+    Column("images_at", UTCDateTime(), nullable=False),
+    Column("due_at", UTCDateTime(), nullable=False),
+    Column("destination", String(300), nullable=False, default=""),
+    Column("copy_uids", JSON, nullable=False, default=list),
+    Column("instances", Integer, nullable=False, default=0),
+    Column("problems", JSON, nullable=False, default=list),
+    Column("error", String(500), nullable=False, default=""),
+    Column("confirmation", String(120), nullable=False, default=""),
+    Column("submitted_at", UTCDateTime(), nullable=True),
+    Column("submitted_by", String(120), nullable=False, default=""),
+    Column("updated_at", UTCDateTime(), nullable=False),
+)
+Index("ix_submissions_status", submissions.c.status, submissions.c.due_at)
+
+
 # --- Judgements (API: monitor/store/judgements.py)
 # What the evaluation sweeps judged, so that a new process (``hiro-monitor evaluate``, a
 # restarted daemon) judges again only what changed instead of every enrolment. Per

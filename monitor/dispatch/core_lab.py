@@ -1,0 +1,175 @@
+"""Core-lab submissions as the daemon and ``hiro-monitor corelab`` run them.
+
+:func:`track_due` opens a submission for each research exam of a trial with a core lab once
+its images have arrived (run after each PACS poll). :func:`send_copy` has the PACS make the
+de-identified copy of each of the exam's studies, checks it, and has the PACS send it; the
+outcome is stored with the submission and in the audit trail (who, what, where, when). A
+copy that fails the check is never sent. :func:`record_upload` is the office's record of a
+manual upload, with the sponsor's confirmation number.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Engine
+
+from monitor.clock import SYSTEM_CLOCK
+from monitor.config import Settings
+from monitor.pacs.core_lab import CopyOutcome, OrthancCopier, orthanc_copier
+from monitor.pacs.deidentified import CopyLabels
+from monitor.pacs.reader import PacsError
+from monitor.store.accounts import record_audit
+from monitor.store.registry.protocols import ProtocolCatalogue
+from monitor.store.submissions import (
+    Submission,
+    open_due,
+    patient_ids_of,
+    record_copy,
+    record_submitted,
+    studies_of,
+    submission_for,
+)
+from rules import Trial
+from rules.core_lab import CoreLab
+
+__all__ = ["CoreLabError", "SendResult", "core_labs", "record_upload", "send_copy", "track_due"]
+
+log = logging.getLogger("monitor.core_lab")
+
+
+class CoreLabError(Exception):
+    """A submission cannot be acted on (no submission, no core lab, already submitted); the
+    message names the exam by id, never the patient."""
+
+
+@dataclass(frozen=True, slots=True)
+class SendResult:
+    status: str  # submitted, refused or failed
+    outcomes: tuple[CopyOutcome, ...]
+    error: str = ""
+
+    @property
+    def problems(self) -> tuple[str, ...]:
+        return tuple(problem for outcome in self.outcomes for problem in outcome.problems)
+
+
+def core_labs(trials: dict[str, Trial]) -> dict[str, CoreLab]:
+    """The core lab of each trial that has one."""
+    return {trial_id: trial.core_lab for trial_id, trial in trials.items() if trial.core_lab is not None}
+
+
+def track_due(
+    engine: Engine, settings: Settings, now: datetime, catalogue: ProtocolCatalogue | None = None
+) -> list[int]:
+    """Open the submissions whose images have arrived; the exam ids opened."""
+    closures = settings.site.closures()
+    with engine.begin() as conn:
+        labs = core_labs((catalogue or ProtocolCatalogue()).trials(conn))
+        return open_due(conn, labs, ZoneInfo(settings.site.timezone), now, lambda day: not closures.open(day))
+
+
+def send_copy(
+    engine: Engine,
+    settings: Settings,
+    exam_id: int,
+    *,
+    by: str,
+    client: str = "",
+    copier: OrthancCopier | None = None,
+    catalogue: ProtocolCatalogue | None = None,
+    clock: Callable[[], datetime] = SYSTEM_CLOCK,
+    again: bool = False,
+) -> SendResult:
+    """Copy, check and send the images of ``exam_id`` to its trial's core lab (``again``: also
+    when it was submitted before). Raises :class:`CoreLabError` when there is nothing to send."""
+    with engine.connect() as conn:
+        submission = submission_for(conn, exam_id)
+        if submission is None:
+            raise CoreLabError(
+                f"exam {exam_id} has no core-lab submission: its trial has no core lab, or its images "
+                "have not arrived (run a PACS poll first)"
+            )
+        trial = (catalogue or ProtocolCatalogue()).trials(conn, [submission.trial]).get(submission.trial)
+        studies = studies_of(conn, exam_id)
+        patient_ids = patient_ids_of(conn, exam_id)
+    core_lab = trial.core_lab if trial is not None else None
+    if trial is None or core_lab is None:
+        raise CoreLabError(f"the trial of exam {exam_id} no longer has a core lab")
+    if submission.status == "submitted" and not again:
+        raise CoreLabError(f"exam {exam_id} was submitted already (send it again with --again)")
+    if core_lab.destination.kind == "manual":
+        raise CoreLabError(
+            f"{trial.id}'s core lab takes manual uploads: record the upload and the sponsor's "
+            "confirmation number instead"
+        )
+    labels = CopyLabels(
+        submission.subject, submission.timepoint, _timepoint_label(trial, submission), core_lab.labels
+    )
+    result = _copy_all(copier or orthanc_copier(settings.pacs), studies, labels, core_lab, patient_ids)
+    now = clock()
+    with engine.begin() as conn:
+        record_copy(
+            conn,
+            exam_id,
+            now,
+            status=result.status,
+            by=by,
+            copy_uids=[o.copy_uid for o in result.outcomes if o.sent],
+            instances=sum(o.instances for o in result.outcomes),
+            problems=result.problems,
+            error=result.error,
+        )
+        detail = (
+            f"{len(result.outcomes)} study copy(ies), {sum(o.instances for o in result.outcomes)} images, "
+            f"to {core_lab.destination.words()}"
+        )
+        if result.status != "submitted":
+            detail += ": " + "; ".join(result.problems or (result.error,))
+        record_audit(conn, now, by, f"core_lab_copy_{result.status}", "exam", exam_id, client, detail)
+    log.info("core-lab copy of exam %d: %s", exam_id, result.status)
+    return result
+
+
+def _copy_all(
+    copier: OrthancCopier, studies: list[str], labels: CopyLabels, core_lab: CoreLab, patient_ids: list[str]
+) -> SendResult:
+    """Copy, check and send the studies in turn; a refused copy stops there (the studies
+    after it are not copied), so does a PACS error."""
+    if not studies:
+        return SendResult("failed", (), "no study of the exam is in the PACS")
+    outcomes: list[CopyOutcome] = []
+    try:
+        for study in studies:
+            outcome = copier.copy_and_send(study, labels, core_lab, more_ids=patient_ids)
+            outcomes.append(outcome)
+            if outcome.refused:
+                return SendResult("refused", tuple(outcomes))
+    except PacsError as error:
+        return SendResult("failed", tuple(outcomes), str(error))
+    return SendResult("submitted", tuple(outcomes))
+
+
+def _timepoint_label(trial: Trial, submission: Submission) -> str:
+    for version in reversed(trial.versions):
+        for timepoint in version.timepoints:
+            if timepoint.id == submission.timepoint:
+                return timepoint.label
+    return submission.timepoint
+
+
+def record_upload(
+    engine: Engine, exam_id: int, confirmation: str, *, by: str, client: str = "", now: datetime
+) -> None:
+    """The office uploaded the images by hand and the sponsor confirmed (``confirmation``)."""
+    if not confirmation.strip():
+        raise CoreLabError("give the sponsor's confirmation number")
+    with engine.begin() as conn:
+        if not record_submitted(conn, exam_id, confirmation.strip(), by, now):
+            raise CoreLabError(f"exam {exam_id} has no core-lab submission")
+        record_audit(conn, now, by, "core_lab_submitted", "exam", exam_id, client,
+                     f"confirmation {confirmation.strip()[:120]}")  # fmt: skip

@@ -1,0 +1,131 @@
+"""Sending a trial's images to its core lab: where, by when, and what the copy carries.
+
+A trial whose images go to a sponsor's core lab says so in its protocol file::
+
+    [core_lab]
+    deadline = "48h"                      # after the images arrive; or "5 business days"
+    remind_before = "12h"                 # the office hears "due in 12 h" this long before
+    sponsor = "Acme Oncology"             # ClinicalTrialSponsorName (0012,0010)
+    protocol_name = "ONC-2101 RECIST"     # (0012,0021); protocol id (0012,0020) is the trial id
+    site_id = "101"                       # ClinicalTrialSiteID (0012,0030)
+    dates = "keep"                        # "keep" the study dates, or "remove" them
+    keep = ["SeriesDescription"]          # attributes the de-identification keeps as they are
+    destination = { kind = "dicom", ae_title = "CORELAB", host = "corelab.example.org", port = 11112 }
+    # or { kind = "dicomweb", url = "https://corelab.example.org/dicom-web" }
+    # or { kind = "manual" }: uploaded by hand to the sponsor's portal
+
+The copy itself is made by the PACS (DICOM PS3.15 basic profile), never by this project;
+:mod:`monitor.pacs.core_lab` asks for it, checks it and sends it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Literal
+from zoneinfo import ZoneInfo
+
+__all__ = ["CoreLab", "Deadline", "Destination", "SubjectLabels", "is_dicom_keyword"]
+
+_BUSINESS_DAYS = re.compile(r"^(\d+)\s*business\s+days?$")
+_KEYWORD = re.compile(r"^[A-Z][A-Za-z0-9]*$")
+
+
+def is_dicom_keyword(name: str) -> bool:
+    """Whether ``name`` looks like a DICOM attribute keyword (``SeriesDescription``); the
+    protocol reader checks it against the data dictionary where it loads one."""
+    return bool(_KEYWORD.match(name))
+
+
+@dataclass(frozen=True, slots=True)
+class Deadline:
+    """How long after the images arrive the copy is due: hours, or business days (the site's
+    open days in its zone, Monday to Friday unless told otherwise; the day the images arrived
+    is not counted; due at the same time of day)."""
+
+    hours: int = 0
+    business_days: int = 0
+
+    @classmethod
+    def parse(cls, text: str) -> Deadline:
+        """``"48h"``, ``"2d"`` (counted in hours) or ``"5 business days"``; ValueError otherwise."""
+        compact = text.strip().lower()
+        found = _BUSINESS_DAYS.match(compact)
+        if found:
+            days = int(found.group(1))
+            if days < 1:
+                raise ValueError("at least one business day")
+            return cls(business_days=days)
+        match = re.fullmatch(r"(\d+)\s*(h|d)", compact)
+        if match is None:
+            raise ValueError('write it like "48h", "3d" or "5 business days"')
+        amount = int(match.group(1)) * (24 if match.group(2) == "d" else 1)
+        if amount < 1:
+            raise ValueError("a deadline must be at least one hour")
+        return cls(hours=amount)
+
+    def due(
+        self, arrived: datetime, zone: ZoneInfo, closed: Callable[[date], bool] | None = None
+    ) -> datetime:
+        """When the copy of images that arrived at ``arrived`` (aware) is due, in UTC;
+        ``closed`` tells the days that are not business days (default: Saturday and Sunday)."""
+        is_closed = closed or (lambda day: day.weekday() >= 5)
+        if self.business_days == 0:
+            return (arrived + timedelta(hours=self.hours)).astimezone(UTC)
+        local = arrived.astimezone(zone)
+        day, left = local.date(), self.business_days
+        while left:
+            day += timedelta(days=1)
+            if not is_closed(day):
+                left -= 1
+        return datetime.combine(day, local.time().replace(tzinfo=None), zone).astimezone(UTC)
+
+    def words(self) -> str:
+        if self.business_days:
+            return f"{self.business_days} business day{'s' if self.business_days > 1 else ''}"
+        return f"{self.hours} h"
+
+
+@dataclass(frozen=True, slots=True)
+class Destination:
+    """Where the copy goes: a DICOM node (C-STORE from the PACS), a DICOMweb STOW-RS endpoint
+    (from the PACS), or the sponsor's portal by hand (``manual``: the office records it)."""
+
+    kind: Literal["dicom", "dicomweb", "manual"]
+    ae_title: str = ""
+    host: str = ""
+    port: int = 0
+    url: str = ""
+
+    def words(self) -> str:
+        if self.kind == "dicom":
+            return f"DICOM {self.ae_title}@{self.host}:{self.port}"
+        if self.kind == "dicomweb":
+            return f"STOW-RS {self.url}"
+        return "manual upload to the sponsor's portal"
+
+
+@dataclass(frozen=True, slots=True)
+class SubjectLabels:
+    """The Clinical Trial Subject, Study and Series attributes (group 0012) the copy carries."""
+
+    sponsor: str
+    protocol_id: str
+    protocol_name: str
+    site_id: str
+    site_name: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class CoreLab:
+    """A trial's core-lab submission: deadline, reminder, destination and de-identification."""
+
+    deadline: Deadline
+    destination: Destination
+    labels: SubjectLabels
+    dates: Literal["keep", "remove"] = "keep"
+    keep: tuple[str, ...] = ()
+    remind_before: timedelta = timedelta(hours=12)
+    form: str = ""  # the transmittal form's template (templates/), "" for none
