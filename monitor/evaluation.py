@@ -76,6 +76,7 @@ from monitor.store.registry.records import (
     patient_groups,
     same_patients,
 )
+from monitor.store.submissions import submissions_seen
 from rules import (
     Enrolment,
     Evaluation,
@@ -86,6 +87,8 @@ from rules import (
     index_exams,
     stable_until,
 )
+from rules.core_lab import submission_instants
+from rules.engine import exams_of
 
 __all__ = ["EvaluationSummary", "Evaluator", "evaluate_all", "evaluate_for_exams"]
 
@@ -353,10 +356,15 @@ class Evaluator:
             unconfirmed_after_hours=self.rules.unconfirmed_after_hours,
             images=images,
         )
-        return _Judged(evaluation, self._until(inputs.trials, judged, exams, now) if until else {})
+        return _Judged(evaluation, self._until(inputs.trials, judged, exams, images, now) if until else {})
 
     def _until(
-        self, trials: dict[str, Trial], judged: Sequence[Enrolment], exams: ExamsByMrn, now: datetime
+        self,
+        trials: dict[str, Trial],
+        judged: Sequence[Enrolment],
+        exams: ExamsByMrn,
+        images: ImagesSeen | None,
+        now: datetime,
     ) -> dict[int, datetime]:
         return {
             enrolment.id: stable_until(
@@ -367,6 +375,7 @@ class Evaluator:
                 site_zone=self.zone,
                 unconfirmed_after_hours=self.rules.unconfirmed_after_hours,
                 images_due_after=self.images_due,
+                also_at=_submission_instants(trials[enrolment.trial], enrolment, exams, images),
             )
             for enrolment in judged
         }
@@ -379,7 +388,9 @@ class Evaluator:
             return None
         first, last = first_success(conn, self.pacs.feed), last_success(conn, self.pacs.feed)
         watched_from = first - timedelta(days=self.pacs.look_back_days) if first is not None else None
-        return ImagesSeen(images_for(conn, exam_ids), watched_from, last, self.images_due)
+        return ImagesSeen(
+            images_for(conn, exam_ids), watched_from, last, self.images_due, submissions_seen(conn, exam_ids)
+        )
 
     def _run(
         self,
@@ -562,3 +573,17 @@ def evaluate_for_exams(
 ) -> EvaluationSummary:
     """Judge only the enrolments whose MRNs match those of ``exam_ids`` and record their findings."""
     return Evaluator(engine, settings).evaluate_for_exams(exam_ids, now)
+
+
+def _submission_instants(
+    trial: Trial, enrolment: Enrolment, exams: ExamsByMrn, images: ImagesSeen | None
+) -> list[datetime]:
+    """When the enrolment's core-lab copies turn due or overdue (the judgement ends there)."""
+    if trial.core_lab is None or images is None or not images.submissions:
+        return []
+    found: list[datetime] = []
+    for exam in exams_of(enrolment, exams):
+        seen = images.submissions.get(exam.id)
+        if seen is not None:
+            found.extend(submission_instants(trial.core_lab, seen))
+    return found

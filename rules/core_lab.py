@@ -27,7 +27,17 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo
 
-__all__ = ["CoreLab", "Deadline", "Destination", "SubjectLabels", "is_dicom_keyword"]
+__all__ = [
+    "CoreLab",
+    "Deadline",
+    "Destination",
+    "SubjectLabels",
+    "SubmissionSeen",
+    "SubmissionVerdict",
+    "is_dicom_keyword",
+    "judge_submission",
+    "submission_instants",
+]
 
 _BUSINESS_DAYS = re.compile(r"^(\d+)\s*business\s+days?$")
 _KEYWORD = re.compile(r"^[A-Z][A-Za-z0-9]*$")
@@ -129,3 +139,58 @@ class CoreLab:
     keep: tuple[str, ...] = ()
     remind_before: timedelta = timedelta(hours=12)
     form: str = ""  # the transmittal form's template (templates/), "" for none
+
+
+@dataclass(frozen=True, slots=True)
+class SubmissionSeen:
+    """Where an exam's copy for the core lab stands (the store's ``submissions`` row)."""
+
+    status: str  # due, refused, failed, submitted
+    due_at: datetime
+    problem: str = ""  # the check's first problem (attribute and count), or the send's error
+
+    @property
+    def open(self) -> bool:
+        return self.status != "submitted"
+
+
+@dataclass(frozen=True, slots=True)
+class SubmissionVerdict:
+    kind: Literal["core_lab_due", "core_lab_overdue", "core_lab_refused"]
+    note: str
+    about: str  # what its alerts are about: a new deadline or a new refusal is news again
+
+
+def judge_submission(
+    core_lab: CoreLab, seen: SubmissionSeen, now: datetime, zone: ZoneInfo
+) -> SubmissionVerdict | None:
+    """What an exam's submission gives rise to at ``now``: a refused copy at once; an open one
+    ``remind_before`` its deadline (due) and from its deadline (overdue); nothing once submitted."""
+    if not seen.open:
+        return None
+    by = f"{seen.due_at.astimezone(zone):%a %d %b %H:%M %Z}"
+    where = core_lab.destination.words()
+    if seen.status == "refused":
+        note = (
+            f"the de-identified copy for the core lab was refused and not sent ({seen.problem}); due by {by}"
+        )
+        return SubmissionVerdict("core_lab_refused", note, f"refused:{seen.problem}:{seen.due_at:%Y%m%d%H%M}")
+    failed = f"; the last send failed: {seen.problem}" if seen.status == "failed" and seen.problem else ""
+    if now >= seen.due_at:
+        note = f"the images were due at the core lab ({where}) by {by} and are not submitted{failed}"
+        return SubmissionVerdict("core_lab_overdue", note, f"overdue:{seen.due_at:%Y%m%d%H%M}")
+    if now >= seen.due_at - core_lab.remind_before:
+        within = _hours(core_lab.remind_before)
+        note = f"the images are due at the core lab ({where}) within {within}, by {by}{failed}"
+        return SubmissionVerdict("core_lab_due", note, f"due:{seen.due_at:%Y%m%d%H%M}")
+    return None
+
+
+def submission_instants(core_lab: CoreLab, seen: SubmissionSeen) -> tuple[datetime, ...]:
+    """When :func:`judge_submission` may change its answer for ``seen`` (the reminder, the deadline)."""
+    return (seen.due_at - core_lab.remind_before, seen.due_at) if seen.open else ()
+
+
+def _hours(delta: timedelta) -> str:
+    minutes = int(delta.total_seconds()) // 60
+    return f"{minutes // 60} h" if minutes % 60 == 0 else f"{minutes} min"

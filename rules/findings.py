@@ -45,6 +45,9 @@ _SEVERITY = {
     FindingKind.IMAGES_MISSING: Severity.WARNING,
     FindingKind.PARAMETER_DEVIATION: Severity.CRITICAL,
     FindingKind.SCANNER_MISMATCH: Severity.CRITICAL,
+    FindingKind.CORE_LAB_DUE: Severity.WARNING,
+    FindingKind.CORE_LAB_OVERDUE: Severity.CRITICAL,
+    FindingKind.CORE_LAB_REFUSED: Severity.CRITICAL,
 }
 
 
@@ -146,7 +149,7 @@ def slot_finding(
             f"{who} {describe_exam(exam)} of {_day(exam_day)}: no images have reached the PACS; "
             "check that the study was sent."
         )
-    elif kind in (FindingKind.PARAMETER_DEVIATION, FindingKind.SCANNER_MISMATCH) and exam is not None:
+    elif kind in _NOTED and exam is not None:
         detail = f"{who} {describe_exam(exam)} of {_day(exam_day)}: {note}."
     elif kind in (FindingKind.CANCELLED, FindingKind.NO_SHOW) and exam is not None:
         what = "was cancelled" if kind is FindingKind.CANCELLED else "was not attended (no-show)"
@@ -176,6 +179,11 @@ def slot_finding(
         window_start=window_start,
         window_end=window_end,
     )
+
+
+# Kinds whose finding line is the exam and what was found about it (``note``).
+_NOTED = frozenset({FindingKind.PARAMETER_DEVIATION, FindingKind.SCANNER_MISMATCH, FindingKind.CORE_LAB_DUE,
+                    FindingKind.CORE_LAB_OVERDUE, FindingKind.CORE_LAB_REFUSED})  # fmt: skip
 
 
 def exam_finding(kind: FindingKind, enrolment: Enrolment, exam: ExamRecord, exam_day: int) -> Finding:

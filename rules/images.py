@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from rules.acquisition import Acquisition, Conformance, RuleCheck, StudySeen, check_study
+from rules.core_lab import SubmissionSeen
 from rules.model import ExamRecord, ExamStatus, FindingKind
 from rules.windows import Slot
 
@@ -42,6 +43,8 @@ class ImagesSeen:
     watched_from: datetime | None = None
     seen_until: datetime | None = None
     due_after: timedelta = timedelta(hours=4)
+    # Where each exam's copy for its trial's core lab stands (:mod:`rules.core_lab`), by exam id.
+    submissions: Mapping[int, SubmissionSeen] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+from rules.core_lab import judge_submission
 from rules.findings import describe_exam, exam_finding, occurrence_key, slot_finding
 from rules.images import ImagesSeen, acquisition_of, judge_images
 from rules.matching import Assignment
@@ -37,7 +38,14 @@ from rules.model import (
     OccurrenceStatus,
     PlannedNotification,
 )
-from rules.notifications import plan_alerts, plan_image_alerts, plan_reminders, plan_sheets, worth_alerting
+from rules.notifications import (
+    plan_alerts,
+    plan_core_lab_alerts,
+    plan_image_alerts,
+    plan_reminders,
+    plan_sheets,
+    worth_alerting,
+)
 from rules.protocol import Trial
 from rules.windows import Slot, days_outside
 
@@ -183,6 +191,7 @@ def judge_occurrences(context: EnrolmentContext, slots: list[Slot], outcome: Out
             status, exam_id = _judge_served(context, slot, key, outcome)
             if context.images is not None:
                 _judge_images(context, slot, key, first_of, outcome)
+                _judge_submission(context, slot, key, outcome)
         else:
             status, exam_id = _judge_unserved(context, slot, key, outcome), None
         baseline = first_of.get(slot.plan.baseline_for) if slot.plan.baseline_for else None
@@ -254,6 +263,24 @@ def _judge_images(
                 context.trial.routing, finding, exam, modality, run.due_now, found.about
             )
         outcome.report(finding, alerts)
+
+
+def _judge_submission(context: EnrolmentContext, slot: Slot, key: str, outcome: Outcome) -> None:
+    """Report where the copy of the serving exam's images for the trial's core lab stands
+    (:mod:`rules.core_lab`), with alerts to the coordinators."""
+    assert context.images is not None
+    core_lab, exam = context.trial.core_lab, slot.exams[0]
+    seen = context.images.submissions.get(exam.id)
+    if core_lab is None or seen is None:
+        return
+    run = context.run
+    verdict = judge_submission(core_lab, seen, run.now, run.zone)
+    if verdict is None:
+        return
+    day = context.assignment.exam_day[exam.id]
+    kind = FindingKind(verdict.kind)
+    finding = slot_finding(kind, context.enrolment, slot, key, exam=exam, exam_day=day, note=verdict.note)
+    outcome.report(finding, plan_core_lab_alerts(context.trial.routing, finding, run.due_now, verdict.about))
 
 
 def _booking_notices(

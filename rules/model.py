@@ -188,6 +188,10 @@ class FindingKind(enum.StrEnum):
     IMAGES_MISSING = "images_missing"  # performed, or its start long past, and no study arrived
     PARAMETER_DEVIATION = "parameter_deviation"  # the images break an acquisition rule
     SCANNER_MISMATCH = "scanner_mismatch"  # acquired on another scanner than the baseline
+    # To the core lab (trials with [core_lab], once the images arrived):
+    CORE_LAB_DUE = "core_lab_due"  # the copy is due within the trial's remind_before
+    CORE_LAB_OVERDUE = "core_lab_overdue"  # past its deadline, not submitted
+    CORE_LAB_REFUSED = "core_lab_refused"  # the copy failed the de-identification check
 
 
 class Severity(enum.StrEnum):

@@ -220,3 +220,27 @@ def plan_image_alerts(
         )
         for audience, address in dict.fromkeys(audiences)
     ]
+
+
+def plan_core_lab_alerts(
+    routing: Routing, finding: Finding, due_at: datetime, about: str
+) -> list[PlannedNotification]:
+    """Alerts to the coordinators about an exam's copy for the core lab (due, overdue,
+    refused), due at ``due_at``; ``about`` names the deadline or the refusal, so that each is
+    news once."""
+    return [
+        PlannedNotification(
+            audience=Audience.COORDINATOR,
+            address=address,
+            kind=NotificationKind.ALERT,
+            due_at=due_at,
+            finding_key=finding.key,
+            finding_kind=finding.kind,
+            dedupe_key=f"{NotificationKind.ALERT}|{address}|{finding.key}|{about}",
+            trial=finding.trial,
+            enrolment_id=finding.enrolment_id,
+            exam_id=finding.exam_id,
+            occurrence_key=finding.occurrence_key,
+        )
+        for address in dict.fromkeys(routing.coordinators)
+    ]

@@ -19,6 +19,7 @@ trial: a superset costs at most an earlier judgement, never a stale one.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
@@ -40,16 +41,21 @@ def stable_until(
     site_zone: ZoneInfo,
     unconfirmed_after_hours: float = 24.0,
     images_due_after: timedelta | None = None,
+    also_at: Iterable[datetime] = (),
 ) -> datetime:
     """The first instant after ``now`` (aware, UTC) at which :func:`rules.evaluate_enrolments`
     may conclude otherwise for ``enrolment``, its protocol and exams unchanged (module doc).
     ``images_due_after``: with a PACS watched, an exam's images are expected that long after
-    its start (``images_missing`` from then on)."""
+    its start (``images_missing`` from then on). ``also_at``: other instants the answer may
+    change at (a core-lab copy's reminder and deadline: :func:`rules.core_lab.submission_instants`)."""
     if now.tzinfo is None or now.utcoffset() is None:
         raise ValueError("now must be timezone-aware")
     local = now.astimezone(site_zone)
     midnight = datetime.combine(local.date() + _DAY, time(0), site_zone).astimezone(UTC)
     until = min(midnight, now.astimezone(UTC) + _DAY)  # a day with a DST change is not longer
+    for instant in also_at:
+        if now < instant < until:
+            until = instant.astimezone(UTC)
     unconfirmed_after = timedelta(hours=unconfirmed_after_hours)
     leads = (*trial.routing.coordinator_lead_times, *trial.routing.technologist_lead_times)
     images = (images_due_after,) if images_due_after is not None else ()

@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo
 
 from monitor.commands import command_clock, open_engine, operator
 from monitor.config import Settings
+from monitor.evaluation import Evaluator
 
 __all__ = ["register"]
 
@@ -79,7 +80,15 @@ def cmd_send(settings: Settings, args: argparse.Namespace) -> int:
     engine = open_engine(settings)
     track_due(engine, settings, clock())
     try:
-        result = send_copy(engine, settings, args.exam_id, by=operator(), clock=clock, again=args.again)
+        result = send_copy(
+            engine,
+            settings,
+            args.exam_id,
+            by=operator(),
+            clock=clock,
+            again=args.again,
+            evaluator=Evaluator(engine, settings),
+        )
     except CoreLabError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -106,7 +115,14 @@ def cmd_uploaded(settings: Settings, args: argparse.Namespace) -> int:
     engine = open_engine(settings)
     track_due(engine, settings, clock())
     try:
-        record_upload(engine, args.exam_id, args.confirmation, by=operator(), now=clock())
+        record_upload(
+            engine,
+            args.exam_id,
+            args.confirmation,
+            by=operator(),
+            now=clock(),
+            evaluator=Evaluator(engine, settings),
+        )
     except CoreLabError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

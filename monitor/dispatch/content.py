@@ -75,6 +75,10 @@ def next_step(
         return "Record the scanner change as a deviation, or ask the sponsor whether a repeat is needed"
     if kind is FindingKind.IMAGES_MISSING:
         return "Check that the study was sent to the PACS (accession and patient on the study)"
+    if kind is FindingKind.CORE_LAB_REFUSED:
+        return "Have the named attributes cleaned in the PACS (or upload by hand), then send the copy again"
+    if kind in (FindingKind.CORE_LAB_DUE, FindingKind.CORE_LAB_OVERDUE):
+        return "Send the images to the core lab (hiro-monitor corelab send), or record the upload"
     if audience == "technologist":
         return "Scan with the parameters below; call the coordinator before scanning if any cannot be met"
     if kind is FindingKind.WRONG_ORDERABLE:

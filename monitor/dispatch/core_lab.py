@@ -20,6 +20,7 @@ from sqlalchemy import Engine
 
 from monitor.clock import SYSTEM_CLOCK
 from monitor.config import Settings
+from monitor.evaluation import Evaluator
 from monitor.pacs.core_lab import CopyOutcome, OrthancCopier, orthanc_copier
 from monitor.pacs.deidentified import CopyLabels
 from monitor.pacs.reader import PacsError
@@ -84,9 +85,12 @@ def send_copy(
     catalogue: ProtocolCatalogue | None = None,
     clock: Callable[[], datetime] = SYSTEM_CLOCK,
     again: bool = False,
+    evaluator: Evaluator | None = None,
 ) -> SendResult:
     """Copy, check and send the images of ``exam_id`` to its trial's core lab (``again``: also
-    when it was submitted before). Raises :class:`CoreLabError` when there is nothing to send."""
+    when it was submitted before), then re-evaluate the exam with ``evaluator`` (its due,
+    overdue or refused finding and alerts). Raises :class:`CoreLabError` when there is
+    nothing to send."""
     with engine.connect() as conn:
         submission = submission_for(conn, exam_id)
         if submission is None:
@@ -132,6 +136,8 @@ def send_copy(
             detail += ": " + "; ".join(result.problems or (result.error,))
         record_audit(conn, now, by, f"core_lab_copy_{result.status}", "exam", exam_id, client, detail)
     log.info("core-lab copy of exam %d: %s", exam_id, result.status)
+    if evaluator is not None:
+        evaluator.observe_exams([exam_id], now)
     return result
 
 
@@ -163,9 +169,17 @@ def _timepoint_label(trial: Trial, submission: Submission) -> str:
 
 
 def record_upload(
-    engine: Engine, exam_id: int, confirmation: str, *, by: str, client: str = "", now: datetime
+    engine: Engine,
+    exam_id: int,
+    confirmation: str,
+    *,
+    by: str,
+    client: str = "",
+    now: datetime,
+    evaluator: Evaluator | None = None,
 ) -> None:
-    """The office uploaded the images by hand and the sponsor confirmed (``confirmation``)."""
+    """The office uploaded the images by hand and the sponsor confirmed (``confirmation``);
+    the exam is then re-evaluated with ``evaluator`` (its core-lab finding resolves)."""
     if not confirmation.strip():
         raise CoreLabError("give the sponsor's confirmation number")
     with engine.begin() as conn:
@@ -173,3 +187,5 @@ def record_upload(
             raise CoreLabError(f"exam {exam_id} has no core-lab submission")
         record_audit(conn, now, by, "core_lab_submitted", "exam", exam_id, client,
                      f"confirmation {confirmation.strip()[:120]}")  # fmt: skip
+    if evaluator is not None:
+        evaluator.observe_exams([exam_id], now)

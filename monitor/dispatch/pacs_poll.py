@@ -5,8 +5,9 @@ name. The exams whose images changed are re-evaluated at once (their findings an
 the technologist hears while the patient may still be on the table), and so are the exams
 whose images fell due since the previous successful poll (``images_due_hours`` after their
 start): a poll that sees none for them is what makes them ``images_missing``, also after an
-outage, when the sweep's schedule has passed them by. A failed re-evaluation is logged (by
-type) and never fails the poll.
+outage, when the sweep's schedule has passed them by. Exams of trials with a core lab whose
+images arrived get their submission (due the trial's deadline later) and are re-evaluated.
+A failed re-evaluation is logged (by type) and never fails the poll.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from sqlalchemy import Engine
 
 from monitor.clock import SYSTEM_CLOCK
 from monitor.config import Settings
+from monitor.dispatch.core_lab import track_due
 from monitor.evaluation import Evaluator
 from monitor.pacs.poll import PacsPollResult, poll_pacs
 from monitor.pacs.reader import PacsReader
@@ -58,6 +60,8 @@ def poll_and_evaluate(
         previous = last_success(conn, pacs.feed)
     result = poll_pacs(engine, settings, reader or pacs_reader(pacs), acquisition_attributes(trials), clock)
     to_judge = set(result.changed_exams)
+    if result.ok:  # the images that arrived open the core-lab submissions they call for
+        to_judge.update(track_due(engine, settings, clock(), catalogue))
     if result.ok and result.started_at is not None:
         due = timedelta(hours=pacs.images_due_hours)
         since = previous if previous is not None else result.started_at - timedelta(days=pacs.look_back_days)

@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Connection, func, insert, select, update
 
 from monitor.store.schema import exams, occurrences, pacs_studies, submissions
-from rules.core_lab import CoreLab
+from rules.core_lab import CoreLab, SubmissionSeen
 
 __all__ = [
     "OPEN",
@@ -31,6 +31,7 @@ __all__ = [
     "studies_of",
     "submission_for",
     "submissions_list",
+    "submissions_seen",
 ]
 
 OPEN = ("due", "refused", "failed")  # still to be sent
@@ -123,6 +124,22 @@ def submissions_list(
     if statuses is not None:
         query = query.where(submissions.c.status.in_(sorted(statuses)))
     return [_submission(row) for row in conn.execute(query)]
+
+
+def submissions_seen(conn: Connection, exam_ids: Collection[int] | None) -> dict[int, SubmissionSeen]:
+    """Where the copies of ``exam_ids`` (every exam when None) stand, for the engine."""
+    query = select(submissions.c.exam_id, submissions.c.status, submissions.c.due_at, submissions.c.problems,
+                   submissions.c.error)  # fmt: skip
+    if exam_ids is not None:
+        if not exam_ids:
+            return {}
+        query = query.where(submissions.c.exam_id.in_(sorted(exam_ids)))
+    return {
+        row.exam_id: SubmissionSeen(
+            row.status, row.due_at, (row.problems or [row.error])[0] if row.problems or row.error else ""
+        )
+        for row in conn.execute(query)
+    }
 
 
 def studies_of(conn: Connection, exam_id: int) -> list[str]:

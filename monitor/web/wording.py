@@ -29,4 +29,7 @@ NEXT_STEP = {
     "images_missing": "Check that the study was sent to the PACS with its accession number.",
     "parameter_deviation": "Check whether the series was repeated correctly; if not, record the deviation.",
     "scanner_mismatch": "Record the scanner change, or ask the sponsor whether a repeat is needed.",
+    "core_lab_due": "Send the images to the core lab, or record the upload and its confirmation number.",
+    "core_lab_overdue": "Send the images to the core lab now and tell the sponsor they are late.",
+    "core_lab_refused": "Have the named attributes cleaned in the PACS, then send the copy again.",
 }

@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from rules import ProtocolError, load_protocol
-from rules.core_lab import Deadline, Destination
+from rules.core_lab import Deadline, Destination, SubmissionSeen, judge_submission, submission_instants
 from tests.rules.builders import PROTOCOL
 
 NEW_YORK = ZoneInfo("America/New_York")
@@ -103,3 +103,30 @@ def test_business_days_skip_the_sites_closed_days() -> None:
 def test_a_deadline_that_cannot_be_met_or_read_is_refused(text: str) -> None:
     with pytest.raises(ValueError, match=r"deadline|write it|business day"):
         Deadline.parse(text)
+
+
+def test_a_submission_is_news_at_its_reminder_at_its_deadline_and_when_refused() -> None:
+    trial = load_protocol(PROTOCOL + CORE_LAB, "test.toml")
+    lab = trial.core_lab
+    assert lab is not None
+    due = datetime(2026, 12, 3, 15, 0, tzinfo=UTC)
+    seen = SubmissionSeen("due", due)
+
+    assert judge_submission(lab, seen, due - timedelta(hours=6, minutes=1), NEW_YORK) is None
+    soon = judge_submission(lab, seen, due - timedelta(hours=6), NEW_YORK)
+    assert soon is not None and soon.kind == "core_lab_due"
+    assert "within 6 h, by Thu 03 Dec 10:00 EST" in soon.note
+    late = judge_submission(
+        lab, SubmissionSeen("failed", due, "the PACS answered HTTP 503 at stow"), due, NEW_YORK
+    )
+    assert late is not None and late.kind == "core_lab_overdue"
+    assert "the last send failed: the PACS answered HTTP 503 at stow" in late.note
+    refused = judge_submission(
+        lab, SubmissionSeen("refused", due, "PatientName is not the subject id"), due, NEW_YORK
+    )
+    assert refused is not None and refused.kind == "core_lab_refused"
+    assert judge_submission(lab, SubmissionSeen("submitted", due), due + timedelta(days=9), NEW_YORK) is None
+    # Each deadline and each refusal is news once: their alerts are about different things.
+    assert len({soon.about, late.about, refused.about}) == 3
+    assert submission_instants(lab, seen) == (due - timedelta(hours=6), due)
+    assert submission_instants(lab, SubmissionSeen("submitted", due)) == ()

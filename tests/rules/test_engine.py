@@ -24,6 +24,7 @@ from rules import (
     index_exams,
 )
 from rules.acquisition import SeriesSeen, StudySeen
+from rules.core_lab import SubmissionSeen
 from rules.protocol import Trial
 from tests.rules.builders import (
     C1D1,
@@ -89,6 +90,26 @@ def _study(uid: str, thickness: float = 2.5, serial: str = "SN-1") -> StudySeen:
     values["DeviceSerialNumber"] = ((serial,),)
     return StudySeen(
         uid, "", "E10001", None, ("CT",), (SeriesSeen(f"{uid}.2", 2, "AXIAL", "CT", 40, values),)
+    )
+
+
+# To the core lab (rules.core_lab): the copy is due 2 days after the images, reminded 12 h before.
+CORE_LABBED = trial(
+    PROTOCOL
+    + """
+[core_lab]
+deadline = "48h"
+sponsor = "Acme"
+site_id = "101"
+destination = { kind = "manual" }
+"""
+)
+COPY_DUE = local(date(2026, 4, 15), 10)
+
+
+def _submitted(status: str, problem: str = "") -> ImagesSeen:
+    return replace(
+        WATCHED, studies={1: _study("1.9")}, submissions={1: SubmissionSeen(status, COPY_DUE, problem)}
     )
 
 
@@ -246,6 +267,37 @@ CASES = [
         absent=(FindingKind.UNCONFIRMED, FindingKind.PARAMETER_DEVIATION),
         protocol=IMAGED,
         images=replace(WATCHED, studies={1: _study("1.8"), 2: _study("1.9", serial="SN-2")}),
+    ),
+    Case(
+        "core lab due: the trial's reminder before the copy's deadline",
+        [exam(1, WEEK_6, status=DONE)],
+        COPY_DUE - timedelta(hours=12),
+        f"{WEEK_6_KEY}:core_lab_due:exam1",
+        Severity.WARNING,
+        "due at the core lab (manual upload to the sponsor's portal) within 12 h, by Wed 15 Apr 10:00 EDT",
+        protocol=CORE_LABBED,
+        images=_submitted("due"),
+    ),
+    Case(
+        "core lab overdue: the deadline passed and nothing was submitted",
+        [exam(1, WEEK_6, status=DONE)],
+        COPY_DUE,
+        f"{WEEK_6_KEY}:core_lab_overdue:exam1",
+        Severity.CRITICAL,
+        "were due at the core lab (manual upload to the sponsor's portal) by Wed 15 Apr 10:00 EDT",
+        absent=(FindingKind.CORE_LAB_DUE,),
+        protocol=CORE_LABBED,
+        images=_submitted("due"),
+    ),
+    Case(
+        "core lab refused: the de-identified copy failed its check and was not sent",
+        [exam(1, WEEK_6, status=DONE)],
+        _now(date(2026, 4, 13), 18),
+        f"{WEEK_6_KEY}:core_lab_refused:exam1",
+        Severity.CRITICAL,
+        "refused and not sent (StudyDescription holds the patient's name (40 of 40 images))",
+        protocol=CORE_LABBED,
+        images=_submitted("refused", "StudyDescription holds the patient's name (40 of 40 images)"),
     ),
 ]
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterator
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -22,10 +22,10 @@ from monitor.dispatch.pacs_poll import poll_and_evaluate
 from monitor.pacs.orthanc import OrthancServer
 from monitor.pacs.synthetic import StudySpec, ct_study, datasets
 from monitor.store.registry import store_protocol
-from monitor.store.schema import audit_log
+from monitor.store.schema import audit_log, findings
 from monitor.store.submissions import submission_for
 from rules import load_protocol
-from tests.monitor.dispatch.office import Office
+from tests.monitor.dispatch.office import ONC, Office, assert_no_phi
 from tests.monitor.hl7_messages import siu
 from tests.monitor.trial_setup import EXAMPLES, cli
 from tests.notifiers.slack_server import SlackServer
@@ -107,6 +107,16 @@ def _values(tags: dict[str, Any]) -> Iterator[tuple[str, str]]:
                     yield from _values(item)
 
 
+def _core_lab_findings(office: Office) -> list[tuple[str, str, str]]:
+    with office.engine.connect() as conn:
+        rows = conn.execute(
+            select(findings.c.kind, findings.c.status, findings.c.detail)
+            .where(findings.c.kind.like("core_lab%"))
+            .order_by(findings.c.id)
+        )
+        return [(row.kind, row.status, row.detail) for row in rows]
+
+
 def _audit(office: Office) -> list[tuple[str, str, str]]:
     with office.engine.connect() as conn:
         rows = conn.execute(
@@ -131,7 +141,8 @@ def test_images_go_to_the_core_lab_de_identified_and_labelled_and_nothing_identi
     _core_lab_at(office, destination)
     _scan_arrives(office, pacs, _study())
 
-    assert track_due(office.engine, office.settings, office.clock()) == [1]
+    # The poll that matched the images opened the submission; opening again finds nothing new.
+    assert track_due(office.engine, office.settings, office.clock()) == []
     with office.engine.connect() as conn:
         due = submission_for(conn, 1)
     assert due is not None
@@ -174,6 +185,8 @@ def test_images_go_to_the_core_lab_de_identified_and_labelled_and_nothing_identi
     assert f"{source_images} images" in detail
     with pytest.raises(CoreLabError, match="submitted already"):
         send_copy(office.engine, office.settings, 1, by="cli:coordinator", clock=office.clock)
+    office.evaluator.evaluate_all(DUE + timedelta(days=1))  # past the deadline: submitted, nothing to say
+    assert _core_lab_findings(office) == []
 
 
 def test_a_copy_that_still_names_the_patient_is_refused_and_nothing_is_sent(
@@ -182,9 +195,15 @@ def test_a_copy_that_still_names_the_patient_is_refused_and_nothing_is_sent(
     # ONC-2101 keeps StudyDescription; here the scanner's operator typed the name into it.
     _core_lab_at(office, f'destination = {{ kind = "dicomweb", url = "{core_lab.dicomweb_url}" }}')
     _scan_arrives(office, pacs, _study(description="CT CAP for Jane Doe"))
-    track_due(office.engine, office.settings, office.clock())
 
-    result = send_copy(office.engine, office.settings, 1, by="cli:coordinator", clock=office.clock)
+    result = send_copy(
+        office.engine,
+        office.settings,
+        1,
+        by="cli:coordinator",
+        clock=office.clock,
+        evaluator=office.evaluator,
+    )
 
     assert result.status == "refused"
     assert result.problems == ("StudyDescription holds the patient's name (42 of 42 images)",)
@@ -198,6 +217,17 @@ def test_a_copy_that_still_names_the_patient_is_refused_and_nothing_is_sent(
     [(action, _, detail)] = _audit(office)
     assert action == "core_lab_copy_refused" and "StudyDescription holds the patient's name" in detail
     assert "jane" not in detail.lower() and "doe" not in detail.lower().split()
+    # The office hears at once, in the coordinators' channels, without the patient's name.
+    [(kind, status, line)] = _core_lab_findings(office)
+    assert (kind, status) == ("core_lab_refused", "open")
+    assert "StudyDescription holds the patient's name" in line and "Thu 03 Dec 10:00 EST" in line
+    alerts = office.rows(finding_kind="core_lab_refused")
+    assert {row.address for row in alerts} == {"email:onc2101-team@example.org", "slack:#onc-2101-imaging"}
+    office.dispatch()
+    text = str(office.slack.fake.messages[ONC][-1])
+    assert "refused" in text
+    assert_no_phi(text)
+    assert "jane" not in text.lower()
 
 
 def test_a_manual_upload_is_recorded_with_the_sponsors_confirmation(
@@ -205,14 +235,40 @@ def test_a_manual_upload_is_recorded_with_the_sponsors_confirmation(
 ) -> None:
     _core_lab_at(office, 'destination = { kind = "manual" }')
     _scan_arrives(office, pacs, _study())
-    track_due(office.engine, office.settings, office.clock())
 
     with pytest.raises(CoreLabError, match="manual uploads"):
         send_copy(office.engine, office.settings, 1, by="cli:coordinator", clock=office.clock)
-    record_upload(office.engine, 1, "SPN-0042", by="web:dana", now=office.clock())
+    # Nothing to say until the trial's reminder (12 h before the deadline); then "due within
+    # 12 h"; from the deadline, overdue. Each pair is a sweep that judges everyone, then one
+    # within full_sweep_hours (1) that judges only what changed or ran out: the judgement of
+    # the first ends at the reminder, and at the deadline.
+    reminder = DUE - timedelta(hours=12)
+    office.evaluator.evaluate_all(reminder - timedelta(minutes=30))
+    assert _core_lab_findings(office) == []
+    assert office.evaluator.evaluate_all(reminder + timedelta(minutes=5)).up_to_date > 0
+    [(kind, status, line)] = _core_lab_findings(office)
+    assert (kind, status) == ("core_lab_due", "open")
+    assert "due at the core lab (manual upload to the sponsor's portal) within 12 h, by Thu 03 Dec" in line
+    office.evaluator.evaluate_all(DUE - timedelta(minutes=30))
+    assert office.evaluator.evaluate_all(DUE + timedelta(minutes=1)).up_to_date > 0
+    assert [(k, s) for k, s, _ in _core_lab_findings(office)] == [
+        ("core_lab_due", "resolved"),
+        ("core_lab_overdue", "open"),
+    ]
+    assert {row.address for row in office.rows(finding_kind="core_lab_overdue")} == {
+        "email:onc2101-team@example.org",
+        "slack:#onc-2101-imaging",
+    }
+
+    office.clock.now = DUE + timedelta(hours=2)
+    record_upload(office.engine, 1, "SPN-0042", by="web:dana", now=office.clock(), evaluator=office.evaluator)
 
     with office.engine.connect() as conn:
         done = submission_for(conn, 1)
     assert done is not None
     assert (done.status, done.confirmation, done.submitted_by) == ("submitted", "SPN-0042", "web:dana")
     assert _audit(office) == [("core_lab_submitted", "1", "confirmation SPN-0042")]
+    assert [(k, s) for k, s, _ in _core_lab_findings(office)] == [
+        ("core_lab_due", "resolved"),
+        ("core_lab_overdue", "resolved"),
+    ]
