@@ -111,10 +111,14 @@ def send_copy(
             f"{trial.id}'s core lab takes manual uploads: record the upload and the sponsor's "
             "confirmation number instead"
         )
+    try:
+        copier = copier or orthanc_copier(settings.pacs)
+    except PacsError as error:
+        raise CoreLabError(str(error)) from None
     labels = CopyLabels(
         submission.subject, submission.timepoint, _timepoint_label(trial, submission), core_lab.labels
     )
-    result = _copy_all(copier or orthanc_copier(settings.pacs), studies, labels, core_lab, patient_ids)
+    result = _copy_all(copier, studies, labels, core_lab, patient_ids)
     now = clock()
     with engine.begin() as conn:
         record_copy(

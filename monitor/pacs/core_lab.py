@@ -158,5 +158,5 @@ class OrthancCopier:
 def orthanc_copier(settings: PacsSettings, environ: Mapping[str, str] | None = None) -> OrthancCopier:
     """The copier of ``settings.orthanc_url`` with the PACS's credentials and TLS trust."""
     if not settings.orthanc_url:
-        raise PacsError("pacs.orthanc_url is not set: no copies can be made")
+        raise PacsError("no de-identified copy can be made: [pacs] orthanc_url is not set")
     return OrthancCopier(settings.orthanc_url, pacs_session(settings, environ), settings.copy_timeout_seconds)

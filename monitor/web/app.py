@@ -32,7 +32,19 @@ from monitor.render import Renderer
 from monitor.runtime import Runtime
 from monitor.store.registry.protocols import ProtocolCatalogue
 from monitor.threads import page_threads
-from monitor.web import accounts, api, audit, calendar, health, pages, protocols, registry, review, today
+from monitor.web import (
+    accounts,
+    api,
+    audit,
+    calendar,
+    core_lab,
+    health,
+    pages,
+    protocols,
+    registry,
+    review,
+    today,
+)
 from monitor.web.cache import PageCache
 from monitor.web.context import Web, web_of
 from monitor.web.security import Forbidden, Gate, NotSignedIn, SecurityHeaders
@@ -105,7 +117,19 @@ def create_app(
         return error_response(request, 422, "some of what was sent is not valid", None)
 
     app.mount("/static", StaticFiles(directory=_static_dir()), name="static")
-    for module in (health, pages, today, review, registry, protocols, audit, accounts, api, calendar):
+    for module in (
+        health,
+        pages,
+        today,
+        review,
+        registry,
+        protocols,
+        audit,
+        accounts,
+        api,
+        calendar,
+        core_lab,
+    ):
         app.include_router(module.router)
     return app
 
@@ -128,6 +152,7 @@ _ERRORS = {
     403: ("Not allowed", "This is not allowed for your account."),
     404: ("Not found", "There is no such page, or it is not one of your trials."),
     405: ("Not allowed here", "That page cannot be used that way."),
+    409: ("Not done", "That could not be done now."),
     422: ("Not accepted", "Some of what was sent is not valid."),
     429: ("Too many attempts", "Too many attempts: wait a little and try again."),
 }
@@ -144,7 +169,7 @@ def error_response(
     if path.startswith("/api/") or path in ("/healthz", "/metrics"):
         return JSONResponse({"detail": detail}, status_code=status, headers=headers)
     title, message = _ERRORS.get(status, ("Something went wrong", "The request could not be completed."))
-    if isinstance(detail, str) and status in (400, 403, 422) and detail:
+    if isinstance(detail, str) and status in (400, 403, 409, 422) and detail:
         message = detail[:1].upper() + detail[1:] + "."
     web = web_of(request)
     return web.page(request, None, "error.html", {"title": title, "message": message}, status, headers)

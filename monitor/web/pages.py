@@ -44,6 +44,7 @@ from monitor.store.registry.protocols import protocols_in_force
 from monitor.store.trial_summary import trial_summaries
 from monitor.web.conformance import exam_images
 from monitor.web.context import Web, require, signed_in, web_of
+from monitor.web.core_lab import visible_submission
 from monitor.web.matrix import blank_reasons, matrix_rows
 from monitor.web.rescheduling import SubjectSchedule, subject_schedule
 from monitor.web.security import LOGIN_COOKIE, ObjectId, client_address, csrf_ok, set_session_cookie
@@ -255,6 +256,7 @@ def exam(
         notices = outbox_rows(conn, exam_id=exam_id, trials=session.user.trial_scope())
         schedules = _reschedule_for(web, session, conn, row, problems, links.subjects)
         images = exam_images(conn, web.catalogue, exam_id, row.procedure_code or "")
+        submission = visible_submission(conn, session, exam_id)
         record_audit(
             conn, web.clock(), session.user.username, "view", "exam", exam_id, client_address(request)
         )
@@ -267,6 +269,8 @@ def exam(
         "notifications": notices,
         "show_mrn": session.user.sees_mrn,
         "images": images,
+        "submission": submission,
+        "submission_state": submission.state(web.clock()) if submission is not None else "",
     }
     return web.page(request, session, "exam.html", context)
 

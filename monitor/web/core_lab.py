@@ -1,0 +1,121 @@
+"""The core lab in the dashboard: what is due where, and the office's two actions.
+
+``/core-lab``: the submissions of the trials the account sees, earliest deadline first
+(overdue, refused and failed ones marked). On the exam page (``pages.exam``) the exam's
+submission, and for coordinators and admins:
+
+- *Send the copy*: the PACS makes the de-identified copy, it is checked, the PACS sends it
+  (:func:`monitor.dispatch.core_lab.send_copy`; a refused copy never leaves);
+- *Record an upload*: a manual upload to the sponsor's portal, with its confirmation number.
+
+Both are CSRF-checked, audited with the account and the client, and re-evaluate the exam
+(its due, overdue or refused finding resolves once submitted).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Form, HTTPException, Request
+from fastapi.responses import RedirectResponse, Response
+from sqlalchemy import Connection
+
+from monitor.dispatch.core_lab import CoreLabError, record_upload, send_copy
+from monitor.evaluation import Evaluator
+from monitor.store.accounts import Role, Session, record_audit
+from monitor.store.dashboard import visible_exam, visible_trial
+from monitor.store.database import autocommit
+from monitor.store.submissions import Submission, submission_for, submissions_list
+from monitor.web.context import require, web_of
+from monitor.web.security import ObjectId, client_address, csrf_ok
+
+__all__ = ["router", "visible_submission"]
+
+router = APIRouter(include_in_schema=False)
+OFFICE = (Role.ADMIN, Role.COORDINATOR, Role.VIEWER)
+ACTING = (Role.ADMIN, Role.COORDINATOR)
+
+
+def visible_submission(conn: Connection, session: Session, exam_id: int) -> Submission | None:
+    """The exam's submission, when the account may see its trial."""
+    found = submission_for(conn, exam_id)
+    return found if found is not None and visible_trial(session.user, found.trial) else None
+
+
+@router.get("/core-lab")
+def core_lab_page(request: Request, session: Annotated[Session, Depends(require(*OFFICE))]) -> Response:
+    web = web_of(request)
+    with autocommit(web.engine) as conn:
+        rows = submissions_list(conn, session.user.trial_scope())
+        record_audit(
+            conn, web.clock(), session.user.username, "view", "core_lab", "", client_address(request)
+        )
+    now = web.clock()
+    context: dict[str, Any] = {"submissions": [(row, row.state(now)) for row in rows]}
+    return web.page(request, session, "core_lab.html", context)
+
+
+def _acting_on(request: Request, session: Session, exam_id: int, csrf_token: str) -> None:
+    if not csrf_ok(session.csrf_token, csrf_token):
+        raise HTTPException(status_code=403, detail="missing or wrong CSRF token")
+    web = web_of(request)
+    with autocommit(web.engine) as conn:
+        if (
+            visible_exam(conn, session.user, exam_id) is None
+            or visible_submission(conn, session, exam_id) is None
+        ):
+            raise HTTPException(status_code=404)
+
+
+@router.post("/exams/{exam_id}/core-lab/send")
+def send(
+    request: Request,
+    exam_id: ObjectId,
+    session: Annotated[Session, Depends(require(*ACTING))],
+    csrf_token: Annotated[str, Form(max_length=100)] = "",
+    again: Annotated[bool, Form()] = False,
+) -> Response:
+    """Copy, check and send the exam's images (takes as long as the PACS takes)."""
+    _acting_on(request, session, exam_id, csrf_token)
+    web = web_of(request)
+    try:
+        send_copy(
+            web.engine,
+            web.settings,
+            exam_id,
+            by=session.user.username,
+            client=client_address(request),
+            catalogue=web.catalogue,
+            clock=web.clock,
+            again=again,
+            evaluator=Evaluator(web.engine, web.settings),
+        )
+    except CoreLabError as error:
+        raise HTTPException(status_code=409, detail=str(error)) from None
+    return RedirectResponse(f"/exams/{exam_id}#core-lab", status_code=303)
+
+
+@router.post("/exams/{exam_id}/core-lab/uploaded")
+def uploaded(
+    request: Request,
+    exam_id: ObjectId,
+    session: Annotated[Session, Depends(require(*ACTING))],
+    confirmation: Annotated[str, Form(min_length=1, max_length=120)],
+    csrf_token: Annotated[str, Form(max_length=100)] = "",
+) -> Response:
+    """Record a manual upload the sponsor confirmed."""
+    _acting_on(request, session, exam_id, csrf_token)
+    web = web_of(request)
+    try:
+        record_upload(
+            web.engine,
+            exam_id,
+            confirmation,
+            by=session.user.username,
+            client=client_address(request),
+            now=web.clock(),
+            evaluator=Evaluator(web.engine, web.settings),
+        )
+    except CoreLabError as error:
+        raise HTTPException(status_code=409, detail=str(error)) from None
+    return RedirectResponse(f"/exams/{exam_id}#core-lab", status_code=303)

@@ -1,0 +1,73 @@
+"""The core lab in the dashboard: the list by deadline, the exam's submission, and the office's
+actions (CSRF-checked, scoped to the account's trials, audited)."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select
+
+from monitor.dispatch.core_lab import track_due
+from monitor.store.images import record_study
+from monitor.store.schema import exams
+from rules.acquisition import SeriesSeen, StudySeen
+from tests.monitor.web.conftest import Login, Site, csrf_in
+
+ARRIVED = datetime(2026, 12, 1, 16, 0, tzinfo=UTC)  # Tue 11:00 New York
+DUE = "Thu 3 Dec 2026 11:00"  # ONC-2101: 2 business days later
+
+
+def _images_arrive(site: Site) -> int:
+    """W0001's CT (ONC-2101 2101-001) reaches the PACS; the poll opens its submission."""
+    with site.engine.begin() as conn:
+        exam_id = int(
+            conn.execute(select(exams.c.id).where(exams.c.external_id == "7100000001")).scalar_one()
+        )
+        series = SeriesSeen("1.2.826.7.2", 2, "PORTAL VENOUS", "CT", 40, {})
+        study = StudySeen("1.2.826.7", "", "E10001", date(2026, 12, 1), ("CT",), (series,))
+        record_study(conn, study, 40, ZoneInfo("America/New_York"), ARRIVED)
+    assert track_due(site.engine, site.settings, ARRIVED) == [exam_id]
+    return exam_id
+
+
+def test_the_office_sees_what_is_due_and_records_an_upload(site: Site, login: Login) -> None:
+    exam_id = _images_arrive(site)
+    site.clock.now = ARRIVED + timedelta(hours=1)
+    coord = login("coord")
+
+    listing = coord.get("/core-lab").text
+    assert f'href="/exams/{exam_id}#core-lab"' in listing and "2101-001" in listing
+    assert DUE in listing and ">due<" in listing
+    assert "E10001" not in listing  # subjects by study id
+    assert f"/exams/{exam_id}" not in login("neuro").get("/core-lab").text  # another trial's office
+
+    page = coord.get(f"/exams/{exam_id}").text
+    assert 'id="core-lab"' in page and "DICOM CORELAB@corelab.example.org:11112" in page
+    token = csrf_in(page)
+    assert coord.post(f"/exams/{exam_id}/core-lab/uploaded", data={"confirmation": "X"}).status_code == 403
+    assert login("viewer").post(
+        f"/exams/{exam_id}/core-lab/uploaded", data={"confirmation": "X", "csrf_token": token}
+    ).status_code == 403  # fmt: skip
+    neuro = login("neuro")
+    neuro_token = csrf_in(neuro.get("/core-lab").text)
+    answer = neuro.post(
+        f"/exams/{exam_id}/core-lab/uploaded", data={"confirmation": "X", "csrf_token": neuro_token}
+    )
+    assert answer.status_code == 404
+
+    # No PACS to copy from here: the send is refused with the reason, nothing recorded.
+    refused = coord.post(f"/exams/{exam_id}/core-lab/send", data={"csrf_token": token})
+    assert refused.status_code == 409 and "[pacs] orthanc_url is not set" in refused.text
+
+    done = coord.post(
+        f"/exams/{exam_id}/core-lab/uploaded", data={"confirmation": "SPN-7781", "csrf_token": token}
+    )
+    assert done.status_code == 303 and done.headers["location"] == f"/exams/{exam_id}#core-lab"
+    page = coord.get(f"/exams/{exam_id}").text
+    assert ">submitted<" in page and "confirmation SPN-7781" in page and "by coord" in page
+    [audit] = site.audit_rows(action="core_lab_submitted")
+    assert (audit.username, audit.object_id, audit.client, audit.detail) == (
+        "coord", str(exam_id), "testclient", "confirmation SPN-7781"
+    )  # fmt: skip
+    assert site.audit_rows(action="core_lab_copy_failed") == []
