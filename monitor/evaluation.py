@@ -61,6 +61,7 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from monitor.config import Settings
+from monitor.store.core_lab_queries import open_query_dues
 from monitor.store.findings import FindingChanges, record_evaluation
 from monitor.store.images import images_for
 from monitor.store.judgements import load_judgements, save_judgements, save_sweep
@@ -389,7 +390,12 @@ class Evaluator:
         first, last = first_success(conn, self.pacs.feed), last_success(conn, self.pacs.feed)
         watched_from = first - timedelta(days=self.pacs.look_back_days) if first is not None else None
         return ImagesSeen(
-            images_for(conn, exam_ids), watched_from, last, self.images_due, submissions_seen(conn, exam_ids)
+            images_for(conn, exam_ids),
+            watched_from,
+            last,
+            self.images_due,
+            submissions_seen(conn, exam_ids),
+            open_query_dues(conn, exam_ids),
         )
 
     def _run(

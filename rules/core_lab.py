@@ -35,6 +35,7 @@ __all__ = [
     "SubmissionSeen",
     "SubmissionVerdict",
     "is_dicom_keyword",
+    "judge_queries",
     "judge_submission",
     "submission_instants",
 ]
@@ -139,6 +140,7 @@ class CoreLab:
     keep: tuple[str, ...] = ()
     remind_before: timedelta = timedelta(hours=12)
     form: str = ""  # the transmittal form's template (templates/), "" for none
+    query_reminder_days: int = 2  # the office hears this many days before a query's answer is due
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,7 +158,9 @@ class SubmissionSeen:
 
 @dataclass(frozen=True, slots=True)
 class SubmissionVerdict:
-    kind: Literal["core_lab_due", "core_lab_overdue", "core_lab_refused"]
+    kind: Literal[
+        "core_lab_due", "core_lab_overdue", "core_lab_refused", "core_lab_query_due", "core_lab_query_overdue"
+    ]
     note: str
     about: str  # what its alerts are about: a new deadline or a new refusal is news again
 
@@ -183,6 +187,25 @@ def judge_submission(
         within = _hours(core_lab.remind_before)
         note = f"the images are due at the core lab ({where}) within {within}, by {by}{failed}"
         return SubmissionVerdict("core_lab_due", note, f"due:{seen.due_at:%Y%m%d%H%M}")
+    return None
+
+
+def judge_queries(core_lab: CoreLab, answer_dues: tuple[date, ...], today: date) -> SubmissionVerdict | None:
+    """What an exam's open core-lab queries (their answer dates) give rise to on the site's
+    ``today``: from ``query_reminder_days`` before the earliest answer date, due; after it,
+    overdue. Dates only, so a judgement changes at the site's midnight."""
+    if not answer_dues:
+        return None
+    first = min(answer_dues)
+    count = f"{len(answer_dues)} core-lab queries are" if len(answer_dues) > 1 else "a core-lab query is"
+    if today > first:
+        return SubmissionVerdict(
+            "core_lab_query_overdue", f"{count} unanswered; the answer was due {first:%a %d %b}", f"q:{first}"
+        )
+    if today >= first - timedelta(days=core_lab.query_reminder_days):
+        return SubmissionVerdict(
+            "core_lab_query_due", f"{count} open; the answer is due {first:%a %d %b}", f"q:{first}"
+        )
     return None
 
 

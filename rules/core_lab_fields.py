@@ -16,7 +16,7 @@ from rules.fields import FieldReader, Table, join_path
 __all__ = ["read_core_lab"]
 
 _CORE_LAB = ("deadline", "remind_before", "sponsor", "protocol_name", "site_id", "site_name", "dates",
-             "keep", "destination", "form", "notes")  # fmt: skip
+             "keep", "destination", "form", "query_reminder", "notes")  # fmt: skip
 _DESTINATION = {
     "dicom": ("kind", "ae_title", "host", "port"),
     "dicomweb": ("kind", "url"),
@@ -61,6 +61,11 @@ def read_core_lab(reader: FieldReader, data: Table, trial_id: str, title: str) -
                 join_path(path, key), "must not be empty", f'write {key} = "..." as the sponsor names it'
             )
     form = reader.text(table, "form", path)
+    query_reminder = reader.days(table, "query_reminder", path)
+    if query_reminder is not None and query_reminder < 0:
+        reader.problem(
+            join_path(path, "query_reminder"), "must not be negative", 'write e.g. query_reminder = "2d"'
+        )
     if len(reader.problems) > before or deadline is None or destination is None:
         return None
     return CoreLab(
@@ -71,6 +76,7 @@ def read_core_lab(reader: FieldReader, data: Table, trial_id: str, title: str) -
         keep=keep,
         remind_before=remind,
         form=form,
+        query_reminder_days=2 if query_reminder is None else query_reminder,
     )
 
 

@@ -48,6 +48,8 @@ _SEVERITY = {
     FindingKind.CORE_LAB_DUE: Severity.WARNING,
     FindingKind.CORE_LAB_OVERDUE: Severity.CRITICAL,
     FindingKind.CORE_LAB_REFUSED: Severity.CRITICAL,
+    FindingKind.CORE_LAB_QUERY_DUE: Severity.WARNING,
+    FindingKind.CORE_LAB_QUERY_OVERDUE: Severity.CRITICAL,
 }
 
 
@@ -182,8 +184,11 @@ def slot_finding(
 
 
 # Kinds whose finding line is the exam and what was found about it (``note``).
-_NOTED = frozenset({FindingKind.PARAMETER_DEVIATION, FindingKind.SCANNER_MISMATCH, FindingKind.CORE_LAB_DUE,
-                    FindingKind.CORE_LAB_OVERDUE, FindingKind.CORE_LAB_REFUSED})  # fmt: skip
+_NOTED = frozenset({
+    FindingKind.PARAMETER_DEVIATION, FindingKind.SCANNER_MISMATCH, FindingKind.CORE_LAB_DUE,
+    FindingKind.CORE_LAB_OVERDUE, FindingKind.CORE_LAB_REFUSED, FindingKind.CORE_LAB_QUERY_DUE,
+    FindingKind.CORE_LAB_QUERY_OVERDUE,
+})  # fmt: skip
 
 
 def exam_finding(kind: FindingKind, enrolment: Enrolment, exam: ExamRecord, exam_day: int) -> Finding:

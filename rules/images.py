@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 from rules.acquisition import Acquisition, Conformance, RuleCheck, StudySeen, check_study
 from rules.core_lab import SubmissionSeen
@@ -45,6 +45,8 @@ class ImagesSeen:
     due_after: timedelta = timedelta(hours=4)
     # Where each exam's copy for its trial's core lab stands (:mod:`rules.core_lab`), by exam id.
     submissions: Mapping[int, SubmissionSeen] = field(default_factory=dict)
+    # The answer dates of each exam's open core-lab queries, earliest first.
+    queries: Mapping[int, tuple[date, ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from rules.core_lab import judge_submission
+from rules.core_lab import judge_queries, judge_submission
 from rules.findings import describe_exam, exam_finding, occurrence_key, slot_finding
 from rules.images import ImagesSeen, acquisition_of, judge_images
 from rules.matching import Assignment
@@ -266,21 +266,27 @@ def _judge_images(
 
 
 def _judge_submission(context: EnrolmentContext, slot: Slot, key: str, outcome: Outcome) -> None:
-    """Report where the copy of the serving exam's images for the trial's core lab stands
-    (:mod:`rules.core_lab`), with alerts to the coordinators."""
+    """Report where the copy of the serving exam's images for the trial's core lab stands, and
+    its open queries (:mod:`rules.core_lab`), with alerts to the coordinators."""
     assert context.images is not None
     core_lab, exam = context.trial.core_lab, slot.exams[0]
     seen = context.images.submissions.get(exam.id)
     if core_lab is None or seen is None:
         return
     run = context.run
-    verdict = judge_submission(core_lab, seen, run.now, run.zone)
-    if verdict is None:
-        return
+    verdicts = (
+        judge_submission(core_lab, seen, run.now, run.zone),
+        judge_queries(core_lab, context.images.queries.get(exam.id, ()), date.fromordinal(run.today)),
+    )
     day = context.assignment.exam_day[exam.id]
-    kind = FindingKind(verdict.kind)
-    finding = slot_finding(kind, context.enrolment, slot, key, exam=exam, exam_day=day, note=verdict.note)
-    outcome.report(finding, plan_core_lab_alerts(context.trial.routing, finding, run.due_now, verdict.about))
+    for verdict in verdicts:
+        if verdict is None:
+            continue
+        kind = FindingKind(verdict.kind)
+        finding = slot_finding(kind, context.enrolment, slot, key, exam=exam, exam_day=day, note=verdict.note)
+        outcome.report(
+            finding, plan_core_lab_alerts(context.trial.routing, finding, run.due_now, verdict.about)
+        )
 
 
 def _booking_notices(

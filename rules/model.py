@@ -192,6 +192,8 @@ class FindingKind(enum.StrEnum):
     CORE_LAB_DUE = "core_lab_due"  # the copy is due within the trial's remind_before
     CORE_LAB_OVERDUE = "core_lab_overdue"  # past its deadline, not submitted
     CORE_LAB_REFUSED = "core_lab_refused"  # the copy failed the de-identification check
+    CORE_LAB_QUERY_DUE = "core_lab_query_due"  # a core-lab query's answer is due soon
+    CORE_LAB_QUERY_OVERDUE = "core_lab_query_overdue"  # its answer date has passed
 
 
 class Severity(enum.StrEnum):

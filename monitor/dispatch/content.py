@@ -77,6 +77,8 @@ def next_step(
         return "Check that the study was sent to the PACS (accession and patient on the study)"
     if kind is FindingKind.CORE_LAB_REFUSED:
         return "Have the named attributes cleaned in the PACS (or upload by hand), then send the copy again"
+    if kind in (FindingKind.CORE_LAB_QUERY_DUE, FindingKind.CORE_LAB_QUERY_OVERDUE):
+        return "Answer the core lab's query (its text is on the exam page) and record the answer"
     if kind in (FindingKind.CORE_LAB_DUE, FindingKind.CORE_LAB_OVERDUE):
         return "Send the images to the core lab (hiro-monitor corelab send), or record the upload"
     if audience == "technologist":

@@ -5,7 +5,9 @@ its images have arrived (run after each PACS poll). :func:`send_copy` has the PA
 de-identified copy of each of the exam's studies, checks it, and has the PACS send it; the
 outcome is stored with the submission and in the audit trail (who, what, where, when). A
 copy that fails the check is never sent. :func:`record_upload` is the office's record of a
-manual upload, with the sponsor's confirmation number.
+manual upload, with the sponsor's confirmation number; :func:`log_core_lab_query` and
+:func:`answer_core_lab_query` the core lab's questions and the office's answers;
+:func:`record_acceptance` the core lab's acceptance.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine
@@ -25,11 +27,13 @@ from monitor.pacs.core_lab import CopyOutcome, OrthancCopier, orthanc_copier
 from monitor.pacs.deidentified import CopyLabels
 from monitor.pacs.reader import PacsError
 from monitor.store.accounts import record_audit
+from monitor.store.core_lab_queries import answer_query, log_query, queries_for
 from monitor.store.registry.protocols import ProtocolCatalogue
 from monitor.store.submissions import (
     Submission,
     open_due,
     patient_ids_of,
+    record_accepted,
     record_copy,
     record_submitted,
     studies_of,
@@ -38,7 +42,17 @@ from monitor.store.submissions import (
 from rules import Trial
 from rules.core_lab import CoreLab
 
-__all__ = ["CoreLabError", "SendResult", "core_labs", "record_upload", "send_copy", "track_due"]
+__all__ = [
+    "CoreLabError",
+    "SendResult",
+    "answer_core_lab_query",
+    "core_labs",
+    "log_core_lab_query",
+    "record_acceptance",
+    "record_upload",
+    "send_copy",
+    "track_due",
+]
 
 log = logging.getLogger("monitor.core_lab")
 
@@ -193,3 +207,62 @@ def record_upload(
                      f"confirmation {confirmation.strip()[:120]}")  # fmt: skip
     if evaluator is not None:
         evaluator.observe_exams([exam_id], now)
+
+
+def log_core_lab_query(
+    engine: Engine,
+    exam_id: int,
+    *,
+    received_on: date,
+    answer_due: date,
+    text: str,
+    by: str,
+    client: str = "",
+    now: datetime,
+    evaluator: Evaluator | None = None,
+) -> int:
+    """Log a core lab's query about ``exam_id`` (audited without its text); its id. The
+    coordinators hear ``query_reminder`` days before the answer is due, and after."""
+    with engine.begin() as conn:
+        try:
+            query_id = log_query(
+                conn, exam_id, received_on=received_on, text=text, answer_due=answer_due, by=by, now=now
+            )
+        except ValueError as error:
+            raise CoreLabError(str(error)) from None
+        detail = f"query {query_id} received {received_on}, answer due {answer_due}"
+        record_audit(conn, now, by, "core_lab_query_logged", "exam", exam_id, client, detail)
+    if evaluator is not None:
+        evaluator.observe_exams([exam_id], now)
+    return query_id
+
+
+def answer_core_lab_query(
+    engine: Engine,
+    exam_id: int,
+    query_id: int,
+    answer: str,
+    *,
+    by: str,
+    client: str = "",
+    now: datetime,
+    evaluator: Evaluator | None = None,
+) -> None:
+    """Record the office's answer to an open query of ``exam_id`` (audited without its text)."""
+    if not answer.strip():
+        raise CoreLabError("write the answer that was sent to the core lab")
+    with engine.begin() as conn:
+        if query_id not in {q.id for q in queries_for(conn, exam_id) if q.status == "open"}:
+            raise CoreLabError(f"exam {exam_id} has no open query {query_id}")
+        answer_query(conn, query_id, answer, by=by, now=now)
+        record_audit(conn, now, by, "core_lab_query_answered", "exam", exam_id, client, f"query {query_id}")
+    if evaluator is not None:
+        evaluator.observe_exams([exam_id], now)
+
+
+def record_acceptance(engine: Engine, exam_id: int, *, by: str, client: str = "", now: datetime) -> None:
+    """The core lab accepted the images of ``exam_id`` (they were submitted)."""
+    with engine.begin() as conn:
+        if not record_accepted(conn, exam_id, now):
+            raise CoreLabError(f"exam {exam_id} has no submitted images to accept")
+        record_audit(conn, now, by, "core_lab_accepted", "exam", exam_id, client, "")

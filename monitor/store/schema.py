@@ -536,6 +536,30 @@ submissions = Table(
 Index("ix_submissions_status", submissions.c.status, submissions.c.due_at)
 
 
+# A core lab's questions about an exam it received (API: monitor/store/submissions.py):
+# received on, the text (shown in the dashboard only, never in a message), the date the
+# answer is due, and the office's answer. ``status``: open or answered.
+core_lab_queries = Table(
+    "core_lab_queries",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("exam_id", ForeignKey("exams.id"), nullable=False),
+    Column("trial", String(64), nullable=False),
+    Column("subject", String(64), nullable=False),
+    Column("received_on", Date(), nullable=False),
+    Column("text", String(2000), nullable=False),
+    Column("answer_due", Date(), nullable=False),
+    Column("status", String(16), nullable=False, default="open"),
+    Column("answer", String(2000), nullable=False, default=""),
+    Column("answered_at", UTCDateTime(), nullable=True),
+    Column("answered_by", String(120), nullable=False, default=""),
+    Column("logged_at", UTCDateTime(), nullable=False),
+    Column("logged_by", String(120), nullable=False),
+)
+Index("ix_core_lab_queries_exam_id", core_lab_queries.c.exam_id)
+Index("ix_core_lab_queries_trial", core_lab_queries.c.trial, core_lab_queries.c.status)
+
+
 # --- Judgements (API: monitor/store/judgements.py)
 # What the evaluation sweeps judged, so that a new process (``hiro-monitor evaluate``, a
 # restarted daemon) judges again only what changed instead of every enrolment. Per

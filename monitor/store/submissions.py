@@ -26,6 +26,7 @@ __all__ = [
     "Submission",
     "open_due",
     "patient_ids_of",
+    "record_accepted",
     "record_copy",
     "record_submitted",
     "studies_of",
@@ -34,7 +35,7 @@ __all__ = [
     "submissions_seen",
 ]
 
-OPEN = ("due", "refused", "failed")  # still to be sent
+OPEN = ("due", "refused", "failed")  # still to be sent (then submitted, then perhaps accepted)
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,6 +203,16 @@ def record_submitted(conn: Connection, exam_id: int, confirmation: str, by: str,
             submitted_by=by[:120],
             updated_at=now,
         )
+    )
+    return bool(done.rowcount)
+
+
+def record_accepted(conn: Connection, exam_id: int, now: datetime) -> bool:
+    """The core lab accepted the submitted images; False when the exam has no submitted images."""
+    done = conn.execute(
+        update(submissions)
+        .where(submissions.c.exam_id == exam_id, submissions.c.status == "submitted")
+        .values(status="accepted", updated_at=now)
     )
     return bool(done.rowcount)
 

@@ -6,10 +6,13 @@ submission, and for coordinators and admins:
 
 - *Send the copy*: the PACS makes the de-identified copy, it is checked, the PACS sends it
   (:func:`monitor.dispatch.core_lab.send_copy`; a refused copy never leaves);
-- *Record an upload*: a manual upload to the sponsor's portal, with its confirmation number.
+- *Record an upload*: a manual upload to the sponsor's portal, with its confirmation number;
+- *Log a query* the core lab sent (received, text, answer due) and *record its answer*;
+- *Accepted*: the core lab accepted the images.
 
-Both are CSRF-checked, audited with the account and the client, and re-evaluate the exam
-(its due, overdue or refused finding resolves once submitted).
+Each is CSRF-checked, audited with the account and the client (a query's text is not in the
+audit detail), and re-evaluates the exam: its due, overdue, refused or query finding
+resolves once done.
 """
 
 from __future__ import annotations
@@ -20,13 +23,21 @@ from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy import Connection
 
-from monitor.dispatch.core_lab import CoreLabError, record_upload, send_copy
+from monitor.dispatch.core_lab import (
+    CoreLabError,
+    answer_core_lab_query,
+    log_core_lab_query,
+    record_acceptance,
+    record_upload,
+    send_copy,
+)
 from monitor.evaluation import Evaluator
 from monitor.store.accounts import Role, Session, record_audit
 from monitor.store.dashboard import visible_exam, visible_trial
 from monitor.store.database import autocommit
 from monitor.store.submissions import Submission, submission_for, submissions_list
 from monitor.web.context import require, web_of
+from monitor.web.formats import parse_day
 from monitor.web.security import ObjectId, client_address, csrf_ok
 
 __all__ = ["router", "visible_submission"]
@@ -115,6 +126,84 @@ def uploaded(
             client=client_address(request),
             now=web.clock(),
             evaluator=Evaluator(web.engine, web.settings),
+        )
+    except CoreLabError as error:
+        raise HTTPException(status_code=409, detail=str(error)) from None
+    return RedirectResponse(f"/exams/{exam_id}#core-lab", status_code=303)
+
+
+@router.post("/exams/{exam_id}/core-lab/queries")
+def log_a_query(
+    request: Request,
+    exam_id: ObjectId,
+    session: Annotated[Session, Depends(require(*ACTING))],
+    received_on: Annotated[str, Form(max_length=10)],
+    answer_due: Annotated[str, Form(max_length=10)],
+    text: Annotated[str, Form(min_length=1, max_length=2000)],
+    csrf_token: Annotated[str, Form(max_length=100)] = "",
+) -> Response:
+    """Log a core lab's query about the exam (its text is kept for the dashboard only)."""
+    _acting_on(request, session, exam_id, csrf_token)
+    received, due = parse_day(received_on), parse_day(answer_due)
+    if received is None or due is None:
+        raise HTTPException(status_code=422, detail="give both dates as YYYY-MM-DD")
+    web = web_of(request)
+    try:
+        log_core_lab_query(
+            web.engine,
+            exam_id,
+            received_on=received,
+            answer_due=due,
+            text=text,
+            by=session.user.username,
+            client=client_address(request),
+            now=web.clock(),
+            evaluator=Evaluator(web.engine, web.settings),
+        )
+    except CoreLabError as error:
+        raise HTTPException(status_code=422, detail=str(error)) from None
+    return RedirectResponse(f"/exams/{exam_id}#core-lab-queries", status_code=303)
+
+
+@router.post("/exams/{exam_id}/core-lab/queries/{query_id}/answer")
+def answer_a_query(
+    request: Request,
+    exam_id: ObjectId,
+    query_id: ObjectId,
+    session: Annotated[Session, Depends(require(*ACTING))],
+    answer: Annotated[str, Form(min_length=1, max_length=2000)],
+    csrf_token: Annotated[str, Form(max_length=100)] = "",
+) -> Response:
+    _acting_on(request, session, exam_id, csrf_token)
+    web = web_of(request)
+    try:
+        answer_core_lab_query(
+            web.engine,
+            exam_id,
+            query_id,
+            answer,
+            by=session.user.username,
+            client=client_address(request),
+            now=web.clock(),
+            evaluator=Evaluator(web.engine, web.settings),
+        )
+    except CoreLabError as error:
+        raise HTTPException(status_code=409, detail=str(error)) from None
+    return RedirectResponse(f"/exams/{exam_id}#core-lab-queries", status_code=303)
+
+
+@router.post("/exams/{exam_id}/core-lab/accepted")
+def accepted(
+    request: Request,
+    exam_id: ObjectId,
+    session: Annotated[Session, Depends(require(*ACTING))],
+    csrf_token: Annotated[str, Form(max_length=100)] = "",
+) -> Response:
+    _acting_on(request, session, exam_id, csrf_token)
+    web = web_of(request)
+    try:
+        record_acceptance(
+            web.engine, exam_id, by=session.user.username, client=client_address(request), now=web.clock()
         )
     except CoreLabError as error:
         raise HTTPException(status_code=409, detail=str(error)) from None

@@ -24,6 +24,7 @@ from monitor.store.accounts import (
     open_session,
     record_audit,
 )
+from monitor.store.core_lab_queries import queries_for, query_rate
 from monitor.store.dashboard import (
     exam_history,
     image_flags,
@@ -225,6 +226,7 @@ def trial(
         # The same for every office account that may open the trial (technologists may not).
         # The matrix shows occurrences (set by the evaluation), not exam times: feed=False.
         tables_html = web.cache.part(conn, ("trial", trial_id), build, feed=False)
+        queries = query_rate(conn, trial_id) if parsed is not None and parsed.core_lab is not None else None
         record_audit(
             conn, web.clock(), session.user.username, "view", "trial", trial_id, client_address(request)
         )
@@ -235,6 +237,8 @@ def trial(
         "amendments": [v.name for v in parsed.versions] if parsed else [],
         "tables_html": tables_html,
         "status_text": STATUS_TEXT,
+        "core_lab": parsed.core_lab if parsed else None,
+        "query_rate": queries,
     }
     return web.page(request, session, "trial.html", context)
 
@@ -257,6 +261,7 @@ def exam(
         schedules = _reschedule_for(web, session, conn, row, problems, links.subjects)
         images = exam_images(conn, web.catalogue, exam_id, row.procedure_code or "")
         submission = visible_submission(conn, session, exam_id)
+        queries = queries_for(conn, exam_id) if submission is not None else []
         record_audit(
             conn, web.clock(), session.user.username, "view", "exam", exam_id, client_address(request)
         )
@@ -271,6 +276,8 @@ def exam(
         "images": images,
         "submission": submission,
         "submission_state": submission.state(web.clock()) if submission is not None else "",
+        "queries": queries,
+        "today": web.site_date(),
     }
     return web.page(request, session, "exam.html", context)
 

@@ -32,4 +32,6 @@ NEXT_STEP = {
     "core_lab_due": "Send the images to the core lab, or record the upload and its confirmation number.",
     "core_lab_overdue": "Send the images to the core lab now and tell the sponsor they are late.",
     "core_lab_refused": "Have the named attributes cleaned in the PACS, then send the copy again.",
+    "core_lab_query_due": "Answer the core lab's query (on the exam page) and record the answer.",
+    "core_lab_query_overdue": "Answer the core lab's query now; tell the sponsor if it needs more time.",
 }

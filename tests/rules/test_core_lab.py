@@ -9,7 +9,14 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from rules import ProtocolError, load_protocol
-from rules.core_lab import Deadline, Destination, SubmissionSeen, judge_submission, submission_instants
+from rules.core_lab import (
+    Deadline,
+    Destination,
+    SubmissionSeen,
+    judge_queries,
+    judge_submission,
+    submission_instants,
+)
 from tests.rules.builders import PROTOCOL
 
 NEW_YORK = ZoneInfo("America/New_York")
@@ -130,3 +137,17 @@ def test_a_submission_is_news_at_its_reminder_at_its_deadline_and_when_refused()
     assert len({soon.about, late.about, refused.about}) == 3
     assert submission_instants(lab, seen) == (due - timedelta(hours=6), due)
     assert submission_instants(lab, SubmissionSeen("submitted", due)) == ()
+
+
+def test_a_query_is_news_from_its_reminder_day_and_overdue_after_its_answer_date() -> None:
+    lab = load_protocol(PROTOCOL + CORE_LAB + 'query_reminder = "3d"\n', "test.toml").core_lab
+    assert lab is not None and lab.query_reminder_days == 3
+    dues = (date(2026, 12, 10), date(2026, 12, 8))
+    assert judge_queries(lab, dues, date(2026, 12, 4)) is None
+    soon = judge_queries(lab, dues, date(2026, 12, 5))
+    assert soon is not None and soon.kind == "core_lab_query_due" and "due Tue 08 Dec" in soon.note
+    on_the_day = judge_queries(lab, dues, date(2026, 12, 8))
+    assert on_the_day is not None and on_the_day.kind == "core_lab_query_due"
+    late = judge_queries(lab, dues, date(2026, 12, 9))
+    assert late is not None and late.kind == "core_lab_query_overdue"
+    assert judge_queries(lab, (), date(2026, 12, 9)) is None

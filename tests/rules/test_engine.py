@@ -299,6 +299,27 @@ CASES = [
         protocol=CORE_LABBED,
         images=_submitted("refused", "StudyDescription holds the patient's name (40 of 40 images)"),
     ),
+    Case(
+        "core lab query due: its answer is due within the trial's query reminder (2 days)",
+        [exam(1, WEEK_6, status=DONE)],
+        _now(date(2026, 4, 18), 9),
+        f"{WEEK_6_KEY}:core_lab_query_due:exam1",
+        Severity.WARNING,
+        "a core-lab query is open; the answer is due Mon 20 Apr",
+        absent=(FindingKind.CORE_LAB_QUERY_OVERDUE, FindingKind.CORE_LAB_OVERDUE),
+        protocol=CORE_LABBED,
+        images=replace(_submitted("submitted"), queries={1: (date(2026, 4, 20),)}),
+    ),
+    Case(
+        "core lab query overdue: the answer's date has passed",
+        [exam(1, WEEK_6, status=DONE)],
+        _now(date(2026, 4, 21), 9),
+        f"{WEEK_6_KEY}:core_lab_query_overdue:exam1",
+        Severity.CRITICAL,
+        "2 core-lab queries are unanswered; the answer was due Mon 20 Apr",
+        protocol=CORE_LABBED,
+        images=replace(_submitted("submitted"), queries={1: (date(2026, 4, 20), date(2026, 4, 24))}),
+    ),
 ]
 
 

@@ -3,14 +3,16 @@ actions (CSRF-checked, scoped to the account's trials, audited)."""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
-from monitor.dispatch.core_lab import track_due
+from monitor.dispatch.core_lab import record_upload, track_due
 from monitor.store.images import record_study
 from monitor.store.schema import exams
+from monitor.store.submissions import submission_for
 from rules.acquisition import SeriesSeen, StudySeen
 from tests.monitor.web.conftest import Login, Site, csrf_in
 
@@ -19,7 +21,7 @@ DUE = "Thu 3 Dec 2026 11:00"  # ONC-2101: 2 business days later
 
 
 def _images_arrive(site: Site) -> int:
-    """W0001's CT (ONC-2101 2101-001) reaches the PACS; the poll opens its submission."""
+    """W0001's CT (ONC-2101 2101-001) reaches the PACS; the poll opens its submission (once)."""
     with site.engine.begin() as conn:
         exam_id = int(
             conn.execute(select(exams.c.id).where(exams.c.external_id == "7100000001")).scalar_one()
@@ -27,7 +29,8 @@ def _images_arrive(site: Site) -> int:
         series = SeriesSeen("1.2.826.7.2", 2, "PORTAL VENOUS", "CT", 40, {})
         study = StudySeen("1.2.826.7", "", "E10001", date(2026, 12, 1), ("CT",), (series,))
         record_study(conn, study, 40, ZoneInfo("America/New_York"), ARRIVED)
-    assert track_due(site.engine, site.settings, ARRIVED) == [exam_id]
+        opened = submission_for(conn, exam_id) is None
+    assert track_due(site.engine, site.settings, ARRIVED) == ([exam_id] if opened else [])
     return exam_id
 
 
@@ -71,3 +74,48 @@ def test_the_office_sees_what_is_due_and_records_an_upload(site: Site, login: Lo
         "coord", str(exam_id), "testclient", "confirmation SPN-7781"
     )  # fmt: skip
     assert site.audit_rows(action="core_lab_copy_failed") == []
+
+
+def test_a_core_lab_query_is_logged_answered_and_counted_on_the_trial_page(site: Site, login: Login) -> None:
+    exam_id = _images_arrive(site)
+    with site.engine.connect() as conn:
+        submitted = submission_for(conn, exam_id)
+    if submitted is not None and submitted.status == "due":  # run alone: as the test above leaves it
+        record_upload(site.engine, exam_id, "SPN-7781", by="coord", client="testclient", now=ARRIVED)
+    site.clock.now = ARRIVED + timedelta(days=3)  # Fri 4 Dec
+    coord = login("coord")
+    token = csrf_in(coord.get(f"/exams/{exam_id}").text)
+    text = "Series 2 is missing slices 40-44; please resend."
+    form = {"received_on": "2026-12-04", "answer_due": "2026-12-08", "text": text, "csrf_token": token}
+
+    assert login("viewer").post(f"/exams/{exam_id}/core-lab/queries", data=form).status_code == 403
+    bad = coord.post(f"/exams/{exam_id}/core-lab/queries", data={**form, "answer_due": "2026-12-01"})
+    assert bad.status_code == 422 and "cannot be due before" in bad.text
+    assert coord.post(f"/exams/{exam_id}/core-lab/queries", data=form).status_code == 303
+
+    page = coord.get(f"/exams/{exam_id}").text
+    queries = page[page.index('id="core-lab-queries"') : page.index('id="notifications"')]
+    assert text in queries and "2026-12-08" in queries and ">open<" in queries
+    [logged] = site.audit_rows(action="core_lab_query_logged")
+    assert text not in logged.detail and "answer due 2026-12-08" in logged.detail
+    trial = coord.get("/trials/ONC-2101").text
+    assert "Queries: 1 on 1 submitted exam (100%), 1 open." in trial
+
+    query_id = int(re.search(r"/core-lab/queries/(\d+)/answer", queries).group(1))  # type: ignore[union-attr]
+    answer = {"answer": "Resent series 2 on 7 Dec.", "csrf_token": token}
+    assert coord.post(f"/exams/{exam_id}/core-lab/queries/{query_id}/answer", data=answer).status_code == 303
+    again = coord.post(f"/exams/{exam_id}/core-lab/queries/{query_id}/answer", data=answer)
+    assert again.status_code == 409  # answered already
+    page = coord.get(f"/exams/{exam_id}").text
+    assert "Resent series 2 on 7 Dec. (coord," in page
+    assert "1 on 1 submitted exam (100%), 0 open." in coord.get("/trials/ONC-2101").text
+
+    assert coord.post(f"/exams/{exam_id}/core-lab/accepted", data={"csrf_token": token}).status_code == 303
+    assert ">accepted<" in coord.get(f"/exams/{exam_id}").text
+    actions = [row.action for row in site.audit_rows(object_type="exam") if row.action.startswith("core_lab")]
+    assert actions == [
+        "core_lab_submitted",
+        "core_lab_query_logged",
+        "core_lab_query_answered",
+        "core_lab_accepted",
+    ]
