@@ -28,6 +28,7 @@ from typing import Literal
 from zoneinfo import ZoneInfo
 
 __all__ = [
+    "FORM_ATTRIBUTES",
     "CoreLab",
     "Deadline",
     "Destination",
@@ -40,6 +41,10 @@ __all__ = [
     "submission_instants",
 ]
 
+# What the PACS poll reads of each series of a core-lab trial's exams, for the transmittal form.
+FORM_ATTRIBUTES = frozenset(
+    {"SliceThickness", "KVP", "ContrastBolusAgent", "Manufacturer", "ManufacturerModelName", "SeriesDate"}
+)
 _BUSINESS_DAYS = re.compile(r"^(\d+)\s*business\s+days?$")
 _KEYWORD = re.compile(r"^[A-Z][A-Za-z0-9]*$")
 

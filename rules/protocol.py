@@ -303,6 +303,14 @@ class Trial:
         """Orderable codes accepted by any exam type in any version."""
         return frozenset(code for v in self.versions for code in v.orderable_exam)
 
+    def timepoint_label(self, timepoint: str) -> str:
+        """The label of ``timepoint`` in the latest version that has it ("" when none does)."""
+        for version in reversed(self.versions):
+            for plan in version.timepoints:
+                if plan.id == timepoint:
+                    return plan.label
+        return ""
+
     def study_day(self, elapsed: int) -> int:
         """The study-day number of the date ``elapsed`` days after the anchor."""
         if self.anchor_is_day == 1 and elapsed >= 0:

@@ -30,7 +30,6 @@ from monitor.store.accounts import record_audit
 from monitor.store.core_lab_queries import answer_query, log_query, queries_for
 from monitor.store.registry.protocols import ProtocolCatalogue
 from monitor.store.submissions import (
-    Submission,
     open_due,
     patient_ids_of,
     record_accepted,
@@ -130,7 +129,10 @@ def send_copy(
     except PacsError as error:
         raise CoreLabError(str(error)) from None
     labels = CopyLabels(
-        submission.subject, submission.timepoint, _timepoint_label(trial, submission), core_lab.labels
+        submission.subject,
+        submission.timepoint,
+        trial.timepoint_label(submission.timepoint) or submission.timepoint,
+        core_lab.labels,
     )
     result = _copy_all(copier, studies, labels, core_lab, patient_ids)
     now = clock()
@@ -176,14 +178,6 @@ def _copy_all(
     except PacsError as error:
         return SendResult("failed", tuple(outcomes), str(error))
     return SendResult("submitted", tuple(outcomes))
-
-
-def _timepoint_label(trial: Trial, submission: Submission) -> str:
-    for version in reversed(trial.versions):
-        for timepoint in version.timepoints:
-            if timepoint.id == submission.timepoint:
-                return timepoint.label
-    return submission.timepoint
 
 
 def record_upload(

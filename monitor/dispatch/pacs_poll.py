@@ -19,7 +19,7 @@ from sqlalchemy import Engine
 
 from monitor.clock import SYSTEM_CLOCK
 from monitor.config import Settings
-from monitor.dispatch.core_lab import track_due
+from monitor.dispatch.core_lab import core_labs, track_due
 from monitor.evaluation import Evaluator
 from monitor.pacs.poll import PacsPollResult, poll_pacs
 from monitor.pacs.reader import PacsReader
@@ -28,6 +28,7 @@ from monitor.store.images import exams_starting_between
 from monitor.store.polls import last_success
 from monitor.store.registry.protocols import ProtocolCatalogue
 from rules import Trial
+from rules.core_lab import FORM_ATTRIBUTES
 
 __all__ = ["acquisition_attributes", "poll_and_evaluate"]
 
@@ -58,7 +59,10 @@ def poll_and_evaluate(
     with engine.connect() as conn:
         trials = (catalogue or ProtocolCatalogue()).trials(conn)
         previous = last_success(conn, pacs.feed)
-    result = poll_pacs(engine, settings, reader or pacs_reader(pacs), acquisition_attributes(trials), clock)
+    attributes = acquisition_attributes(trials)
+    if core_labs(trials):  # what the transmittal forms show of each series
+        attributes |= FORM_ATTRIBUTES
+    result = poll_pacs(engine, settings, reader or pacs_reader(pacs), attributes, clock)
     to_judge = set(result.changed_exams)
     if result.ok:  # the images that arrived open the core-lab submissions they call for
         to_judge.update(track_due(engine, settings, clock(), catalogue))

@@ -532,6 +532,7 @@ submissions = Table(
     Column("submitted_at", UTCDateTime(), nullable=True),
     Column("submitted_by", String(120), nullable=False, default=""),
     Column("updated_at", UTCDateTime(), nullable=False),
+    Column("form", JSON, nullable=True),  # the completed transmittal form, kept with the submission
 )
 Index("ix_submissions_status", submissions.c.status, submissions.c.due_at)
 

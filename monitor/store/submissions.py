@@ -29,6 +29,7 @@ __all__ = [
     "record_accepted",
     "record_copy",
     "record_submitted",
+    "save_form",
     "studies_of",
     "submission_for",
     "submissions_list",
@@ -56,6 +57,7 @@ class Submission:
     confirmation: str
     submitted_at: datetime | None
     submitted_by: str
+    form: dict[str, Any] | None = None  # the completed transmittal form (monitor.web.transmittal)
 
     def state(self, now: datetime) -> str:
         """``overdue`` for an open submission past its deadline, else the stored status."""
@@ -207,6 +209,14 @@ def record_submitted(conn: Connection, exam_id: int, confirmation: str, by: str,
     return bool(done.rowcount)
 
 
+def save_form(conn: Connection, exam_id: int, form: dict[str, Any], now: datetime) -> bool:
+    """Keep the completed transmittal form with the exam's submission; False when it has none."""
+    done = conn.execute(
+        update(submissions).where(submissions.c.exam_id == exam_id).values(form=form, updated_at=now)
+    )
+    return bool(done.rowcount)
+
+
 def record_accepted(conn: Connection, exam_id: int, now: datetime) -> bool:
     """The core lab accepted the submitted images; False when the exam has no submitted images."""
     done = conn.execute(
@@ -235,4 +245,5 @@ def _submission(row: Any) -> Submission:
         confirmation=row.confirmation,
         submitted_at=row.submitted_at,
         submitted_by=row.submitted_by,
+        form=row.form,
     )

@@ -8,7 +8,8 @@ submission, and for coordinators and admins:
   (:func:`monitor.dispatch.core_lab.send_copy`; a refused copy never leaves);
 - *Record an upload*: a manual upload to the sponsor's portal, with its confirmation number;
 - *Log a query* the core lab sent (received, text, answer due) and *record its answer*;
-- *Accepted*: the core lab accepted the images.
+- *Accepted*: the core lab accepted the images;
+- the *data transmittal form* (:mod:`monitor.web.transmittal`): filled in, then kept.
 
 Each is CSRF-checked, audited with the account and the client (a query's text is not in the
 audit detail), and re-evaluates the exam: its due, overdue, refused or query finding
@@ -17,11 +18,14 @@ resolves once done.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.responses import RedirectResponse, Response
+from markupsafe import Markup
 from sqlalchemy import Connection
+from starlette.concurrency import run_in_threadpool
 
 from monitor.dispatch.core_lab import (
     CoreLabError,
@@ -35,10 +39,11 @@ from monitor.evaluation import Evaluator
 from monitor.store.accounts import Role, Session, record_audit
 from monitor.store.dashboard import visible_exam, visible_trial
 from monitor.store.database import autocommit
-from monitor.store.submissions import Submission, submission_for, submissions_list
+from monitor.store.submissions import Submission, save_form, submission_for, submissions_list
 from monitor.web.context import require, web_of
 from monitor.web.formats import parse_day
 from monitor.web.security import ObjectId, client_address, csrf_ok
+from monitor.web.transmittal import FIELD_LIMIT, completed, prefilled
 
 __all__ = ["router", "visible_submission"]
 
@@ -208,3 +213,79 @@ def accepted(
     except CoreLabError as error:
         raise HTTPException(status_code=409, detail=str(error)) from None
     return RedirectResponse(f"/exams/{exam_id}#core-lab", status_code=303)
+
+
+@router.get("/exams/{exam_id}/core-lab/form")
+def transmittal_form(
+    request: Request, exam_id: ObjectId, session: Annotated[Session, Depends(require(*OFFICE))]
+) -> Response:
+    """The exam's data transmittal form: to fill in (coordinators), or as completed (printable)."""
+    web = web_of(request)
+    with autocommit(web.engine) as conn:
+        found = visible_exam(conn, session.user, exam_id)
+        submission = visible_submission(conn, session, exam_id) if found is not None else None
+        if found is None or submission is None:
+            raise HTTPException(status_code=404)
+        trial = web.catalogue.trials(conn, [submission.trial]).get(submission.trial)
+        if trial is None or trial.core_lab is None:
+            raise HTTPException(status_code=404)
+        kept = submission.form
+        values = kept["prefilled"] if kept else prefilled(conn, trial, submission, found[0])
+        record_audit(
+            conn,
+            web.clock(),
+            session.user.username,
+            "view",
+            "core_lab_form",
+            exam_id,
+            client_address(request),
+        )
+    editable = kept is None and session.user.role in ACTING
+    context = {**values, "entered": kept["entered"] if kept else {}, "editable": editable}
+    form_html = Markup(web.renderer.render(f"transmittal/{trial.core_lab.form or 'default.html'}", context))  # noqa: S704
+    kept_at = datetime.fromisoformat(kept["completed_at"]) if kept else None
+    page = {
+        "exam_id": exam_id,
+        "form_html": form_html,
+        "editable": editable,
+        "kept": kept,
+        "kept_at": kept_at,
+    }
+    return web.page(request, session, "transmittal.html", page)
+
+
+@router.post("/exams/{exam_id}/core-lab/form")
+async def complete_transmittal_form(
+    request: Request, exam_id: ObjectId, session: Annotated[Session, Depends(require(*ACTING))]
+) -> Response:
+    """Keep the completed form with the submission (once; audited without its entries)."""
+    posted = await request.form()
+    token = posted.get("csrf_token")
+    entered = {
+        key.removeprefix("field_"): value.strip()[:500]
+        for key, value in posted.items()
+        if key.startswith("field_") and isinstance(value, str) and len(key) <= 60
+    }
+    if len(entered) > FIELD_LIMIT:
+        raise HTTPException(status_code=422, detail=f"a form keeps at most {FIELD_LIMIT} fields")
+    await run_in_threadpool(_acting_on, request, session, exam_id, token if isinstance(token, str) else "")
+    await run_in_threadpool(_complete, request, session, exam_id, entered)
+    return RedirectResponse(f"/exams/{exam_id}/core-lab/form", status_code=303)
+
+
+def _complete(request: Request, session: Session, exam_id: int, entered: dict[str, str]) -> None:
+    web = web_of(request)
+    now = web.clock()
+    with web.engine.begin() as conn:
+        submission = submission_for(conn, exam_id)
+        exam = visible_exam(conn, session.user, exam_id)
+        trial = web.catalogue.trials(conn, [submission.trial]).get(submission.trial) if submission else None
+        if submission is None or exam is None or trial is None or trial.core_lab is None:
+            raise HTTPException(status_code=404)
+        if submission.form is not None:
+            raise HTTPException(status_code=409, detail="this form was completed already")
+        kept = completed(prefilled(conn, trial, submission, exam[0]), entered, session.user.username, now)
+        save_form(conn, exam_id, kept, now)
+        detail = f"{sum(1 for value in entered.values() if value)} field(s) filled in"
+        record_audit(conn, now, session.user.username, "core_lab_form_completed", "exam", exam_id,
+                     client_address(request), detail)  # fmt: skip

@@ -21,6 +21,7 @@ from monitor.dispatch.core_lab import CoreLabError, record_upload, send_copy, tr
 from monitor.dispatch.pacs_poll import poll_and_evaluate
 from monitor.pacs.orthanc import OrthancServer
 from monitor.pacs.synthetic import StudySpec, ct_study, datasets
+from monitor.store.images import images_for
 from monitor.store.registry import store_protocol
 from monitor.store.schema import audit_log, findings
 from monitor.store.submissions import submission_for
@@ -141,6 +142,11 @@ def test_images_go_to_the_core_lab_de_identified_and_labelled_and_nothing_identi
     _core_lab_at(office, destination)
     _scan_arrives(office, pacs, _study())
 
+    # The poll read what the transmittal form shows of each series, beyond the rules' attributes.
+    with office.engine.connect() as conn:
+        study = images_for(conn, [1])[1]
+    portal = next(series for series in study.series if series.number == 2)
+    assert portal.values["Manufacturer"] == (("SYNTHETIC",),) and portal.values["SliceThickness"]
     # The poll that matched the images opened the submission; opening again finds nothing new.
     assert track_due(office.engine, office.settings, office.clock()) == []
     with office.engine.connect() as conn:

@@ -119,3 +119,33 @@ def test_a_core_lab_query_is_logged_answered_and_counted_on_the_trial_page(site:
         "core_lab_query_answered",
         "core_lab_accepted",
     ]
+
+
+def test_the_transmittal_form_is_prefilled_without_phi_completed_once_and_kept(
+    site: Site, login: Login
+) -> None:
+    exam_id = _images_arrive(site)
+    site.clock.now = ARRIVED + timedelta(hours=2)
+    viewer = login("viewer").get(f"/exams/{exam_id}/core-lab/form").text
+    assert 'name="field_comments"' not in viewer  # a viewer reads, never fills in
+    coord = login("coord")
+    page = coord.get(f"/exams/{exam_id}/core-lab/form").text
+    assert "Example Oncology Inc." in page and "ONC-2101 RECIST 1.1 CT" in page and "2101-001" in page
+    assert "40 in 1 series" in page and "2026-12-01" in page  # the trial keeps dates
+    for phi in ("E10001", "99887766", "TESTPATIENT", "A000001", "7100000001"):
+        assert phi not in page, phi
+    form = {
+        "field_technologist": "R. Tech",
+        "field_comments": "Arms down, as the manual allows.",
+        "csrf_token": csrf_in(page),
+    }
+    assert login("viewer").post(f"/exams/{exam_id}/core-lab/form", data=form).status_code == 403
+    assert coord.post(f"/exams/{exam_id}/core-lab/form", data={**form, "csrf_token": "x"}).status_code == 403
+    assert coord.post(f"/exams/{exam_id}/core-lab/form", data=form).status_code == 303
+
+    kept = coord.get(f"/exams/{exam_id}/core-lab/form").text
+    assert "Arms down, as the manual allows." in kept and "R. Tech" in kept and "Completed by coord" in kept
+    assert 'name="field_comments"' not in kept  # kept as completed, no longer editable
+    assert coord.post(f"/exams/{exam_id}/core-lab/form", data=form).status_code == 409
+    [audit] = site.audit_rows(action="core_lab_form_completed")
+    assert audit.detail == "2 field(s) filled in" and "Arms down" not in audit.detail
