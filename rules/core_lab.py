@@ -8,7 +8,8 @@ A trial whose images go to a sponsor's core lab says so in its protocol file::
     sponsor = "Acme Oncology"             # ClinicalTrialSponsorName (0012,0010)
     protocol_name = "ONC-2101 RECIST"     # (0012,0021); protocol id (0012,0020) is the trial id
     site_id = "101"                       # ClinicalTrialSiteID (0012,0030)
-    dates = "keep"                        # "keep" the study dates, or "remove" them
+    dates = "keep"                        # "keep" the study dates, "remove" them, or "shift" them
+    shift_up_to = "365d"                  # with "shift": each subject's dates move back 1 to 365 days
     keep = ["SeriesDescription"]          # attributes the de-identification keeps as they are
     destination = { kind = "dicom", ae_title = "CORELAB", host = "corelab.example.org", port = 11112 }
     # or { kind = "dicomweb", url = "https://corelab.example.org/dicom-web" }
@@ -20,6 +21,8 @@ The copy itself is made by the PACS (DICOM PS3.15 basic profile), never by this 
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -38,6 +41,8 @@ __all__ = [
     "is_dicom_keyword",
     "judge_queries",
     "judge_submission",
+    "shifted",
+    "subject_shift",
     "submission_instants",
 ]
 
@@ -141,7 +146,8 @@ class CoreLab:
     deadline: Deadline
     destination: Destination
     labels: SubjectLabels
-    dates: Literal["keep", "remove"] = "keep"
+    dates: Literal["keep", "remove", "shift"] = "keep"
+    shift_up_to: int = 0  # days; with dates = "shift", each subject's own offset is 1 to this many back
     keep: tuple[str, ...] = ()
     remind_before: timedelta = timedelta(hours=12)
     form: str = ""  # the transmittal form's template (templates/), "" for none
@@ -222,3 +228,17 @@ def submission_instants(core_lab: CoreLab, seen: SubmissionSeen) -> tuple[dateti
 def _hours(delta: timedelta) -> str:
     minutes = int(delta.total_seconds()) // 60
     return f"{minutes // 60} h" if minutes % 60 == 0 else f"{minutes} min"
+
+
+def subject_shift(key: bytes, trial: str, subject: str, up_to: int) -> int:
+    """The days a subject's dates move back (1 to ``up_to``): the same for every visit of the
+    subject, so intervals are kept; unguessable without ``key`` (HMAC-SHA256 of trial and
+    subject), so the core lab cannot undo it."""
+    digest = hmac.new(key, f"{trial}\x1f{subject}".encode(), hashlib.sha256).digest()
+    return -(int.from_bytes(digest[:8], "big") % up_to + 1)
+
+
+def shifted(value: str, days: int) -> str:
+    """A DICOM date (``YYYYMMDD``) moved by ``days``; ValueError for what is not one."""
+    moved = datetime.strptime(value, "%Y%m%d").date() + timedelta(days=days)
+    return moved.strftime("%Y%m%d")

@@ -16,7 +16,7 @@ from rules.fields import FieldReader, Table, join_path
 __all__ = ["read_core_lab"]
 
 _CORE_LAB = ("deadline", "remind_before", "sponsor", "protocol_name", "site_id", "site_name", "dates",
-             "keep", "destination", "form", "query_reminder", "notes")  # fmt: skip
+             "keep", "destination", "form", "query_reminder", "shift_up_to", "notes")  # fmt: skip
 _DESTINATION = {
     "dicom": ("kind", "ae_title", "host", "port"),
     "dicomweb": ("kind", "url"),
@@ -42,9 +42,15 @@ def read_core_lab(reader: FieldReader, data: Table, trial_id: str, title: str) -
     remind = _remind_before(reader, table, path)
     destination = _destination(reader, table, path)
     dates = reader.text(table, "dates", path, "keep")
-    if dates not in ("keep", "remove"):
-        reader.problem(join_path(path, "dates"), f"{dates!r} is neither keep nor remove",
-                       'write dates = "keep" (the core lab needs the scan dates) or "remove"')  # fmt: skip
+    if dates not in ("keep", "remove", "shift"):
+        fix = 'write dates = "keep" (the core lab needs the scan dates), "remove" or "shift"'
+        reader.problem(join_path(path, "dates"), f"{dates!r} is not keep, remove or shift", fix)
+    shift_up_to = reader.days(table, "shift_up_to", path)
+    if dates == "shift" and (shift_up_to is None or shift_up_to < 1):
+        fix = 'write shift_up_to = "365d": each subject gets its own offset, 1 to 365 days back'
+        reader.problem(
+            join_path(path, "shift_up_to"), 'dates = "shift" needs how far back, 1 day or more', fix
+        )
     keep = reader.text_list(table, "keep", path)
     for index, name in enumerate(keep):
         _check_kept(reader, join_path(join_path(path, "keep"), index), name)
@@ -72,7 +78,8 @@ def read_core_lab(reader: FieldReader, data: Table, trial_id: str, title: str) -
         deadline=deadline,
         destination=destination,
         labels=labels,
-        dates=cast(Literal["keep", "remove"], dates),
+        dates=cast(Literal["keep", "remove", "shift"], dates),
+        shift_up_to=shift_up_to or 0,
         keep=keep,
         remind_before=remind,
         form=form,

@@ -13,7 +13,7 @@ manual upload, with the sponsor's confirmation number; :func:`log_core_lab_query
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Engine
 
 from monitor.clock import SYSTEM_CLOCK
-from monitor.config import Settings
+from monitor.config import Settings, secret
 from monitor.evaluation import Evaluator
 from monitor.pacs.core_lab import CopyOutcome, OrthancCopier, orthanc_copier
 from monitor.pacs.deidentified import CopyLabels
@@ -30,6 +30,7 @@ from monitor.store.accounts import record_audit
 from monitor.store.core_lab_queries import answer_query, log_query, queries_for
 from monitor.store.registry.protocols import ProtocolCatalogue
 from monitor.store.submissions import (
+    Submission,
     open_due,
     patient_ids_of,
     record_accepted,
@@ -39,7 +40,7 @@ from monitor.store.submissions import (
     submission_for,
 )
 from rules import Trial
-from rules.core_lab import CoreLab
+from rules.core_lab import CoreLab, subject_shift
 
 __all__ = [
     "CoreLabError",
@@ -54,6 +55,8 @@ __all__ = [
 ]
 
 log = logging.getLogger("monitor.core_lab")
+# The secret that keys each subject's date offset (trials with dates = "shift").
+DATE_SHIFT_KEY = "HIRO_DATE_SHIFT_KEY"
 
 
 class CoreLabError(Exception):
@@ -99,6 +102,7 @@ def send_copy(
     clock: Callable[[], datetime] = SYSTEM_CLOCK,
     again: bool = False,
     evaluator: Evaluator | None = None,
+    environ: Mapping[str, str] | None = None,
 ) -> SendResult:
     """Copy, check and send the images of ``exam_id`` to its trial's core lab (``again``: also
     when it was submitted before), then re-evaluate the exam with ``evaluator`` (its due,
@@ -134,7 +138,8 @@ def send_copy(
         trial.timepoint_label(submission.timepoint) or submission.timepoint,
         core_lab.labels,
     )
-    result = _copy_all(copier, studies, labels, core_lab, patient_ids)
+    shift = _shift_days(core_lab, submission, environ)
+    result = _copy_all(copier, studies, labels, core_lab, patient_ids, shift)
     now = clock()
     with engine.begin() as conn:
         record_copy(
@@ -161,8 +166,23 @@ def send_copy(
     return result
 
 
+def _shift_days(core_lab: CoreLab, submission: Submission, environ: Mapping[str, str] | None) -> int:
+    """The subject's date offset (``dates = "shift"``), keyed by ``HIRO_DATE_SHIFT_KEY``."""
+    if core_lab.dates != "shift":
+        return 0
+    key = secret(DATE_SHIFT_KEY, environ)
+    if not key:
+        raise CoreLabError(f"the trial shifts dates: set {DATE_SHIFT_KEY} (or {DATE_SHIFT_KEY}_FILE) first")
+    return subject_shift(key.encode(), submission.trial, submission.subject, core_lab.shift_up_to)
+
+
 def _copy_all(
-    copier: OrthancCopier, studies: list[str], labels: CopyLabels, core_lab: CoreLab, patient_ids: list[str]
+    copier: OrthancCopier,
+    studies: list[str],
+    labels: CopyLabels,
+    core_lab: CoreLab,
+    patient_ids: list[str],
+    shift: int,
 ) -> SendResult:
     """Copy, check and send the studies in turn; a refused copy stops there (the studies
     after it are not copied), so does a PACS error."""
@@ -171,7 +191,7 @@ def _copy_all(
     outcomes: list[CopyOutcome] = []
     try:
         for study in studies:
-            outcome = copier.copy_and_send(study, labels, core_lab, more_ids=patient_ids)
+            outcome = copier.copy_and_send(study, labels, core_lab, more_ids=patient_ids, shift_days=shift)
             outcomes.append(outcome)
             if outcome.refused:
                 return SendResult("refused", tuple(outcomes))

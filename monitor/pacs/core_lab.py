@@ -23,7 +23,7 @@ from typing import Any
 import requests
 
 from monitor.config import PacsSettings
-from monitor.pacs.deidentified import CopyLabels, copy_problems, identity_of
+from monitor.pacs.deidentified import CopyLabels, copy_problems, date_replacements, identity_of
 from monitor.pacs.reader import PacsError, pacs_session
 from rules.core_lab import CoreLab, Destination
 
@@ -59,17 +59,37 @@ class OrthancCopier:
         self.timeout = timeout
 
     def copy_and_send(
-        self, study_uid: str, labels: CopyLabels, core_lab: CoreLab, *, more_ids: Sequence[str] = ()
+        self,
+        study_uid: str,
+        labels: CopyLabels,
+        core_lab: CoreLab,
+        *,
+        more_ids: Sequence[str] = (),
+        shift_days: int = 0,
     ) -> CopyOutcome:
         """Copy the study ``study_uid``, check the copy and, when it passes and the destination
-        is a node or an endpoint, send it. ``more_ids``: the patient's ids the feed knows."""
+        is a node or an endpoint, send it. ``more_ids``: the patient's ids the feed knows;
+        ``shift_days``: the subject's date offset, with ``dates = "shift"``."""
         source = self._find(study_uid)
-        identity = identity_of(self._one_per_series(source), more_ids)
-        copy = self._anonymize(source, labels, core_lab)
+        sources = self._one_per_series(source)
+        identity = identity_of(sources, more_ids)
+        moved, originals, varying = date_replacements(sources, shift_days)
+        if core_lab.dates == "shift" and varying:
+            problem = f"{varying} varies within the study: its dates cannot be shifted as one"
+            return CopyOutcome(study_uid, "", 0, (problem,))
+        copy = self._anonymize(source, labels, core_lab, moved if core_lab.dates == "shift" else {})
         try:
             headers = [self._call("get", f"/instances/{i}/tags?simplify") for i in self._instances(copy)]
             copy_uid = str(self._call("get", f"/studies/{copy}")["MainDicomTags"].get("StudyInstanceUID", ""))
-            problems = copy_problems(identity, headers, labels, dates=core_lab.dates, kept=core_lab.keep)
+            problems = copy_problems(
+                identity,
+                headers,
+                labels,
+                dates=core_lab.dates,
+                kept=core_lab.keep,
+                shifted_to=moved,
+                source_dates=originals,
+            )
             outcome = CopyOutcome(study_uid, copy_uid, len(headers), tuple(problems))
             if problems or core_lab.destination.kind == "manual":
                 return outcome
@@ -98,8 +118,8 @@ class OrthancCopier:
                 headers.append(self._call("get", f"/instances/{instances[0]}/tags?simplify"))
         return headers
 
-    def _anonymize(self, study: str, labels: CopyLabels, core_lab: CoreLab) -> str:
-        replace = {"PatientName": labels.subject, "PatientID": labels.subject, **labels.group_0012()}
+    def _anonymize(self, study: str, labels: CopyLabels, core_lab: CoreLab, dates: Mapping[str, str]) -> str:
+        replace = {"PatientName": labels.subject, "PatientID": labels.subject, **labels.group_0012(), **dates}
         keep = list(core_lab.keep)
         if core_lab.dates == "keep":
             keep += ["StudyDate", "SeriesDate", "AcquisitionDate", "ContentDate"]

@@ -10,7 +10,9 @@ compared with what identified the source study:
 - no value anywhere holds a word of the patient's name, the patient's ids, the accession
   number, the birth date or the institution's name (a name typed into a description, a
   private tag the profile missed);
-- with ``dates = "remove"``, no study, series, acquisition or content date is left.
+- with ``dates = "remove"``, no study, series, acquisition or content date is left; with
+  ``dates = "shift"``, each is the source's moved by the subject's offset, and no value holds
+  a source date unshifted.
 
 Problems name the attribute and how many images carry it, never the value (it is PHI).
 """
@@ -20,11 +22,11 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from rules.core_lab import SubjectLabels
+from rules.core_lab import SubjectLabels, shifted
 
-__all__ = ["CopyLabels", "SourceIdentity", "copy_problems", "identity_of"]
+__all__ = ["CopyLabels", "SourceIdentity", "copy_problems", "date_replacements", "identity_of"]
 
 # What the basic profile removes or empties and a copy must not carry (PS3.15 E.1-1).
 REMOVED = ("PatientBirthDate", "PatientBirthTime", "OtherPatientIDs", "OtherPatientNames", "PatientAddress",
@@ -33,6 +35,7 @@ REMOVED = ("PatientBirthDate", "PatientBirthTime", "OtherPatientIDs", "OtherPati
            "PerformingPhysicianName", "OperatorsName", "RequestingPhysician", "IssuerOfPatientID",
            "MedicalRecordLocator", "OtherPatientIDsSequence", "ReferringPhysicianAddress")  # fmt: skip
 DATES = ("StudyDate", "SeriesDate", "AcquisitionDate", "ContentDate", "AcquisitionDateTime")
+SHIFTED = ("StudyDate", "SeriesDate", "AcquisitionDate", "ContentDate")  # one value each per study
 _IDENTIFYING = ("PatientID", "OtherPatientIDs", "AccessionNumber", "IssuerOfPatientID")
 _MIN_ID = 3  # shorter ids ("1", "A2") would match everywhere
 _MIN_NAME_WORD = 2
@@ -89,6 +92,27 @@ def identity_of(headers: Sequence[Mapping[str, object]], more_ids: Sequence[str]
     return SourceIdentity(frozenset(words), frozenset(ids), frozenset(births), frozenset(places))
 
 
+def date_replacements(
+    headers: Sequence[Mapping[str, object]], days: int
+) -> tuple[dict[str, str], frozenset[str], str]:
+    """For ``dates = "shift"``: each date attribute's shifted value (from the source's headers,
+    one per series), the source dates, and the first attribute whose value varies within the
+    study ("" when none does: a study is shifted as one)."""
+    values: dict[str, set[str]] = {}
+    for header in headers:
+        for keyword in SHIFTED:
+            values.setdefault(keyword, set()).update(v for v in _texts(header.get(keyword)) if v.strip())
+    for keyword, found in values.items():
+        if len(found) > 1:
+            return {}, frozenset(), keyword
+    originals = {next(iter(found)) for found in values.values() if found}
+    try:
+        moved = {keyword: shifted(next(iter(found)), days) for keyword, found in values.items() if found}
+    except ValueError:
+        return {}, frozenset(), "a date that is not YYYYMMDD"
+    return moved, frozenset(originals), ""
+
+
 def copy_problems(
     identity: SourceIdentity,
     copies: Sequence[Mapping[str, object]],
@@ -96,15 +120,25 @@ def copy_problems(
     *,
     dates: str,
     kept: Sequence[str] = (),
+    shifted_to: Mapping[str, str] | None = None,
+    source_dates: frozenset[str] = frozenset(),
 ) -> list[str]:
-    """Why the copy (its instances' simplified headers) must not be sent; empty: it may."""
+    """Why the copy (its instances' simplified headers) must not be sent; empty: it may.
+    ``shifted_to``/``source_dates``: with ``dates = "shift"``, what each date must now be,
+    and the source's dates, which no value may hold any more."""
     if not copies:
         return ["the copy holds no images"]
     found: Counter[str] = Counter()
     name_pattern = _words_pattern(identity.name_words)
+    if dates == "shift":
+        identity = replace(identity, birth_dates=identity.birth_dates | source_dates)
     for header in copies:
         for problem in _instance_problems(identity, header, labels, dates, kept, name_pattern):
             found[problem] += 1
+        for keyword in SHIFTED if dates == "shift" else ():
+            expected = (shifted_to or {}).get(keyword, "")
+            if _first(header.get(keyword)) != expected:
+                found[f"{keyword} is not shifted as the trial asks"] += 1
     total = len(copies)
     return [f"{problem} ({count} of {total} images)" for problem, count in sorted(found.items())]
 
@@ -144,7 +178,11 @@ def _instance_problems(
         if any(value in upper for value in identity.ids):
             yield f"{keyword} holds a patient id or the accession number"
         if any(value in upper for value in identity.birth_dates):
-            yield f"{keyword} holds the birth date"
+            yield (
+                f"{keyword} holds the birth date"
+                if dates != "shift"
+                else f"{keyword} holds a date not shifted"
+            )
         if any(value in upper for value in identity.institutions):
             yield f"{keyword} holds the institution's name"
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from monitor.pacs.deidentified import CopyLabels, copy_problems, identity_of
+from monitor.pacs.deidentified import CopyLabels, copy_problems, date_replacements, identity_of
 from rules.core_lab import SubjectLabels
 
 SOURCE = {
@@ -116,3 +116,22 @@ def test_what_the_trial_writes_itself_is_not_a_leak() -> None:
     assert copy_problems(IDENTITY, [copy], labels, dates="keep") == [
         "SeriesDescription holds the institution's name (1 of 1 images)"
     ]
+
+
+def test_shifted_dates_must_be_the_subjects_offset_and_no_source_date_may_stay() -> None:
+    source = [{**SOURCE, "StudyDate": "20261201", "SeriesDate": "20261201", "ContentDate": "20261201"}]
+    moved, originals, varying = date_replacements(source, -40)
+    assert (moved, originals, varying) == (
+        {"StudyDate": "20261022", "SeriesDate": "20261022", "ContentDate": "20261022"}, {"20261201"}, ""
+    )  # fmt: skip
+    copy = {**_clean(), "StudyDate": "20261022", "SeriesDate": "20261022", "ContentDate": "20261022"}
+    check = {"dates": "shift", "shifted_to": moved, "source_dates": originals}
+    assert copy_problems(IDENTITY, [copy], LABELS, **check) == []  # type: ignore[arg-type]
+    leaked = {**copy, "ImageComments": "scanned 20261201", "ContentDate": "20261201"}
+    assert copy_problems(IDENTITY, [leaked], LABELS, **check) == [  # type: ignore[arg-type]
+        "ContentDate holds a date not shifted (1 of 1 images)",
+        "ContentDate is not shifted as the trial asks (1 of 1 images)",
+        "ImageComments holds a date not shifted (1 of 1 images)",
+    ]
+    two_days = [*source, {**SOURCE, "SeriesDate": "20261202"}]
+    assert date_replacements(two_days, -40)[2] == "SeriesDate"

@@ -15,6 +15,8 @@ from rules.core_lab import (
     SubmissionSeen,
     judge_queries,
     judge_submission,
+    shifted,
+    subject_shift,
     submission_instants,
 )
 from tests.rules.builders import PROTOCOL
@@ -67,7 +69,7 @@ def test_a_core_lab_is_read_with_the_trial_id_as_protocol_id() -> None:
             'did you mean "SeriesDescription"',
         ),
         (('"SeriesDescription"', '"PatientName"'), "core_lab.keep[0]", "never kept"),
-        (('dates = "remove"', 'dates = "shift"'), "core_lab.dates", "neither keep nor remove"),
+        (('dates = "remove"', 'dates = "later"'), "core_lab.dates", "is not keep, remove or shift"),
         (('sponsor = "Acme Oncology"', 'sponsr = "Acme"'), "core_lab.sponsr", 'did you mean "sponsor"'),
         (('remind_before = "6h"', 'remind_before = "soon"'), "core_lab.remind_before", "bad duration"),
     ],
@@ -151,3 +153,17 @@ def test_a_query_is_news_from_its_reminder_day_and_overdue_after_its_answer_date
     late = judge_queries(lab, dues, date(2026, 12, 9))
     assert late is not None and late.kind == "core_lab_query_overdue"
     assert judge_queries(lab, (), date(2026, 12, 9)) is None
+
+
+def test_each_subject_has_its_own_offset_the_same_at_every_visit() -> None:
+    offsets = {subject_shift(b"site-key", "ONC-2101", f"2101-{n:03d}", 365) for n in range(200)}
+    assert all(-365 <= offset <= -1 for offset in offsets) and len(offsets) > 100
+    assert subject_shift(b"site-key", "ONC-2101", "2101-001", 365) == subject_shift(
+        b"site-key", "ONC-2101", "2101-001", 365
+    )
+    assert subject_shift(b"other-key", "ONC-2101", "2101-001", 365) != subject_shift(
+        b"site-key", "ONC-2101", "2101-001", 365
+    )
+    assert shifted("20260301", -1) == "20260228"
+    problems = _problems(CORE_LAB.replace('dates = "remove"', 'dates = "shift"'))
+    assert any(p.startswith("core_lab.shift_up_to") for p in problems), problems

@@ -26,6 +26,7 @@ from monitor.store.registry import store_protocol
 from monitor.store.schema import audit_log, findings
 from monitor.store.submissions import submission_for
 from rules import load_protocol
+from rules.core_lab import subject_shift
 from tests.monitor.dispatch.office import ONC, Office, assert_no_phi
 from tests.monitor.hl7_messages import siu
 from tests.monitor.trial_setup import EXAMPLES, cli
@@ -278,3 +279,32 @@ def test_a_manual_upload_is_recorded_with_the_sponsors_confirmation(
         ("core_lab_due", "resolved"),
         ("core_lab_overdue", "resolved"),
     ]
+
+
+def test_a_trial_that_shifts_dates_gets_the_subjects_offset_and_no_source_date(
+    office: Office, pacs: OrthancServer, core_lab: OrthancServer
+) -> None:
+    destination = f'destination = {{ kind = "dicomweb", url = "{core_lab.dicomweb_url}" }}'
+    with office.engine.begin() as conn:  # the example keeps dates: this version shifts them
+        path = EXAMPLES / "trials" / "onc-2101-recist-ct.toml"
+        text = path.read_text(encoding="utf-8").replace(EXAMPLE_DESTINATION, destination)
+        text = text.replace('dates = "keep"', 'dates = "shift"\nshift_up_to = "90d"')
+        store_protocol(conn, load_protocol(text, path.name), text, path.name, office.clock())
+    _scan_arrives(office, pacs, _study())
+
+    with pytest.raises(CoreLabError, match="HIRO_DATE_SHIFT_KEY"):
+        send_copy(office.engine, office.settings, 1, by="cli:coordinator", clock=office.clock, environ={})
+    environ = {"HIRO_DATE_SHIFT_KEY": "site-secret"}
+    result = send_copy(
+        office.engine, office.settings, 1, by="cli:coordinator", clock=office.clock, environ=environ
+    )
+
+    assert result.status == "submitted", result
+    offset = subject_shift(b"site-secret", "ONC-2101", "2101-001", 90)
+    expected = (date(2026, 12, 1) + timedelta(days=offset)).strftime("%Y%m%d")
+    for tags in _headers(core_lab):
+        by_name = {tag["Name"]: tag.get("Value") for tag in tags.values()}
+        assert by_name["StudyDate"] == by_name["SeriesDate"] == expected
+        for name, value in _values(tags):
+            if not name.endswith("UID"):
+                assert "20261201" not in value, f"{name} holds the scan date unshifted"
