@@ -1,7 +1,8 @@
 """``hiro-monitor corelab``: the research exams whose images go to a sponsor's core lab.
 
 - ``list``: open submissions, earliest due first, with what is overdue (``--all``: also the
-  submitted ones). Trial, subject id, visit and exam id: no patient name or MRN.
+  submitted and accepted ones; those with an open query say so). Trial, subject id, visit and
+  exam id: no patient name or MRN.
 - ``send EXAM_ID``: the PACS makes the de-identified copy of the exam's studies, the copy is
   checked, and the PACS sends it to the trial's core lab; refused copies are never sent.
   Exit code 1 when the copy was refused or the send failed.
@@ -43,6 +44,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 def cmd_list(settings: Settings, args: argparse.Namespace) -> int:
     from monitor.dispatch.core_lab import track_due
+    from monitor.store.core_lab_queries import open_query_dues
     from monitor.store.submissions import OPEN, submissions_list
 
     clock = command_clock(args)
@@ -51,12 +53,13 @@ def cmd_list(settings: Settings, args: argparse.Namespace) -> int:
     track_due(engine, settings, now)
     with engine.connect() as conn:
         rows = submissions_list(conn, statuses=None if args.all else OPEN)
+        queried = set(open_query_dues(conn, [row.exam_id for row in rows]))
     engine.dispose()
     zone = ZoneInfo(settings.site.timezone)
     if not rows:
         print("no core-lab submission is open" if not args.all else "no core-lab submission yet")
     for row in rows:
-        state = row.state(now)
+        state = "query open" if row.exam_id in queried else row.state(now)
         left = row.due_at - now
         when = f"due {row.due_at.astimezone(zone):%Y-%m-%d %H:%M}"
         if state in ("due", "refused", "failed"):

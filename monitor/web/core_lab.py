@@ -37,6 +37,7 @@ from monitor.dispatch.core_lab import (
 )
 from monitor.evaluation import Evaluator
 from monitor.store.accounts import Role, Session, record_audit
+from monitor.store.core_lab_queries import open_query_dues
 from monitor.store.dashboard import visible_exam, visible_trial
 from monitor.store.database import autocommit
 from monitor.store.submissions import Submission, save_form, submission_for, submissions_list
@@ -63,11 +64,13 @@ def core_lab_page(request: Request, session: Annotated[Session, Depends(require(
     web = web_of(request)
     with autocommit(web.engine) as conn:
         rows = submissions_list(conn, session.user.trial_scope())
+        queried = set(open_query_dues(conn, [row.exam_id for row in rows]))
         record_audit(
             conn, web.clock(), session.user.username, "view", "core_lab", "", client_address(request)
         )
     now = web.clock()
-    context: dict[str, Any] = {"submissions": [(row, row.state(now)) for row in rows]}
+    states = [(row, "query open" if row.exam_id in queried else row.state(now)) for row in rows]
+    context: dict[str, Any] = {"submissions": states}
     return web.page(request, session, "core_lab.html", context)
 
 

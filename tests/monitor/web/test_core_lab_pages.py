@@ -100,6 +100,7 @@ def test_a_core_lab_query_is_logged_answered_and_counted_on_the_trial_page(site:
     assert text not in logged.detail and "answer due 2026-12-08" in logged.detail
     trial = coord.get("/trials/ONC-2101").text
     assert "Queries: 1 on 1 submitted exam (100%), 1 open." in trial
+    assert ">query open<" in coord.get("/core-lab").text
 
     query_id = int(re.search(r"/core-lab/queries/(\d+)/answer", queries).group(1))  # type: ignore[union-attr]
     answer = {"answer": "Resent series 2 on 7 Dec.", "csrf_token": token}
