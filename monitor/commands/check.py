@@ -20,6 +20,9 @@ Checks, in order, and reports every problem rather than the first:
    contacted on every run (it is only read), not only with ``--send-test``, which is for what
    people receive. Over DIMSE, acquisition rules that read attributes inside a sequence (a PET
    uptake rule's injection time) are a warning: many PACS leave sequences out of C-FIND answers;
+8. the trials' core labs (:mod:`monitor.commands.check_core_lab`): Orthanc answers where the
+   project sends copies, the date-shift key is set where dates are shifted, and every
+   transmittal form renders;
 
 then prints what ``hiro-monitor run`` would start. ``--send-test`` sends one clearly marked
 test message (no patient data) to each address. Exit 0 when there is no problem (notes and
@@ -44,6 +47,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from monitor.commands import utc_now
+from monitor.commands.check_core_lab import check_core_labs
 from monitor.config import ConfigError, Settings, secret
 from monitor.render import Renderer
 from notifiers import (
@@ -488,6 +492,7 @@ def check(settings: Settings, engine: Engine, now: datetime) -> Report:
     _check_templates(settings, trials, report, now)
     _check_channels(settings, trials, report)
     _check_pacs(settings, trials, report)
+    check_core_labs(settings, trials, report)
     _plan(settings, report)
     return report
 

@@ -248,3 +248,47 @@ def test_a_dicomweb_ping_is_one_request_that_lists_no_study(pacs: OrthancServer)
     assert reader.client.search_for_studies(search_filters={"StudyInstanceUID": "2.25.0"}, limit=1) == []
     with pytest.raises(PacsError, match="HTTP 400"):  # the server's root, not its DICOMweb root
         dicomweb_reader(PacsSettings(enabled=True, dicomweb_url=pacs.url)).ping()
+
+
+@pytest.fixture
+def core_lab_store(tmp_path: Path) -> Iterator[str]:
+    """A store whose one trial (ONC-2101) sends its images to a core lab, with dates shifted."""
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    engine = make_engine(url)
+    upgrade(engine)
+    path = EXAMPLES / "trials" / "onc-2101-recist-ct.toml"
+    text = path.read_text(encoding="utf-8").replace('dates = "keep"', 'dates = "shift"\nshift_up_to = "90d"')
+    with engine.begin() as conn:
+        store_protocol(conn, load_protocol(text, path.name), text, path.name, NOW)
+    engine.dispose()
+    yield url
+
+
+def test_the_core_labs_need_orthanc_answering_and_the_date_shift_key(
+    pacs: OrthancServer,
+    tmp_path: Path,
+    core_lab_store: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def core_lab_lines(orthanc: str) -> list[str]:
+        _, out = _check(
+            capsys, tmp_path, _dicomweb(pacs.dicomweb_url, f'orthanc_url = "{orthanc}"'), core_lab_store
+        )
+        return [line for line in out.splitlines() if "core lab:" in line]
+
+    monkeypatch.delenv("HIRO_DATE_SHIFT_KEY", raising=False)
+    lines = core_lab_lines(pacs.url)
+    assert any(
+        re.match(r"ok +core lab: Orthanc 1\.\d+\.\d+ at http://127\.0\.0\.1:\d+ answers", line)
+        for line in lines
+    )
+    assert "PROBLEM  core lab: ONC-2101 shift dates, but HIRO_DATE_SHIFT_KEY is not set" in "\n".join(lines)
+    assert "ok       core lab: ONC-2101's transmittal form transmittal/default.html renders" in lines
+
+    monkeypatch.setenv("HIRO_DATE_SHIFT_KEY", "site-secret")
+    closed = f"http://127.0.0.1:{_closed_port()}"
+    assert f"PROBLEM  core lab: Orthanc at {closed} cannot be reached (ConnectionError)" in core_lab_lines(
+        closed
+    )
+    assert not [line for line in core_lab_lines(pacs.url) if line.startswith("PROBLEM")]
