@@ -170,9 +170,14 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
         if daemon.web is not None:
             print(f"hiro-monitor: dashboard on http://{settings.web.host}:{daemon.web.port}/", flush=True)
 
-    daemon = Daemon(settings, engine, clock=command_clock(args))
-    asyncio.run(run_until_signalled(daemon, on_ready=ready))
-    engine.dispose()
+    try:
+        daemon = Daemon(settings, engine, clock=command_clock(args))
+        asyncio.run(run_until_signalled(daemon, on_ready=ready))
+    except ConfigError as exc:  # found only on starting (a TLS key that is not the certificate's)
+        print(exc, file=sys.stderr)
+        return 2
+    finally:
+        engine.dispose()
     return 0
 
 

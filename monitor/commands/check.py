@@ -477,6 +477,14 @@ def _check_files(settings: Settings, report: Report) -> None:
             Path(name).read_bytes()
         except OSError as exc:
             report.problems.append(f"{key}: cannot read {name} ({exc.strerror})")
+    mllp = settings.mllp
+    if mllp.enabled and mllp.tls_certificate and mllp.tls_private_key and not report.problems:
+        from monitor.feeds.mllp.server import build_tls_context
+
+        try:  # readable is not enough: they must be a certificate and its own key
+            build_tls_context(mllp.tls_certificate, mllp.tls_private_key)
+        except ConfigError as exc:
+            report.problems.append(str(exc))
 
 
 def check(settings: Settings, engine: Engine, now: datetime) -> Report:

@@ -16,6 +16,7 @@ from monitor.store.schema import trial_versions
 from rules import load_protocol
 from tests.notifiers.slack_server import FakeSlack, SlackServer
 from tests.notifiers.smtp_server import Inbox, SmtpServer
+from tests.tls import make_certificate
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 ONC = EXAMPLES / "trials" / "onc-2101-recist-ct.toml"
@@ -163,3 +164,22 @@ def test_unreadable_tls_and_key_files_are_named(tmp_path: Path, capsys: pytest.C
     )
     assert "PROBLEM  fhir.private_key_file: empty" in out
     assert "FHIR poll of https://ehr.example.org/fhir/: per_patient" in out
+
+
+def test_a_key_that_is_not_the_certificates_is_named_by_check_config_and_by_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    cert, _ = make_certificate(tmp_path / "a")
+    _, other_key = make_certificate(tmp_path / "b")
+    tls = f'tls_certificate = "{cert}"\ntls_private_key = "{other_key}"'
+    extra = f"[mllp]\nport = 0\n{tls}\n[web]\nenabled = false\n"
+    config = _config(tmp_path, f"sqlite:///{tmp_path / 'x.db'}", extra)
+    mismatch = "mllp.tls_private_key does not match mllp.tls_certificate (they are not a pair)"
+
+    assert main(["--config", config, "check-config"]) == 1
+    assert f"PROBLEM  {mismatch}" in capsys.readouterr().out
+    assert main(["--config", config, "run"]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.strip() == mismatch and "Traceback" not in captured.out + captured.err

@@ -117,8 +117,14 @@ def build_tls_context(certificate: str, private_key: str) -> ssl.SSLContext:
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     try:
         context.load_cert_chain(certificate, private_key)
-    except (OSError, ssl.SSLError) as exc:
-        raise ConfigError(f"mllp.tls_certificate/tls_private_key: cannot load: {exc}") from exc
+    except ssl.SSLError as exc:
+        if "KEY_VALUES_MISMATCH" in str(exc):
+            raise ConfigError(
+                "mllp.tls_private_key does not match mllp.tls_certificate (they are not a pair)"
+            ) from None
+        raise ConfigError(f"mllp.tls_certificate/tls_private_key: cannot load: {exc.reason or exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"mllp.tls_certificate/tls_private_key: cannot load: {exc}") from None
     return context
 
 
@@ -174,7 +180,13 @@ class MllpServer:
         self._networks = parse_allowed_senders(settings.allowed_senders)
         if bool(settings.tls_certificate) != bool(settings.tls_private_key):
             raise ConfigError("mllp.tls_certificate and mllp.tls_private_key must be set together")
-        self._tls: ssl.SSLContext | None = None
+        # Built here, not on start: a key that is not the certificate's stops ``run`` before
+        # anything has started, with the one-line ConfigError.
+        self._tls: ssl.SSLContext | None = (
+            build_tls_context(settings.tls_certificate, settings.tls_private_key)
+            if settings.tls_certificate
+            else None
+        )
         self._server: asyncio.Server | None = None
         self._connections: set[_Connection] = set()
         self._ids = itertools.count(1)
@@ -194,8 +206,6 @@ class MllpServer:
         if self._server is not None or self._closing:
             raise RuntimeError("MllpServer.start() called twice, or after close()")
         settings = self._settings
-        if settings.tls_certificate:
-            self._tls = build_tls_context(settings.tls_certificate, settings.tls_private_key)
         self._server = await asyncio.start_server(self._accept, settings.host, settings.port)
         log.info(
             "mllp listening on %s port %d%s",

@@ -414,15 +414,12 @@ def test_a_plaintext_sender_to_a_tls_listener_is_closed_without_handling(tmp_pat
     assert handler.messages == []
 
 
-def test_missing_tls_files_fail_at_start_naming_the_setting(tmp_path: Path) -> None:
-    server = MllpServer(
-        MllpSettings(
-            port=0, tls_certificate=str(tmp_path / "no.pem"), tls_private_key=str(tmp_path / "no.key")
-        ),
-        Recorder(),
+def test_missing_tls_files_fail_before_anything_starts_naming_the_setting(tmp_path: Path) -> None:
+    settings = MllpSettings(
+        port=0, tls_certificate=str(tmp_path / "no.pem"), tls_private_key=str(tmp_path / "no.key")
     )
     with pytest.raises(ConfigError, match="tls_certificate"):
-        asyncio.run(server.start())
+        MllpServer(settings, Recorder())
 
 
 def test_a_handler_error_or_no_ack_sends_nothing_and_the_connection_goes_on(
