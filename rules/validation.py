@@ -15,6 +15,7 @@ anchor dates, anchors or arm the protocol does not know), for the enrolment impo
 
 from __future__ import annotations
 
+import difflib
 import re
 import tomllib
 from collections.abc import Mapping
@@ -60,6 +61,9 @@ _ROUTING = ("coordinators", "technologists", "rooms", "lead_times", "contacts")
 _MODALITIES = frozenset({"CT", "MR", "PT", "NM", "US", "XR", "CR", "DX", "MG", "XA", "RF", "OT"})
 _MODALITY_FIXES = {"MRI": "MR", "PET": "PT", "PET/CT": "PT", "PET-CT": "PT", "PETCT": "PT", "SPECT": "NM"}
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+# The notification channels (notifiers.CHANNELS registers a notifier for each; a test keeps
+# the two lists the same): a protocol's typo such as "slak:#ct" is an error, not a lost alert.
+CHANNEL_NAMES = ("console", "email", "slack", "webhook")
 _ADDRESS = re.compile(r"^[a-z][a-z0-9+.-]*:\S.*$")
 _NCT = re.compile(r"^NCT\d{8}$")
 
@@ -425,12 +429,19 @@ class _ProtocolReader(FieldReader):
     def addresses(self, table: Table, key: str, path: str) -> tuple[str, ...]:
         addresses = self.text_list(table, key, path, allow_single=True)
         for index, address in enumerate(addresses):
+            where = join_path(join_path(path, key), index)
+            channel = address.partition(":")[0].strip().lower()
             if not _ADDRESS.match(address):
                 self.problem(
-                    join_path(join_path(path, key), index),
+                    where,
                     f"{address!r} is not a channel address",
                     'write the channel first: "email:team@example.org", "slack:#ct-techs"',
                 )
+            elif channel not in CHANNEL_NAMES:
+                close = difflib.get_close_matches(channel, CHANNEL_NAMES, n=1, cutoff=0.5)
+                known = ", ".join(CHANNEL_NAMES)
+                fix = f'did you mean "{close[0]}:"?' if close else f"the channels are {known}"
+                self.problem(where, f"{address!r} names no channel this project has ({channel!r})", fix)
         return addresses
 
 

@@ -130,6 +130,13 @@ PROBLEMS = [
         "email:",
     ),
     (
+        "a channel this project does not have (a typo)",
+        _edit('"email:coord@example.org"', '"emial:coord@example.org"'),
+        "routing.coordinators[0]",
+        "names no channel this project has ('emial')",
+        'did you mean "email:"?',
+    ),
+    (
         "a repeating timepoint with an offset",
         _edit(RESTAGING_EVERY, RESTAGING_EVERY + '\noffset = "1w"'),
         "timepoints[1].offset",
