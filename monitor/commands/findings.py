@@ -14,6 +14,7 @@ Window dates are the site's local dates; ``opened``/``updated`` are shown in the
 from __future__ import annotations
 
 import argparse
+import sys
 from collections import Counter
 from dataclasses import asdict
 from datetime import UTC, date, datetime, time
@@ -105,7 +106,17 @@ def cmd_evaluate(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_findings(settings: Settings, args: argparse.Namespace) -> int:
+    from monitor.store.registry.protocols import protocols_in_force
+
     engine = open_engine(settings)
+    if args.trial:
+        with engine.connect() as conn:
+            known = sorted(p.trial for p in protocols_in_force(conn))
+        if args.trial not in known:
+            engine.dispose()
+            trials = ", ".join(known) or "none loaded yet (hiro-monitor trials load FILE)"
+            print(f"error: no trial {args.trial!r} (trials: {trials})", file=sys.stderr)
+            return 2
     views = list_findings(engine, trial=args.trial, subject=args.subject, open_only=args.open)
     engine.dispose()
     if args.json:

@@ -317,6 +317,10 @@ def test_findings_json_carries_the_documented_keys_and_no_mrn(
     code, table, _ = cli(capsys, database_url, "findings")
     assert code == 0 and "in_window" in table
     assert not [mrn for mrn in EXAMPLE_MRNS if mrn in out or mrn in table]
+    # A trial that is not there is said to be not there, not listed as having no findings.
+    code, out, err = cli(capsys, database_url, "findings", "--trial", "ONC-2110")
+    assert (code, out) == (2, "")
+    assert err.strip() == "error: no trial 'ONC-2110' (trials: LYM-3302, NEU-4405, ONC-2101)"
 
 
 def test_a_quiet_feeds_change_is_re_evaluated_at_once_and_a_burst_after_it_in_one_call(
