@@ -235,6 +235,9 @@ class SchedulerSettings(_Section):
     digest_hour: int = Field(default=7, ge=0, le=23)
     digest_look_ahead_days: int = Field(default=7, ge=1, le=60)
     purge_hour: int = Field(default=3, ge=0, le=23)
+    # Replicas on PostgreSQL: how often a follower tries for the leader lock (and the leader
+    # checks it still holds it). A dead leader's jobs resume within about this long.
+    leader_check_seconds: float = Field(default=3.0, gt=0, le=60)
 
 
 class EvaluationSettings(_Section):

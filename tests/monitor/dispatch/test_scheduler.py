@@ -33,9 +33,11 @@ def jobs(office: Office) -> Iterator[JobScheduler]:
 
 def test_every_job_has_a_deliberate_misfire_grace_coalesces_and_runs_alone(jobs: JobScheduler) -> None:
     found = {job.id: job for job in jobs.scheduler.get_jobs()}
-    assert set(found) == {"dispatch", "evaluate", "digest", "purge", "fhir_poll"}
+    expected = {"dispatch": 2, "evaluate": 450, "digest": 6 * 3600, "purge": 12 * 3600, "fhir_poll": 300}
+    if jobs.engine.dialect.name == "postgresql":  # replicas: the lock has a timer of its own
+        expected["leader"] = 3
     grace = {job_id: job.misfire_grace_time for job_id, job in found.items()}
-    assert grace == {"dispatch": 2, "evaluate": 450, "digest": 6 * 3600, "purge": 12 * 3600, "fhir_poll": 300}
+    assert grace == expected
     assert all(job.coalesce and job.max_instances == 1 for job in found.values())
     assert str(found["digest"].trigger.timezone) == "America/New_York"
 
