@@ -3,7 +3,7 @@
 For each trial in force with a ``[core_lab]``:
 
 - a destination the project sends to (a DICOM node, a STOW-RS endpoint) needs the PACS and
-  its ``[pacs] orthanc_url`` (a warning without: uploads by hand can still be recorded), which
+  its ``[pacs] orthanc_url`` (a note without: uploads by hand can still be recorded), which
   must answer (``GET /system``, no patient's data);
 - ``dates = "shift"`` needs ``HIRO_DATE_SHIFT_KEY`` (or ``_FILE``);
 - the transmittal form (the trial's or the default) renders with a synthetic context.
@@ -38,7 +38,7 @@ def check_core_labs(settings: Settings, trials: Iterable[Trial], report: Report)
     ]
     pacs = settings.pacs
     if sending and (not pacs.enabled or not pacs.orthanc_url):
-        report.warnings.append(
+        report.notes.append(
             f"core lab: {', '.join(sending)} send images to a core lab, but [pacs] is not enabled with an "
             "orthanc_url: no copy can be made here; until it is, record the uploads done by hand"
         )
