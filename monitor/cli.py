@@ -19,12 +19,11 @@ import logging
 import sys
 from collections import Counter
 from collections.abc import Callable, Sequence
-from datetime import date
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from monitor.clock import SYSTEM_CLOCK, Clock
-from monitor.commands import command_clock, open_engine, utc_now
+from monitor.commands import DAY_FORMS, command_clock, day_spec, open_engine, utc_now
 from monitor.config import ConfigError, Settings, load_settings
 
 log = logging.getLogger("monitor.cli")
@@ -110,10 +109,8 @@ def _parser() -> argparse.ArgumentParser:
     exams = commands.add_parser("exams", help="list exams in the store")
     exams.set_defaults(handler=cmd_exams)
     exams.add_argument("--json", action="store_true", help="print a JSON array")
-    exams.add_argument(
-        "--from", dest="first", type=date.fromisoformat, help="first day (site zone), YYYY-MM-DD"
-    )
-    exams.add_argument("--to", dest="last", type=date.fromisoformat, help="last day (site zone), YYYY-MM-DD")
+    exams.add_argument("--from", dest="first", type=day_spec, help=f"first day (site zone): {DAY_FORMS}")
+    exams.add_argument("--to", dest="last", type=day_spec, help=f"last day (site zone): {DAY_FORMS}")
     exams.add_argument("--limit", type=int, help="show at most this many (the earliest first)")
     for module in COMMAND_GROUPS:
         importlib.import_module(module).register(commands)
@@ -257,7 +254,10 @@ def cmd_exams(settings: Settings, args: argparse.Namespace) -> int:
 
     zone = ZoneInfo(settings.site.timezone)
     engine = open_engine(settings)
-    start_from, start_before = day_bounds(args.first, args.last, zone)
+    today = command_clock(args)().astimezone(zone).date()
+    first = args.first(today) if args.first is not None else None
+    last = args.last(today) if args.last is not None else None
+    start_from, start_before = day_bounds(first, last, zone)
     rows = list_exams(engine, start_from=start_from, start_before=start_before)
     total = len(rows)
     if args.limit is not None:

@@ -12,8 +12,10 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
+import re
 import sys
-from datetime import date, datetime
+from collections.abc import Callable
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine
@@ -56,6 +58,30 @@ def iso_date(text: str) -> date:
         return date.fromisoformat(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a date (write YYYY-MM-DD)") from None
+
+
+_RELATIVE = re.compile(r"^([+-])(\d{1,4})([dw])$")
+_NAMED_DAYS = {"today": 0, "yesterday": -1, "tomorrow": 1}
+DAY_FORMS = "YYYY-MM-DD, today, yesterday, tomorrow, or days/weeks from today (+7d, --from=-2w)"
+
+
+def day_spec(text: str) -> Callable[[date], date]:
+    """A day as a command line gives it (:data:`DAY_FORMS`): a function of the site's today,
+    so that ``today`` and ``+7d`` are read against the command's clock."""
+    word = text.strip().lower()
+    if word in _NAMED_DAYS:
+        offset = _NAMED_DAYS[word]
+        return lambda today: today + timedelta(days=offset)
+    found = _RELATIVE.match(word)
+    if found:
+        sign, amount, unit = found.groups()
+        days = int(amount) * (7 if unit == "w" else 1) * (-1 if sign == "-" else 1)
+        return lambda today: today + timedelta(days=days)
+    try:
+        fixed = date.fromisoformat(text.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a day: write {DAY_FORMS}") from None
+    return lambda _today: fixed
 
 
 def anchor_setting(text: str) -> tuple[str, date | None]:
