@@ -135,13 +135,14 @@ def html_body(renderer: Renderer, notification: Notification, policy: PhiPolicy)
     return _render(renderer, _names(notification)[0], message_context(renderer, notification, policy))
 
 
-def render_sheet(renderer: Renderer, content: AlertContent, policy: PhiPolicy) -> str:
-    """The technologist instruction sheet for ``content`` (for ``hiro-monitor instructions``)."""
+def render_sheet(renderer: Renderer, content: AlertContent, policy: PhiPolicy, *, text: bool = False) -> str:
+    """The technologist instruction sheet for ``content`` (for ``hiro-monitor instructions``):
+    the printable HTML, or with ``text`` the plain-text version the emails carry."""
     context = content_view(content, policy)
     context.update(kind=MessageKind.INSTRUCTIONS.value, audience="technologist")
     context.update(title=KIND_TITLES[MessageKind.INSTRUCTIONS], finding_title="")
     context["headline"] = " ".join(_render(renderer, "common/headline.txt", context).split())
-    return _render(renderer, sheet_template(content), context)
+    return _render(renderer, "instructions/default.txt" if text else sheet_template(content), context)
 
 
 def jsonable(value: Any) -> Any:

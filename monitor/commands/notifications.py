@@ -61,7 +61,13 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
     sheet = commands.add_parser("instructions", help="render the technologist instruction sheet of an exam")
     sheet.add_argument("exam_id", type=int, metavar="EXAM_ID")
-    sheet.add_argument("--out", type=Path, metavar="FILE", help="write the HTML here (default: stdout)")
+    sheet.add_argument(
+        "--out", type=Path, metavar="FILE",
+        help="write the HTML here (default on a terminal: instructions-exam-EXAM_ID.html)",
+    )  # fmt: skip
+    shown = sheet.add_mutually_exclusive_group()
+    shown.add_argument("--html", action="store_true", help="print the HTML (for a pipe)")
+    shown.add_argument("--text", action="store_true", help="print the plain-text sheet")
     sheet.add_argument(
         "--phi", choices=("none", "limited", "full"), default="none", help="PHI policy (default none)"
     )
@@ -184,13 +190,17 @@ def cmd_instructions(settings: Settings, args: argparse.Namespace) -> int:
         )
         return 1
     try:
-        html = render_sheet(renderer, content, PhiPolicy(args.phi))
+        sheet = render_sheet(renderer, content, PhiPolicy(args.phi), text=args.text)
     except NotifierError as exc:
         print(f"cannot render the sheet: {exc}", file=sys.stderr)
         return 1
-    if args.out:
-        args.out.write_text(html, encoding="utf-8")
-        print(f"wrote {args.out}")
+    # Raw HTML is not for reading on a terminal: there it goes to a file, unless asked for.
+    out = args.out
+    if out is None and not args.html and not args.text and sys.stdout.isatty():
+        out = Path(f"instructions-exam-{args.exam_id}.html")
+    if out is not None:
+        out.write_text(sheet, encoding="utf-8")
+        print(f"wrote {out} (open it in a browser to print)")
     else:
-        sys.stdout.write(html)
+        sys.stdout.write(sheet)
     return 0

@@ -7,6 +7,7 @@ Regenerate the sheet's golden file after a deliberate change with
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -82,3 +83,21 @@ def test_instructions_for_an_exam_that_serves_no_research_visit_exits_1(
     assert "exam 1 serves no research timepoint" in err
     code, _, err = cli(capsys, office.settings.database.url, "instructions", "42")
     assert code == 1 and "exam 42" in err
+
+
+def test_instructions_on_a_terminal_go_to_a_file_and_text_or_html_are_printed_when_asked(
+    office: Office, capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    office.feed(siu(mrn="E10001"))
+    url = office.settings.database.url
+    code, text, _ = cli(capsys, url, "instructions", "1", "--text")
+    assert code == 0 and "Week 72 restaging" in text and "<html" not in text.lower()
+    assert_no_phi(text)
+    code, html, _ = cli(capsys, url, "instructions", "1", "--html")
+    assert code == 0 and html.lstrip().lower().startswith("<!doctype html")
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    code, out, _ = cli(capsys, url, "instructions", "1")
+    assert code == 0 and out.startswith("wrote instructions-exam-1.html")
+    assert (tmp_path / "instructions-exam-1.html").read_text(encoding="utf-8") == html
