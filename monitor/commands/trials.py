@@ -151,25 +151,34 @@ def cmd_list(settings: Settings, args: argparse.Namespace) -> int:
         return 0
     from zoneinfo import ZoneInfo
 
+    from rich import box
     from rich.console import Console
     from rich.table import Table
 
     zone = ZoneInfo(settings.site.timezone)
-    table = Table(title=f"Trials ({len(summaries)}), times in {settings.site.timezone}")
+    # Fits 80 columns: the headers never shrink, the title and amendments give way
+    # (ellipsis); --json has everything in full, the source file too.
+    table = Table(
+        title=f"Trials ({len(summaries)}), loaded in {settings.site.timezone}",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        collapse_padding=True,
+    )
     table.add_column("trial", no_wrap=True)
-    table.add_column("title", max_width=40, overflow="ellipsis", no_wrap=True)
-    for column in ("version", "amendments", "enrolments", "loaded", "source"):
-        table.add_column(column)
+    table.add_column("title", max_width=22, overflow="ellipsis", no_wrap=True)
+    table.add_column("version", no_wrap=True)
+    table.add_column("amendments", max_width=10, overflow="ellipsis", no_wrap=True)
+    table.add_column("enrolled", justify="right", no_wrap=True)
+    table.add_column("loaded", no_wrap=True)
     for summary in summaries:
         title = summary.title if summary.loads else "(stored text no longer loads: load the file again)"
         table.add_row(
             summary.id,
             title,
             f"{summary.version} of {summary.versions}",
-            ", ".join(summary.amendments),
+            ", ".join(summary.amendments) or "-",
             str(summary.enrolments),
-            summary.loaded_at.astimezone(zone).strftime("%Y-%m-%d %H:%M"),
-            summary.source,
+            summary.loaded_at.astimezone(zone).strftime("%Y-%m-%d"),
         )
     Console().print(table)
     return 0

@@ -118,6 +118,19 @@ def test_load_is_idempotent_and_a_changed_file_becomes_version_2(
     assert "ONC-2101: version 3 stored (replaces 2, same text as version 1)" in out
 
 
+def test_trials_list_fits_an_80_column_terminal_with_its_headers_whole(
+    capsys: pytest.CaptureFixture[str], database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "80")
+    assert cli(capsys, database_url, "trials", "load", *map(str, TRIAL_FILES))[0] == 0
+    code, out, _ = cli(capsys, database_url, "trials", "list")
+    assert code == 0
+    assert max(len(line) for line in out.splitlines()) <= 80, out
+    header = next(line for line in out.splitlines() if line.lstrip().startswith("trial"))
+    assert header.split() == ["trial", "title", "version", "amendments", "enrolled", "loaded"]
+    assert all(trial in out for trial in ("LYM-3302", "NEU-4405", "ONC-2101"))
+
+
 def test_load_stores_nothing_when_any_file_has_a_problem(
     capsys: pytest.CaptureFixture[str], database_url: str, tmp_path: Path
 ) -> None:
