@@ -35,8 +35,9 @@ sent if found. Channels that cannot look (email, webhooks) resend: at-least-once
 Message-ID / ``X-Hiro-Delivery`` id derived from the dedupe key so the receiver drops the copy.
 
 Notifiers block (slack-sdk sleeps on a short 429), so they only ever run on these worker
-threads, never on the daemon's event loop. Several replicas each pace their own lanes; if
-they drain one Slack channel together, Slack's 429s slow them down and no row is lost.
+threads, never on the daemon's event loop. Replicas on one PostgreSQL take each message's
+slot for its address from the store (:mod:`monitor.store.outbox.pace`): together they keep
+the channel's pace; a 429 would still only slow them down, and no row is lost.
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ from monitor.dispatch.content import ContentBuilder
 from monitor.dispatch.followups import against_history, error_code
 from monitor.render import Renderer
 from monitor.store.outbox.claims import ClaimedRow, Claims
+from monitor.store.outbox.pace import take_slot
 from monitor.store.outbox.planning import digest_day
 from monitor.threads import dispatch_pool
 from notifiers import Notifier, NotifierError, notifier_class, notifier_for
@@ -133,6 +135,8 @@ class Dispatcher:
         self._local = threading.local()
         self._stopping = threading.Event()
         self._pool = dispatch_pool(settings.dispatch.workers)
+        # Replicas share a store only on PostgreSQL: there the pace of each address is shared.
+        self._shared_pace = engine.dialect.name == "postgresql"
 
     # -- entry points --------------------------------------------------------------------
 
@@ -231,10 +235,20 @@ class Dispatcher:
             log.error("dispatch lane stopped (%s)", type(exc).__name__)
 
     def _pace(self, lane: _Lane) -> bool:
-        """Wait for the lane's next slot; False when stopping."""
+        """Wait for the lane's next slot, and with replicas (PostgreSQL) for the address's
+        slot shared through the store (:mod:`monitor.store.outbox.pace`); False when stopping."""
         delay = lane.next_at - time.monotonic()
         if delay > 0 and self._stopping.wait(delay):
             return False
+        if lane.interval and self._shared_pace:
+            try:
+                slot = take_slot(self.engine, lane.address, lane.interval, time.time())
+            except Exception as exc:  # the store is down: the lane's own pace still holds
+                log.warning("taking a sending slot failed (%s)", type(exc).__name__)
+            else:
+                delay = slot - time.time()
+                if delay > 0 and self._stopping.wait(delay):
+                    return False
         return not self._stopping.is_set()
 
     def _notifier(self, address: str) -> Notifier:

@@ -20,6 +20,7 @@ from sqlalchemy import (
     Column,
     Date,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -559,6 +560,18 @@ core_lab_queries = Table(
 )
 Index("ix_core_lab_queries_exam_id", core_lab_queries.c.exam_id)
 Index("ix_core_lab_queries_trial", core_lab_queries.c.trial, core_lab_queries.c.status)
+
+
+# --- Channel pace (API: monitor/store/outbox/pace.py)
+# Per address, the wall-clock time (Unix seconds) before which the next message may not go:
+# replicas on one PostgreSQL take their sending slots here (Slack: one message a second per
+# channel, whatever the number of replicas).
+channel_pace = Table(
+    "channel_pace",
+    metadata,
+    Column("address", String(300), primary_key=True),
+    Column("next_at", Float(), nullable=False),
+)
 
 
 # --- Judgements (API: monitor/store/judgements.py)
