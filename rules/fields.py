@@ -23,9 +23,11 @@ Table = Mapping[str, Any]
 
 
 def join_path(parent: str, key: str | int) -> str:
-    """``join_path("timepoints", 2)`` is ``timepoints[2]``; ``join_path("exams", "ct")`` is ``exams.ct``."""
+    """``join_path("timepoints", 2)`` is ``timepoints[3]``: a list's entries are counted from 1,
+    as a person counts them in the file (``key`` is Python's index, from 0);
+    ``join_path("exams", "ct")`` is ``exams.ct``."""
     if isinstance(key, int):
-        return f"{parent}[{key}]"
+        return f"{parent}[{key + 1}]"
     return f"{parent}.{key}" if parent else key
 
 

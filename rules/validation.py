@@ -1,13 +1,13 @@
 """Load a protocol TOML file into a :class:`~rules.protocol.Trial`, reporting every problem at once.
 
 ``load_protocol(text, source)`` either returns a Trial or raises
-:class:`~rules.protocol.ProtocolError` whose ``problems`` list each problem with its key path
-(``timepoints[2].window``; list indexes count from 0 in file order), what is wrong and a
-plain-language fix. It checks: TOML syntax, unknown keys (typos, with a suggestion), missing
-required keys, value types, duration syntax, windows that end before they start, timepoints
-naming unknown exams, undeclared anchors or arms, orderables claimed by two exams,
-``anchor = "previous"`` with nothing before it, modality codes, channel addresses and
-version dates.
+:class:`~rules.protocol.ProtocolError` whose ``problems`` list each problem with its key
+path (``timepoints[2].window`` is the second ``[[timepoints]]`` table: entries count from 1,
+in file order), what is wrong and a plain-language fix. It checks: TOML syntax, unknown keys
+(typos, with a suggestion), missing required keys, value types, duration syntax, windows
+that end before they start, timepoints naming unknown exams, undeclared anchors or arms,
+orderables claimed by two exams, ``anchor = "previous"`` with nothing before it, modality
+codes, channel addresses and version dates.
 
 ``check_enrolment(trial, ...)`` is the matching check for an enrolment (missing required
 anchor dates, anchors or arm the protocol does not know), for the enrolment import.

@@ -64,10 +64,10 @@ def test_validate_reports_every_problem_with_file_key_path_and_fix_and_exits_1(
     assert code == 1
     lines = [line.strip() for line in err.splitlines() if line.startswith("  ")]
     expected_paths = (
-        "timepoints[0].window",
-        "timepoints[1].every",
-        "timepoints[1].exams[1]",
-        "timepoints[1].anchor",
+        "timepoints[1].window",
+        "timepoints[2].every",
+        "timepoints[2].exams[2]",
+        "timepoints[2].anchor",
     )
     assert len(lines) == len(expected_paths)
     for path in expected_paths:

@@ -108,20 +108,20 @@ def test_the_rules_are_read_from_the_protocol() -> None:
     [
         (
             'require = { SliceThicknes = "<= 5" }',
-            "series[0].require.SliceThicknes",
+            "series[1].require.SliceThicknes",
             'did you mean "SliceThickness"',
         ),
-        ('require = { ContrastBolusAgent = "<= 5" }', "series[0].require.ContrastBolusAgent", "is text"),
-        ('require = { KVP = "140..100" }', "series[0].require.KVP", "ends before it starts"),
-        ('require = { KVP = "high" }', "series[0].require.KVP", "is a number"),
-        ("require = { KVP = true }", "series[0].require.KVP", "true/false is not a condition"),
+        ('require = { ContrastBolusAgent = "<= 5" }', "series[1].require.ContrastBolusAgent", "is text"),
+        ('require = { KVP = "140..100" }', "series[1].require.KVP", "ends before it starts"),
+        ('require = { KVP = "high" }', "series[1].require.KVP", "is a number"),
+        ("require = { KVP = true }", "series[1].require.KVP", "true/false is not a condition"),
         (
             'where = { KVP = "baseline" }\nrequire = { KVP = "present" }',
-            "series[0].where.KVP",
+            "series[1].where.KVP",
             "only goes under require",
         ),
         ('require = { KVP = "baseline" }', "baseline", "names no baseline timepoint"),
-        ('count = 0\nrequire = { KVP = "present" }', "series[0].count", "must be 1 or more"),
+        ('count = 0\nrequire = { KVP = "present" }', "series[1].count", "must be 1 or more"),
     ],
 )
 def test_a_bad_rule_is_named_by_its_key_path(rules: str, path: str, words: str) -> None:
@@ -259,5 +259,5 @@ def test_a_timepoint_replaces_its_exam_types_rules_and_names_only_exams_it_takes
     with pytest.raises(ProtocolError) as raised:
         load_protocol(PROTOCOL.replace("\n[routing]", wrong + "\n[routing]", 1), "t.toml")
     assert [(p.path, p.message) for p in raised.value.problems] == [
-        ("timepoints[1].acquisition.pet", "exam 'pet' does not serve this timepoint")
+        ("timepoints[2].acquisition.pet", "exam 'pet' does not serve this timepoint")
     ]

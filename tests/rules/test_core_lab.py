@@ -65,10 +65,10 @@ def test_a_core_lab_is_read_with_the_trial_id_as_protocol_id() -> None:
         ((", port = 11112", ""), "core_lab.destination.port", 'required key "port"'),
         (
             ('"SeriesDescription"', '"SeriesDescriptin"'),
-            "core_lab.keep[0]",
+            "core_lab.keep[1]",
             'did you mean "SeriesDescription"',
         ),
-        (('"SeriesDescription"', '"PatientName"'), "core_lab.keep[0]", "never kept"),
+        (('"SeriesDescription"', '"PatientName"'), "core_lab.keep[1]", "never kept"),
         (('dates = "remove"', 'dates = "later"'), "core_lab.dates", "is not keep, remove or shift"),
         (('sponsor = "Acme Oncology"', 'sponsr = "Acme"'), "core_lab.sponsr", 'did you mean "sponsor"'),
         (('remind_before = "6h"', 'remind_before = "soon"'), "core_lab.remind_before", "bad duration"),

@@ -274,5 +274,5 @@ def test_a_lead_time_that_is_neither_a_duration_nor_a_day_and_time_is_named() ->
         message = str(error)
     else:
         raise AssertionError("the protocol loaded")
-    assert "routing.lead_times.coordinator[1]" in message and "bad time of day" in message
-    assert "routing.lead_times.coordinator[2]" in message and "the day before at 14:00" in message
+    assert "routing.lead_times.coordinator[2]" in message and "bad time of day" in message
+    assert "routing.lead_times.coordinator[3]" in message and "the day before at 14:00" in message

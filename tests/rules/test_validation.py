@@ -27,56 +27,56 @@ PROBLEMS = [
     (
         "unknown exam id in a timepoint",
         _edit(SCREENING, SCREENING.replace('"ct"', '"ct_cap"')),
-        "timepoints[0].exams[0]",
+        "timepoints[1].exams[1]",
         "names exam 'ct_cap'",
         "add [exams.ct_cap]",
     ),
     (
         "window that ends before it starts",
         _edit('{ from = "-28d", to = "-1d" }', '{ from = "-1d", to = "-28d" }'),
-        "timepoints[0].window",
+        "timepoints[1].window",
         "ends before it starts",
         "swap from and to",
     ),
     (
         "anchor not declared",
         _edit('anchor = "c1d1"\nwindow = { from', 'anchor = "c1d"\nwindow = { from'),
-        "timepoints[0].anchor",
+        "timepoints[1].anchor",
         "anchor 'c1d' is not declared",
         "[anchors]",
     ),
     (
         "duplicate orderable across exams",
         _edit('orderables = ["MR1"]', 'orderables = ["MR1", "CT2"]'),
-        "exams.mr.orderables[1]",
+        "exams.mr.orderables[2]",
         "'CT2' is also listed under exam 'ct'",
         "one exam type",
     ),
     (
         "bad duration syntax",
         _edit(RESTAGING_EVERY, 'every = "6wk"'),
-        "timepoints[1].every",
+        "timepoints[2].every",
         "bad duration '6wk'",
         "6w",
     ),
     (
         "months in a duration",
         _edit(RESTAGING_EVERY, 'every = "3m"'),
-        "timepoints[1].every",
+        "timepoints[2].every",
         "months and years are not allowed",
         "12w",
     ),
     (
         "a duration written as a bare number",
         _edit(RESTAGING_EVERY, "every = 42"),
-        "timepoints[1].every",
+        "timepoints[2].every",
         "must be text with a unit",
         "6w",
     ),
     (
         "unknown key (a typo)",
         _edit('label = "Week {week}"', 'lable = "Week {week}"'),
-        "timepoints[1].lable",
+        "timepoints[2].lable",
         'unknown key "lable"',
         'did you mean "label"?',
     ),
@@ -90,7 +90,7 @@ PROBLEMS = [
     (
         "bad arm reference",
         _edit(RESTAGING_EVERY, RESTAGING_EVERY + '\narms = ["C"]'),
-        "timepoints[1].arms[0]",
+        "timepoints[2].arms[1]",
         "names arm 'C', which is not declared",
         "arms = [...]",
     ),
@@ -104,70 +104,70 @@ PROBLEMS = [
     (
         "Day 0 when the anchor is Day 1",
         _edit(SCREENING, SCREENING + "\nday = 0"),
-        "timepoints[0].day",
+        "timepoints[1].day",
         "no Day 0 when the anchor is Day 1",
         "day = 1",
     ),
     (
         "until names an undeclared anchor",
         _edit('until = "24w"', 'until = "death"'),
-        "timepoints[1].until",
+        "timepoints[2].until",
         "until names anchor 'death'",
         "[anchors] events",
     ),
     (
         "previous with nothing before it",
         _edit('anchor = "c1d1"\nwindow = { from', 'anchor = "previous"\nwindow = { from'),
-        "timepoints[0].anchor",
+        "timepoints[1].anchor",
         "nothing comes before it",
         "milestone",
     ),
     (
         "channel address without a channel",
         _edit('"email:coord@example.org"', '"coord@example.org"'),
-        "routing.coordinators[0]",
+        "routing.coordinators[1]",
         "is not a channel address",
         "email:",
     ),
     (
         "a channel this project does not have (a typo)",
         _edit('"email:coord@example.org"', '"emial:coord@example.org"'),
-        "routing.coordinators[0]",
+        "routing.coordinators[1]",
         "names no channel this project has ('emial')",
         'did you mean "email:"?',
     ),
     (
         "a repeating timepoint with an offset",
         _edit(RESTAGING_EVERY, RESTAGING_EVERY + '\noffset = "1w"'),
-        "timepoints[1].offset",
+        "timepoints[2].offset",
         "a repeating timepoint has no offset",
         "first =",
     ),
     (
         "unknown label placeholder",
         _edit('label = "Week {week}"', 'label = "Week {wk}"'),
-        "timepoints[1].label",
+        "timepoints[2].label",
         "unknown placeholder {wk}",
         "{week}",
     ),
     (
         "window missing",
         _edit('window = "+-7d"', ""),
-        "timepoints[1].window",
+        "timepoints[2].window",
         'required key "window" is missing',
         "+-7d",
     ),
     (
         "tolerance without +-",
         _edit('window = "+-7d"', 'window = "7d"'),
-        "timepoints[1].window",
+        "timepoints[2].window",
         "needs a +- sign",
         "+-7d",
     ),
     (
         "duplicate timepoint id",
         _edit('id = "restaging"', 'id = "screening"'),
-        "timepoints[1].id",
+        "timepoints[2].id",
         "'screening' is used twice",
         "its own id",
     ),
@@ -188,14 +188,14 @@ PROBLEMS = [
     (
         "lead time that is not positive",
         _edit('coordinator = ["72h", "24h"]', 'coordinator = ["72h", "-24h"]'),
-        "routing.lead_times.coordinator[1]",
+        "routing.lead_times.coordinator[2]",
         "must be positive",
         "24h",
     ),
     (
         "recurrence key on a single visit",
         _edit(SCREENING, SCREENING + '\nuntil = "8w"'),
-        "timepoints[0].until",
+        "timepoints[1].until",
         "only applies to a repeating timepoint",
         "every =",
     ),
@@ -205,7 +205,7 @@ PROBLEMS = [
             'coordinators = ["email:coord@example.org"]',
             'coordinators = ["email:coord@example.org"]\ncontacts = ["ok: 555-0100", "' + "x" * 201 + '"]',
         ),
-        "routing.contacts[1]",
+        "routing.contacts[2]",
         "1 to 200 characters",
         "one person or desk a line",
     ),
@@ -246,8 +246,8 @@ def test_every_problem_in_a_file_is_reported_not_only_the_first() -> None:
         load_protocol(text, "trial.toml")
     assert [p.path for p in caught.value.problems] == [
         "exams.mr.modality",
-        "timepoints[0].window",
-        "timepoints[1].every",
+        "timepoints[1].window",
+        "timepoints[2].every",
     ]
     assert 'modality = "PT"' in caught.value.problems[0].fix
 
@@ -268,8 +268,8 @@ def test_versions_must_be_listed_oldest_first_with_real_dates() -> None:
     with pytest.raises(ProtocolError) as caught:
         load_protocol(text, "trial.toml")
     problems = {p.path: p for p in caught.value.problems}
-    assert "not after the previous version's 2026-01-01" in problems["versions[1].effective"].message
-    assert "without quotes" in problems["versions[2].effective"].fix
+    assert "not after the previous version's 2026-01-01" in problems["versions[2].effective"].message
+    assert "without quotes" in problems["versions[3].effective"].fix
 
 
 def test_an_amendment_that_drops_an_exam_still_used_by_inherited_timepoints_is_reported() -> None:
@@ -281,7 +281,7 @@ def test_an_amendment_that_drops_an_exam_still_used_by_inherited_timepoints_is_r
     with pytest.raises(ProtocolError) as caught:
         load_protocol(text, "trial.toml")
     assert any(
-        p.path == "timepoints[1].exams[1]" and "version 'A1' does not define" in p.message
+        p.path == "timepoints[2].exams[2]" and "version 'A1' does not define" in p.message
         for p in caught.value.problems
     )
 
@@ -293,7 +293,7 @@ def test_previous_after_an_endless_series_has_no_last_visit() -> None:
     )
     with pytest.raises(ProtocolError) as caught:
         load_protocol(text, "trial.toml")
-    assert any(p.path == "timepoints[3].anchor" and "without end" in p.message for p in caught.value.problems)
+    assert any(p.path == "timepoints[4].anchor" and "without end" in p.message for p in caught.value.problems)
 
 
 @pytest.mark.parametrize("path", sorted((EXAMPLES / "trials").glob("*.toml")), ids=lambda p: p.name)
@@ -337,4 +337,4 @@ def test_a_bad_window_does_not_hide_an_unknown_exam_in_the_same_timepoint() -> N
     with pytest.raises(ProtocolError) as caught:
         load_protocol(text, "bad.toml")
     paths = {problem.path for problem in caught.value.problems}
-    assert {"timepoints[0].window", "timepoints[0].exams[0]"} <= paths
+    assert {"timepoints[1].window", "timepoints[1].exams[1]"} <= paths
