@@ -167,19 +167,7 @@ def plan_alerts(
     first = ((about, due_at),) if immediate else ()
     times = (*first, *((f"{about}:{phase}", when) for phase, when in later))
     return [
-        PlannedNotification(
-            audience=Audience.COORDINATOR,
-            address=address,
-            kind=NotificationKind.ALERT,
-            due_at=when,
-            finding_key=finding.key,
-            finding_kind=finding.kind,
-            dedupe_key=f"{NotificationKind.ALERT}|{address}|{finding.key}|{what}",
-            trial=finding.trial,
-            enrolment_id=finding.enrolment_id,
-            exam_id=finding.exam_id,
-            occurrence_key=finding.occurrence_key,
-        )
+        _alert(finding, Audience.COORDINATOR, address, when, what)
         for what, when in times
         for address in routing.coordinators
     ]
@@ -205,20 +193,7 @@ def plan_image_alerts(
         (Audience.TECHNOLOGIST, address) for address in routing.technologists_for(modality, exam.location)
     ]
     return [
-        PlannedNotification(
-            audience=audience,
-            address=address,
-            kind=NotificationKind.ALERT,
-            due_at=due_at,
-            finding_key=finding.key,
-            finding_kind=finding.kind,
-            dedupe_key=f"{NotificationKind.ALERT}|{address}|{finding.key}|{about}",
-            trial=finding.trial,
-            enrolment_id=finding.enrolment_id,
-            exam_id=finding.exam_id,
-            occurrence_key=finding.occurrence_key,
-        )
-        for audience, address in dict.fromkeys(audiences)
+        _alert(finding, audience, address, due_at, about) for audience, address in dict.fromkeys(audiences)
     ]
 
 
@@ -229,18 +204,25 @@ def plan_core_lab_alerts(
     refused), due at ``due_at``; ``about`` names the deadline or the refusal, so that each is
     news once."""
     return [
-        PlannedNotification(
-            audience=Audience.COORDINATOR,
-            address=address,
-            kind=NotificationKind.ALERT,
-            due_at=due_at,
-            finding_key=finding.key,
-            finding_kind=finding.kind,
-            dedupe_key=f"{NotificationKind.ALERT}|{address}|{finding.key}|{about}",
-            trial=finding.trial,
-            enrolment_id=finding.enrolment_id,
-            exam_id=finding.exam_id,
-            occurrence_key=finding.occurrence_key,
-        )
+        _alert(finding, Audience.COORDINATOR, address, due_at, about)
         for address in dict.fromkeys(routing.coordinators)
     ]
+
+
+def _alert(
+    finding: Finding, audience: Audience, address: str, due_at: datetime, about: str
+) -> PlannedNotification:
+    """One alert about ``finding``; its dedupe key ends with ``about`` (what makes it news)."""
+    return PlannedNotification(
+        audience=audience,
+        address=address,
+        kind=NotificationKind.ALERT,
+        due_at=due_at,
+        finding_key=finding.key,
+        finding_kind=finding.kind,
+        dedupe_key=f"{NotificationKind.ALERT}|{address}|{finding.key}|{about}",
+        trial=finding.trial,
+        enrolment_id=finding.enrolment_id,
+        exam_id=finding.exam_id,
+        occurrence_key=finding.occurrence_key,
+    )

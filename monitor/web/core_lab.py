@@ -18,6 +18,8 @@ resolves once done.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -41,7 +43,7 @@ from monitor.store.core_lab_queries import open_query_dues
 from monitor.store.dashboard import visible_exam, visible_trial
 from monitor.store.database import autocommit
 from monitor.store.submissions import Submission, save_form, submission_for, submissions_list
-from monitor.web.context import require, web_of
+from monitor.web.context import Web, require, web_of
 from monitor.web.formats import parse_day
 from monitor.web.security import ObjectId, client_address, csrf_ok
 from monitor.web.transmittal import FIELD_LIMIT, completed, prefilled
@@ -86,6 +88,38 @@ def _acting_on(request: Request, session: Session, exam_id: int, csrf_token: str
             raise HTTPException(status_code=404)
 
 
+@dataclass(frozen=True, slots=True)
+class _Actor:
+    """Who acts, from where, on which store: what every office action records."""
+
+    web: Web
+    by: str
+    client: str
+
+    def evaluator(self) -> Evaluator:
+        return Evaluator(self.web.engine, self.web.settings)
+
+
+def _act(
+    request: Request,
+    session: Session,
+    exam_id: int,
+    csrf_token: str,
+    action: Callable[[_Actor], object],
+    *,
+    anchor: str = "core-lab",
+    refused: int = 409,
+) -> Response:
+    """Check the CSRF token and the account's view of the exam, run ``action``, and go back to
+    the exam's section; a :class:`CoreLabError` is answered ``refused`` with its sentence."""
+    _acting_on(request, session, exam_id, csrf_token)
+    try:
+        action(_Actor(web_of(request), session.user.username, client_address(request)))
+    except CoreLabError as error:
+        raise HTTPException(status_code=refused, detail=str(error)) from None
+    return RedirectResponse(f"/exams/{exam_id}#{anchor}", status_code=303)
+
+
 @router.post("/exams/{exam_id}/core-lab/send")
 def send(
     request: Request,
@@ -95,23 +129,14 @@ def send(
     again: Annotated[bool, Form()] = False,
 ) -> Response:
     """Copy, check and send the exam's images (takes as long as the PACS takes)."""
-    _acting_on(request, session, exam_id, csrf_token)
-    web = web_of(request)
-    try:
-        send_copy(
-            web.engine,
-            web.settings,
-            exam_id,
-            by=session.user.username,
-            client=client_address(request),
-            catalogue=web.catalogue,
-            clock=web.clock,
-            again=again,
-            evaluator=Evaluator(web.engine, web.settings),
-        )
-    except CoreLabError as error:
-        raise HTTPException(status_code=409, detail=str(error)) from None
-    return RedirectResponse(f"/exams/{exam_id}#core-lab", status_code=303)
+
+    def act(a: _Actor) -> object:
+        return send_copy(
+            a.web.engine, a.web.settings, exam_id, by=a.by, client=a.client, catalogue=a.web.catalogue,
+            clock=a.web.clock, again=again, evaluator=a.evaluator(),
+        )  # fmt: skip
+
+    return _act(request, session, exam_id, csrf_token, act)
 
 
 @router.post("/exams/{exam_id}/core-lab/uploaded")
@@ -123,21 +148,14 @@ def uploaded(
     csrf_token: Annotated[str, Form(max_length=100)] = "",
 ) -> Response:
     """Record a manual upload the sponsor confirmed."""
-    _acting_on(request, session, exam_id, csrf_token)
-    web = web_of(request)
-    try:
+
+    def act(a: _Actor) -> None:
         record_upload(
-            web.engine,
-            exam_id,
-            confirmation,
-            by=session.user.username,
-            client=client_address(request),
-            now=web.clock(),
-            evaluator=Evaluator(web.engine, web.settings),
-        )
-    except CoreLabError as error:
-        raise HTTPException(status_code=409, detail=str(error)) from None
-    return RedirectResponse(f"/exams/{exam_id}#core-lab", status_code=303)
+            a.web.engine, exam_id, confirmation, by=a.by, client=a.client, now=a.web.clock(),
+            evaluator=a.evaluator(),
+        )  # fmt: skip
+
+    return _act(request, session, exam_id, csrf_token, act)
 
 
 @router.post("/exams/{exam_id}/core-lab/queries")
@@ -151,26 +169,17 @@ def log_a_query(
     csrf_token: Annotated[str, Form(max_length=100)] = "",
 ) -> Response:
     """Log a core lab's query about the exam (its text is kept for the dashboard only)."""
-    _acting_on(request, session, exam_id, csrf_token)
     received, due = parse_day(received_on), parse_day(answer_due)
     if received is None or due is None:
         raise HTTPException(status_code=422, detail="give both dates as YYYY-MM-DD")
-    web = web_of(request)
-    try:
-        log_core_lab_query(
-            web.engine,
-            exam_id,
-            received_on=received,
-            answer_due=due,
-            text=text,
-            by=session.user.username,
-            client=client_address(request),
-            now=web.clock(),
-            evaluator=Evaluator(web.engine, web.settings),
-        )
-    except CoreLabError as error:
-        raise HTTPException(status_code=422, detail=str(error)) from None
-    return RedirectResponse(f"/exams/{exam_id}#core-lab-queries", status_code=303)
+
+    def act(a: _Actor) -> object:
+        return log_core_lab_query(
+            a.web.engine, exam_id, received_on=received, answer_due=due, text=text, by=a.by,
+            client=a.client, now=a.web.clock(), evaluator=a.evaluator(),
+        )  # fmt: skip
+
+    return _act(request, session, exam_id, csrf_token, act, anchor="core-lab-queries", refused=422)
 
 
 @router.post("/exams/{exam_id}/core-lab/queries/{query_id}/answer")
@@ -182,22 +191,13 @@ def answer_a_query(
     answer: Annotated[str, Form(min_length=1, max_length=2000)],
     csrf_token: Annotated[str, Form(max_length=100)] = "",
 ) -> Response:
-    _acting_on(request, session, exam_id, csrf_token)
-    web = web_of(request)
-    try:
+    def act(a: _Actor) -> None:
         answer_core_lab_query(
-            web.engine,
-            exam_id,
-            query_id,
-            answer,
-            by=session.user.username,
-            client=client_address(request),
-            now=web.clock(),
-            evaluator=Evaluator(web.engine, web.settings),
-        )
-    except CoreLabError as error:
-        raise HTTPException(status_code=409, detail=str(error)) from None
-    return RedirectResponse(f"/exams/{exam_id}#core-lab-queries", status_code=303)
+            a.web.engine, exam_id, query_id, answer, by=a.by, client=a.client, now=a.web.clock(),
+            evaluator=a.evaluator(),
+        )  # fmt: skip
+
+    return _act(request, session, exam_id, csrf_token, act, anchor="core-lab-queries")
 
 
 @router.post("/exams/{exam_id}/core-lab/accepted")
@@ -207,15 +207,10 @@ def accepted(
     session: Annotated[Session, Depends(require(*ACTING))],
     csrf_token: Annotated[str, Form(max_length=100)] = "",
 ) -> Response:
-    _acting_on(request, session, exam_id, csrf_token)
-    web = web_of(request)
-    try:
-        record_acceptance(
-            web.engine, exam_id, by=session.user.username, client=client_address(request), now=web.clock()
-        )
-    except CoreLabError as error:
-        raise HTTPException(status_code=409, detail=str(error)) from None
-    return RedirectResponse(f"/exams/{exam_id}#core-lab", status_code=303)
+    def act(a: _Actor) -> None:
+        record_acceptance(a.web.engine, exam_id, by=a.by, client=a.client, now=a.web.clock())
+
+    return _act(request, session, exam_id, csrf_token, act)
 
 
 @router.get("/exams/{exam_id}/core-lab/form")
