@@ -19,6 +19,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, date, datetime
 from functools import cache
+from operator import itemgetter
 from typing import Any, cast
 
 from sqlalchemy import JSON, Connection, Date, Table
@@ -45,7 +46,9 @@ class Driver:
         """An aware datetime as the store keeps it: naive UTC (SQLite: SQLAlchemy's text format)."""
         if value is None:
             return None
-        naive = value.astimezone(UTC).replace(tzinfo=None)
+        if value.tzinfo is not UTC:  # the engine's times are UTC already: skip the conversion
+            value = value.astimezone(UTC)
+        naive = value.replace(tzinfo=None)
         return naive.isoformat(" ", "microseconds") if self.sqlite else naive
 
     @staticmethod
@@ -77,17 +80,31 @@ class Driver:
             if column.name not in rows[0] and column.default is not None and column.default.is_scalar
         }
         names = [*given, *defaults]
-        convert = [self._converter(table.c[name].type) for name in names]
         marks = ", ".join("%s" if self.dialect == "postgresql" else "?" for _ in names)
         sql = f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({marks})"  # noqa: S608 (names are the table's own)
-        fallback = [defaults.get(name) for name in names]
-        params = [
-            tuple(
-                to(row[name] if name in row else fallback[index])
-                for index, (name, to) in enumerate(zip(names, convert, strict=True))
-            )
-            for row in rows
+        # Rows as tuples in C (itemgetter), then only the columns that need it converted:
+        # per-value Python calls for 10 columns of 360k rows took 7 s under cProfile.
+        take = itemgetter(*given)
+        # Rows of one evaluation share a handful of instants and days (now, the windows):
+        # each is converted once per call (JSON values are not hashable, nor worth it).
+        once: dict[Callable[[Any], Any], Callable[[Any], Any]] = {
+            self.time: cache(self.time),
+            _iso_date: cache(_iso_date),
+        }
+        tail = [self._converter(table.c[name].type)(value) for name, value in defaults.items()]
+        convert = [
+            (index, once.get(to, to))
+            for index, name in enumerate(given)
+            if (to := self._converter(table.c[name].type)) is not _same
         ]
+        single = len(given) == 1
+        params: list[list[Any]] = []
+        for row in rows:
+            values = [take(row)] if single else list(take(row))
+            for index, to in convert:
+                values[index] = to(values[index])
+            values.extend(tail)
+            params.append(values)
         dbapi_connection = conn.connection.dbapi_connection
         assert dbapi_connection is not None
         cursor = dbapi_connection.cursor()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import psycopg
 import pytest
@@ -17,6 +18,8 @@ from monitor.store.driver import driver_for
 from monitor.store.messages import purge_payloads
 from monitor.store.schema import findings, messages, metadata, notifications
 from tests.monitor.trial_setup import load_examples
+
+NEW_YORK = ZoneInfo("America/New_York")
 
 
 def test_migrations_create_exactly_the_declared_tables(database_url: str) -> None:
@@ -119,19 +122,19 @@ def test_rows_written_on_the_driver_read_back_as_rows_written_through_core(datab
         "finding_kind": "missed", "thread_key": "", "due_at": now + timedelta(hours=1), "status": "pending",
         "next_attempt_at": now, "last_error": "", "summary": "s", "created_at": now, "updated_at": now,
     }  # fmt: skip
+    later = {"window_end": date(2026, 4, 5), "due_at": (now + timedelta(days=1)).astimezone(NEW_YORK)}
     with engine.begin() as conn:
         for table, row in ((findings, finding), (notifications, notification)):
             key = "key" if table is findings else "dedupe_key"
-            conn.execute(table.insert(), [{**row, key: "core"}])
-            driver_for(conn).insert_many(conn, table, [{**row, key: "driver"}])
+            second = {**row, **{name: value for name, value in later.items() if name in row}}
+            conn.execute(table.insert(), [{**row, key: "core"}, {**second, key: "core-2"}])
+            driver_for(conn).insert_many(conn, table, [{**row, key: "driver"}, {**second, key: "driver-2"}])
             read = {
                 found[key]: {name: value for name, value in found.items() if name not in ("id", key)}
-                for found in (
-                    r._asdict()
-                    for r in conn.execute(select(table).where(table.c[key].in_(["core", "driver"])))
-                )
+                for found in (r._asdict() for r in conn.execute(select(table).where(table.c[key] != "")))
             }
             assert read["driver"] == read["core"], table.name
+            assert read["driver-2"] == read["core-2"] != read["core"], table.name  # per row, not the first's
             assert read["core"]["window_start" if table is findings else "maybe_sent"] in (
                 date(2026, 3, 1),
                 False,
