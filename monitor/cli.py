@@ -40,6 +40,7 @@ COMMAND_GROUPS: tuple[str, ...] = (
     "monitor.commands.fhir",
     "monitor.commands.pacs",
     "monitor.commands.core_lab",
+    "monitor.commands.messages",
     "monitor.commands.notifications",
     "monitor.commands.simulate",
     "monitor.commands.db",

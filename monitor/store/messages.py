@@ -73,6 +73,7 @@ class NewMessage:
     dedupe_key: str | None = None
     content_key: str | None = None
     original_id: int | None = None
+    reprocess_of: int | None = None  # a reprocessing of this rejected message (the browser)
 
     def values(self) -> dict[str, Any]:
         return {
@@ -93,6 +94,7 @@ class NewMessage:
             "content_key": self.content_key,
             "original_id": self.original_id,
             "key_reused": int(self.original_id is not None),
+            "reprocess_of": self.reprocess_of,
         }
 
 
@@ -117,6 +119,12 @@ class PendingMessage:
 _SAME_CONTENT = select(
     messages.c.id, messages.c.outcome, messages.c.ack_code, messages.c.error_code, messages.c.error
 ).where(messages.c.content_key == bindparam("b_content"))
+_SETTLED = (
+    select(messages.c.id, messages.c.outcome, messages.c.ack_code, messages.c.error_code, messages.c.error)
+    .where(messages.c.reprocess_of == bindparam("b_id"), messages.c.outcome != "rejected")
+    .order_by(messages.c.id)
+    .limit(1)
+)
 _FIRST_OF_KEY = select(messages.c.id).where(messages.c.dedupe_key == bindparam("b_key"))
 _COUNT_RESEND = (
     update(messages).where(messages.c.id == bindparam("b_id")).values(duplicates=messages.c.duplicates + 1)
@@ -127,7 +135,7 @@ _SET_OUTCOME = update(messages).where(messages.c.id == bindparam("b_id"))
 _MESSAGE_COLUMNS = (
     "feed", "sender_application", "sender_facility", "control_id", "message_type", "received_at",
     "peer", "payload", "body_digest", "outcome", "ack_code", "error_code", "error", "dedupe_key",
-    "content_key", "original_id", "key_reused",
+    "content_key", "original_id", "key_reused", "reprocess_of",
 )  # fmt: skip
 # Built from the constant column names above; every value is a bound parameter.
 _INSERT_UNLESS_SEEN = (
@@ -146,13 +154,16 @@ def insert_message(conn: Connection, message: NewMessage) -> int | None:
 
 
 def stored_answer(conn: Connection, content_key: str) -> StoredAnswer | None:
-    """The stored message with this content, and how it was answered."""
+    """The stored message with this content, and how it was answered; for a rejected one
+    that a reprocessing has since settled, how that reprocessing would have answered (the
+    sender who resends it now gets AA, and nothing is applied twice)."""
     row = conn.execute(_SAME_CONTENT, {"b_content": content_key}).first()
-    return (
-        None
-        if row is None
-        else StoredAnswer(int(row.id), row.outcome, row.ack_code, row.error_code, row.error)
-    )
+    if row is None:
+        return None
+    answer = row
+    if row.outcome == "rejected":
+        answer = conn.execute(_SETTLED, {"b_id": row.id}).first() or row
+    return StoredAnswer(int(row.id), answer.outcome, answer.ack_code, answer.error_code, answer.error)
 
 
 def first_of_key(conn: Connection, dedupe_key: str) -> int | None:

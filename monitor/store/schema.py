@@ -97,8 +97,12 @@ messages = Table(
     Column("original_id", ForeignKey("messages.id"), nullable=True),
     Column("key_reused", Integer, nullable=False, default=0),
     Column("purged_at", UTCDateTime(), nullable=True),
+    # A message stored by reprocessing a rejected one (the message browser) points at it.
+    Column("reprocess_of", ForeignKey("messages.id"), nullable=True),
 )
-Index("ix_messages_received_at", messages.c.received_at)
+Index("ix_messages_received_at", messages.c.received_at, messages.c.id)  # the browser's keyset pages
+Index("ix_messages_control_id", messages.c.control_id)
+Index("ix_messages_reprocess_of", messages.c.reprocess_of)
 Index("uq_messages_content_key", messages.c.content_key, unique=True)
 Index("ix_messages_original_id", messages.c.original_id)  # feed health lists reused keys
 Index("ix_messages_outcome", messages.c.outcome, messages.c.received_at)
@@ -163,6 +167,7 @@ exam_events = Table(
     Column("fields", JSON, nullable=True),
 )
 Index("ix_exam_events_exam_id", exam_events.c.exam_id)
+Index("ix_exam_events_message_id", exam_events.c.message_id)  # the exams a message touched
 
 
 # --- The trial office's registry: protocol versions and enrolments (API: monitor/store/registry)

@@ -33,7 +33,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError, SQLAlchemyError
@@ -43,7 +43,9 @@ from monitor.events import Rejection, ScheduleEvent
 from monitor.feeds.hl7.ack import build_ack, message_key, message_type
 from monitor.feeds.hl7.mapping import MappingSettings, to_events
 from monitor.logs import where
+from monitor.store.accounts import record_audit
 from monitor.store.exams import apply_event
+from monitor.store.message_browser import reprocess_source, reprocessing_of
 from monitor.store.messages import (
     NewMessage,
     StoredAnswer,
@@ -259,6 +261,77 @@ class Intake:
                     conn, pending.id, receipt.outcome, receipt.ack_code, receipt.error_code, receipt.reason
                 )
         return receipts
+
+    # -- reprocessing a rejected message (the message browser) ---------------------------
+
+    def reprocess(self, message_id: int, *, by: str, client: str = "") -> Reprocessed:
+        """Process a rejected message of this feed again, through the same mapping and the
+        same exam updates, after a mapping or configuration fix.
+
+        The attempt is a message of its own (``reprocess_of`` the original, peer
+        ``reprocess``), applied, audited (``by``, from ``client``) and committed in one
+        transaction; the original keeps its row and the answer its sender got. Idempotent:
+        once an attempt is not rejected, asking again changes nothing and names that
+        attempt. Asking for an attempt reprocesses its original. Never raises for a message
+        that cannot be reprocessed: ``done`` is False and ``reason`` says why."""
+        with self.engine.begin() as conn:
+            found = reprocess_source(conn, message_id)
+            if found is not None and found.reprocess_of is not None:
+                found = reprocess_source(conn, int(found.reprocess_of))
+            if found is None:
+                return Reprocessed(message_id, reason=f"there is no message {message_id}")
+            original = int(found.id)
+            refusal = self._refusal(found)
+            if refusal:
+                return Reprocessed(original, reason=refusal)
+            settled = reprocessing_of(conn, original).settled
+            if settled is not None:
+                reason = f"already reprocessed as message {settled.id} ({settled.outcome})"
+                return Reprocessed(original, int(settled.id), settled.outcome, reason=reason)
+            payload = bytes(found.payload)
+            mapped = self._map(payload)
+            receipt = Receipt("accepted", "AA")
+            if isinstance(mapped, Rejection):
+                receipt = _rejection_receipt(mapped, key_reused=False)
+            key = message_key(payload)
+            stored = _StoredMessage(
+                Arrival(payload, peer="reprocess", received_at=self.clock()),
+                key, body_digest(payload), None, None, None,
+            )  # fmt: skip
+            attempt = insert_message(conn, replace(self._row(stored, receipt), reprocess_of=original))
+            assert attempt is not None  # no dedupe or content key: nothing to conflict with
+            exam_ids: tuple[int, ...] = ()
+            if isinstance(mapped, list) and mapped:
+                now = self.clock()
+                exam_ids = tuple(apply_event(conn, event, attempt, now) for event in mapped)
+            detail = f"attempt {attempt}: {receipt.outcome}" + (
+                f" ({receipt.reason})" if receipt.reason else ""
+            )
+            record_audit(conn, self.clock(), by, "message.reprocess", "message", original, client, detail)
+            return Reprocessed(original, attempt, receipt.outcome, receipt.reason, exam_ids, done=True)
+
+    def _refusal(self, found: Any) -> str:
+        if found.feed != self.feed:
+            return f"message {found.id} came from feed {found.feed!r}; this intake is {self.feed!r}"
+        if found.outcome != "rejected":
+            return f"message {found.id} was {found.outcome}: only rejected messages are reprocessed"
+        if found.payload is None:
+            return f"message {found.id}'s content was purged after the retention period"
+        return ""
+
+
+@dataclass(frozen=True, slots=True)
+class Reprocessed:
+    """What reprocessing a message did: ``done`` when an attempt was made now (its outcome
+    may be ``rejected`` again); otherwise ``reason`` says why not, and ``attempt`` names
+    the earlier attempt that settled it, if that is the reason."""
+
+    original: int
+    attempt: int | None = None
+    outcome: str = ""
+    reason: str = ""
+    exam_ids: tuple[int, ...] = ()
+    done: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,48 @@
+"""The integration team's message browser and reprocessing
+
+- ``messages.reprocess_of``: a message stored by reprocessing a rejected one points at it
+  (the original keeps its row, its outcome and the answer its sender got).
+- Indexes for the browser: by control id (MSH-10), by time then id (keyset pages), and the
+  events a message wrote (the exams it touched; the search by accession, appointment, MRN).
+
+Revision ID: 0018
+Revises: 0017
+Create Date: 2026-12-07
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0018"
+down_revision = "0017"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    if op.get_bind().dialect.name == "sqlite":
+        # In place: a batch copy of messages cannot drop the table exam_events refers to.
+        op.execute("ALTER TABLE messages ADD COLUMN reprocess_of INTEGER REFERENCES messages (id)")
+    else:
+        op.add_column("messages", sa.Column("reprocess_of", sa.BigInteger(), nullable=True))
+        op.create_foreign_key(
+            "fk_messages_reprocess_of_messages", "messages", "messages", ["reprocess_of"], ["id"]
+        )
+    op.create_index("ix_messages_reprocess_of", "messages", ["reprocess_of"])
+    op.create_index("ix_messages_control_id", "messages", ["control_id"])
+    op.drop_index("ix_messages_received_at", table_name="messages")
+    op.create_index("ix_messages_received_at", "messages", ["received_at", "id"])
+    op.create_index("ix_exam_events_message_id", "exam_events", ["message_id"])
+
+
+def downgrade() -> None:
+    op.drop_index("ix_exam_events_message_id", table_name="exam_events")
+    op.drop_index("ix_messages_received_at", table_name="messages")
+    op.create_index("ix_messages_received_at", "messages", ["received_at"])
+    op.drop_index("ix_messages_control_id", table_name="messages")
+    op.drop_index("ix_messages_reprocess_of", table_name="messages")
+    if op.get_bind().dialect.name != "sqlite":
+        op.drop_constraint("fk_messages_reprocess_of_messages", "messages", type_="foreignkey")
+        op.drop_column("messages", "reprocess_of")
+    # SQLite cannot drop a column that is a foreign key, nor copy messages (exam_events refers
+    # to it): the column stays, unused by the older code.
