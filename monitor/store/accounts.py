@@ -47,6 +47,9 @@ class Role(StrEnum):
     COORDINATOR = "coordinator"
     TECHNOLOGIST = "technologist"
     VIEWER = "viewer"
+    # The hospital's integration team: feed health and the message browser (raw messages,
+    # reprocessing); no trial, no exam, no finding (their scopes below are empty).
+    INTEGRATION = "integration"
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,11 +88,20 @@ class User:
 
     def trial_scope(self) -> tuple[str, ...] | None:
         """The trials this account may see; None means every trial."""
+        if self.role is Role.INTEGRATION:
+            return ()
         return self.trials if self.role is Role.COORDINATOR else None
 
     def modality_scope(self) -> tuple[str, ...] | None:
         """The modalities this account may see; None means every modality."""
+        if self.role is Role.INTEGRATION:
+            return ()
         return self.modalities if self.role is Role.TECHNOLOGIST else None
+
+    @property
+    def reads_messages(self) -> bool:
+        """Who may search and read stored messages (PHI, audited) and reprocess rejected ones."""
+        return self.role in (Role.ADMIN, Role.INTEGRATION)
 
 
 @dataclass(frozen=True, slots=True)

@@ -39,6 +39,7 @@ from monitor.web import (
     calendar,
     core_lab,
     health,
+    messages,
     pages,
     protocols,
     registry,
@@ -129,6 +130,7 @@ def create_app(
         api,
         calendar,
         core_lab,
+        messages,
     ):
         app.include_router(module.router)
     return app

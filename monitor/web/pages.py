@@ -38,7 +38,7 @@ from monitor.store.dashboard import (
 from monitor.store.database import autocommit
 from monitor.store.exams.pools import missed_enrolled
 from monitor.store.images import unmatched_for_trials
-from monitor.store.messages import feed_health, raw_message
+from monitor.store.messages import feed_health
 from monitor.store.outbox import RetryResult, outbox_health, outbox_rows, retry_failed
 from monitor.store.registry.enrolments import find_entry
 from monitor.store.registry.protocols import protocols_in_force
@@ -67,7 +67,8 @@ def _audit(request: Request, session: Session, action: str, kind: str = "", iden
 
 @router.get("/")
 def home(session: Annotated[Session, Depends(signed_in)]) -> Response:
-    return RedirectResponse("/upcoming", status_code=303)
+    first = "/messages" if session.user.role is Role.INTEGRATION else "/upcoming"
+    return RedirectResponse(first, status_code=303)
 
 
 @router.get("/login")
@@ -350,7 +351,7 @@ def sheet(request: Request, exam_id: ObjectId, session: Annotated[Session, Depen
 @router.get("/feeds")
 def feeds(
     request: Request,
-    session: Annotated[Session, Depends(require(*OFFICE))],
+    session: Annotated[Session, Depends(require(*OFFICE, Role.INTEGRATION))],
     retried: int = -1,
     refused: int = 0,
 ) -> Response:
@@ -417,19 +418,3 @@ def retry_channel(
 ) -> Response:
     """Retry every failed delivery of one channel (the same refusals as one row)."""
     return _retry(request, session, csrf_token, channel=channel)
-
-
-@router.get("/feeds/messages/{message_id}")
-def message(
-    request: Request, message_id: ObjectId, session: Annotated[Session, Depends(require(Role.ADMIN))]
-) -> Response:
-    """A stored message's raw content (PHI): admins only."""
-    web = web_of(request)
-    with autocommit(web.engine) as conn:
-        found = raw_message(conn, message_id)
-        if found is None:
-            raise HTTPException(status_code=404)
-        record_audit(
-            conn, web.clock(), session.user.username, "view", "message", message_id, client_address(request)
-        )
-    return web.page(request, session, "message.html", {"message": found})

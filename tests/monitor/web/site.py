@@ -45,6 +45,7 @@ ACCOUNTS = {
     "neuro": (Role.COORDINATOR, ("NEU-4405",), ()),
     "tech": (Role.TECHNOLOGIST, (), ("CT",)),
     "viewer": (Role.VIEWER, (), ()),
+    "integ": (Role.INTEGRATION, (), ()),
 }
 
 

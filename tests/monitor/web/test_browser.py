@@ -283,6 +283,8 @@ WCAG_AA = {"runOnly": {"type": "tag", "values": ["wcag2a", "wcag2aa", "wcag21a",
         ("admin", "/audit"),
         ("admin", "/accounts"),
         ("admin", "/protocols"),
+        ("admin", "/messages"),
+        ("admin", "/feeds/messages/1"),
         ("coord", "/no/such/page"),
     ],
 )

@@ -1,0 +1,188 @@
+"""The message browser: search stored messages, read one field by field, reprocess rejected
+ones. Admins and the integration role only (``User.reads_messages``): a message is PHI,
+so every message read and every search by MRN is audited, and reprocessing is a CSRF-checked
+POST audited in its own transaction (:meth:`monitor.feeds.hl7.intake.Intake.reprocess`).
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time, timedelta
+from typing import Annotated, Any
+from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
+
+from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request
+from fastapi.responses import RedirectResponse, Response
+
+from monitor.evaluation import evaluate_for_exams
+from monitor.feeds.hl7.intake import Intake, Reprocessed
+from monitor.feeds.hl7.mapping import MappingSettings
+from monitor.feeds.hl7.structure import lay_out, validate_structure
+from monitor.store.accounts import Role, Session, record_audit
+from monitor.store.database import autocommit
+from monitor.store.message_browser import (
+    OUTCOMES,
+    MessageFilter,
+    PageMark,
+    exams_touched,
+    rejected_since,
+    reprocessing_of,
+    search_messages,
+)
+from monitor.store.messages import raw_message
+from monitor.web.context import Web, require, web_of
+from monitor.web.security import ObjectId, client_address, csrf_ok
+
+__all__ = ["READERS", "router"]
+
+router = APIRouter(include_in_schema=False)
+READERS = (Role.ADMIN, Role.INTEGRATION)
+Text = Annotated[str, Query(max_length=200)]
+
+
+def _day(value: str, zone: ZoneInfo, days_after: int = 0) -> datetime | None:
+    if not value:
+        return None
+    try:
+        day = date.fromisoformat(value) + timedelta(days=days_after)
+    except ValueError:
+        raise HTTPException(status_code=400, detail="a day is written YYYY-MM-DD") from None
+    return datetime.combine(day, time(), tzinfo=zone)
+
+
+@router.get("/messages")
+def messages_page(
+    request: Request,
+    session: Annotated[Session, Depends(require(*READERS))],
+    control_id: Text = "",
+    accession: Text = "",
+    appointment: Text = "",
+    mrn: Text = "",
+    type: Text = "",
+    outcome: Annotated[str, Query(max_length=20)] = "",
+    feed: Text = "",
+    since: Annotated[str, Query(alias="from", max_length=10)] = "",
+    until: Annotated[str, Query(alias="to", max_length=10)] = "",
+    after: Annotated[str, Query(max_length=80)] = "",
+    reprocessed: Annotated[int, Query(ge=-1)] = -1,
+) -> Response:
+    web = web_of(request)
+    zone = ZoneInfo(web.settings.site.timezone)
+    try:
+        wanted = MessageFilter(
+            control_id=control_id.strip(), accession=accession.strip(), appointment=appointment.strip(),
+            mrn=mrn.strip(), message_type=type.strip(), outcome=outcome, feed=feed.strip(),
+            since=_day(since, zone), until=_day(until, zone, days_after=1),
+        )  # fmt: skip
+        mark = PageMark.parse(after) if after else None
+    except ValueError as exc:
+        raise HTTPException(status_code=400, detail=str(exc)) from None
+    with autocommit(web.engine) as conn:
+        page = search_messages(conn, wanted, mark)
+        if wanted.by_patient:
+            record_audit(
+                conn, web.clock(), session.user.username, "view", "messages", "", client_address(request),
+                f"search by MRN: {len(page.rows)} message(s)",
+            )  # fmt: skip
+    form = {
+        "control_id": control_id, "accession": accession, "appointment": appointment, "mrn": mrn,
+        "type": type, "outcome": outcome, "feed": feed, "from": since, "to": until,
+    }  # fmt: skip
+    older = None
+    if page.next is not None:
+        older = "/messages?" + urlencode({**{k: v for k, v in form.items() if v}, "after": page.next.text()})
+    context = {
+        "page": page, "form": form, "outcomes": OUTCOMES, "older": older, "first_page": mark is None,
+        "reprocessed": reprocessed, "feed_name": web.settings.hl7.feed,
+    }  # fmt: skip
+    return web.page(request, session, "messages.html", context)
+
+
+@router.get("/feeds/messages/{message_id}")
+def message(
+    request: Request,
+    message_id: ObjectId,
+    session: Annotated[Session, Depends(require(*READERS))],
+    validate: bool = False,
+    note: Annotated[str, Query(max_length=300)] = "",
+) -> Response:
+    """A stored message (PHI), one segment per line with its fields named; audited."""
+    web = web_of(request)
+    with autocommit(web.engine) as conn:
+        found = raw_message(conn, message_id)
+        if found is None:
+            raise HTTPException(status_code=404)
+        record_audit(
+            conn, web.clock(), session.user.username, "view", "message", message_id, client_address(request)
+        )
+        touched = exams_touched(conn, message_id)
+        chain = reprocessing_of(conn, message_id)
+    payload = bytes(found.payload) if found.payload is not None else None
+    version, segments = lay_out(payload) if payload is not None else ("", [])
+    context: dict[str, Any] = {
+        "message": found, "version": version, "segments": segments, "touched": touched, "chain": chain,
+        "problems": validate_structure(payload) if validate and payload is not None else None,
+        "reprocessable": found.outcome == "rejected" and chain.settled is None and payload is not None
+        and found.feed == web.settings.hl7.feed,
+        "note": note,
+    }  # fmt: skip
+    return web.page(request, session, "message.html", context)
+
+
+def _intake(web: Web) -> Intake:
+    return Intake(web.engine, MappingSettings.from_settings(web.settings.hl7), clock=web.clock)
+
+
+def _after(web: Web, results: list[Reprocessed]) -> None:
+    """Re-evaluate the exams the attempts touched (as the feed's writer does after a batch)."""
+    touched = sorted({exam_id for result in results for exam_id in result.exam_ids})
+    if touched:
+        evaluate_for_exams(web.engine, web.settings, touched, web.clock())
+
+
+def _check(session: Session, token: str) -> None:
+    if not csrf_ok(session.csrf_token, token):
+        raise HTTPException(status_code=403, detail="missing or wrong CSRF token")
+
+
+@router.post("/feeds/messages/{message_id}/reprocess")
+def reprocess_one(
+    request: Request,
+    message_id: ObjectId,
+    session: Annotated[Session, Depends(require(*READERS))],
+    csrf_token: Annotated[str, Form(max_length=100)] = "",
+) -> Response:
+    _check(session, csrf_token)
+    web = web_of(request)
+    result = _intake(web).reprocess(message_id, by=session.user.username, client=client_address(request))
+    _after(web, [result])
+    if result.done:
+        note = f"Reprocessed as message {result.attempt}: {result.outcome}"
+        note += f" ({result.reason})." if result.reason else "."
+        target = result.attempt
+    else:
+        note, target = f"Not reprocessed: {result.reason}.", result.original
+    return RedirectResponse(f"/feeds/messages/{target}?" + urlencode({"note": note[:300]}), status_code=303)
+
+
+@router.post("/messages/reprocess")
+def reprocess_since(
+    request: Request,
+    session: Annotated[Session, Depends(require(*READERS))],
+    since: Annotated[str, Form(max_length=10)],
+    csrf_token: Annotated[str, Form(max_length=100)] = "",
+) -> Response:
+    """Every rejected message of the HL7 feed received since a day that no attempt settled."""
+    _check(session, csrf_token)
+    web = web_of(request)
+    start = _day(since, ZoneInfo(web.settings.site.timezone))
+    assert start is not None  # the form requires it
+    intake = _intake(web)
+    with web.engine.connect() as conn:
+        ids = rejected_since(conn, intake.feed, start)
+    by, client = session.user.username, client_address(request)
+    results = [intake.reprocess(message_id, by=by, client=client) for message_id in ids]
+    _after(web, results)
+    accepted = sum(result.done and result.outcome != "rejected" for result in results)
+    query = urlencode({"outcome": "reprocessed", "from": since, "reprocessed": accepted})
+    return RedirectResponse(f"/messages?{query}", status_code=303)
