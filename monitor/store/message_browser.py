@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, select, tuple_
+from sqlalchemy import Connection, literal_column, select, tuple_
 
 from monitor.store.messages import aware
 from monitor.store.schema import exam_events, exams, messages
@@ -109,10 +109,10 @@ def _conditions(wanted: MessageFilter) -> list[Any]:
         where.append(
             messages.c.message_type == kind if "^" in kind else messages.c.message_type.like(f"{kind}^%")
         )
-    if wanted.outcome == "duplicate":
-        where.append(messages.c.duplicates > 0)
-    elif wanted.outcome == "key_reused":
-        where.append(messages.c.key_reused == 1)
+    if wanted.outcome == "duplicate":  # written out, as the partial index ix_messages_resent says it
+        where.append(messages.c.duplicates > literal_column("0"))
+    elif wanted.outcome == "key_reused":  # key_reused = 1 exactly then; this one is indexed
+        where.append(messages.c.original_id.is_not(None))
     elif wanted.outcome == "reprocessed":
         where.append(messages.c.reprocess_of.is_not(None))
     elif wanted.outcome:

@@ -103,6 +103,14 @@ messages = Table(
 Index("ix_messages_received_at", messages.c.received_at, messages.c.id)  # the browser's keyset pages
 Index("ix_messages_control_id", messages.c.control_id)
 Index("ix_messages_reprocess_of", messages.c.reprocess_of)
+# The browser's "resent" filter: the few messages a sender resent, newest first.
+Index(
+    "ix_messages_resent",
+    messages.c.received_at,
+    messages.c.id,
+    postgresql_where=messages.c.duplicates > 0,
+    sqlite_where=messages.c.duplicates > 0,
+)
 Index("uq_messages_content_key", messages.c.content_key, unique=True)
 Index("ix_messages_original_id", messages.c.original_id)  # feed health lists reused keys
 Index("ix_messages_outcome", messages.c.outcome, messages.c.received_at)
@@ -146,6 +154,7 @@ exams = Table(
 Index("ix_exams_mrn", exams.c.mrn)
 Index("ix_exams_start_at", exams.c.start_at)
 Index("ix_exams_accession", exams.c.accession)  # a PACS study is matched by accession first
+Index("ix_exams_external_id", exams.c.external_id)  # the message browser's appointment search
 Index("ix_exams_replaces_exam_id", exams.c.replaces_exam_id)  # rebook linking looks for successors
 
 exam_events = Table(

@@ -2,8 +2,10 @@
 
 - ``messages.reprocess_of``: a message stored by reprocessing a rejected one points at it
   (the original keeps its row, its outcome and the answer its sender got).
-- Indexes for the browser: by control id (MSH-10), by time then id (keyset pages), and the
-  events a message wrote (the exams it touched; the search by accession, appointment, MRN).
+- Indexes for the browser: by control id (MSH-10), by time then id (keyset pages), the
+  events a message wrote (the exams it touched; the search by accession, appointment, MRN),
+  exams by appointment id alone, and the few messages a sender resent (a partial index:
+  without it, finding them meant reading every message).
 
 Revision ID: 0018
 Revises: 0017
@@ -33,9 +35,16 @@ def upgrade() -> None:
     op.drop_index("ix_messages_received_at", table_name="messages")
     op.create_index("ix_messages_received_at", "messages", ["received_at", "id"])
     op.create_index("ix_exam_events_message_id", "exam_events", ["message_id"])
+    op.create_index(
+        "ix_messages_resent", "messages", ["received_at", "id"],
+        postgresql_where=sa.text("duplicates > 0"), sqlite_where=sa.text("duplicates > 0"),
+    )  # fmt: skip
+    op.create_index("ix_exams_external_id", "exams", ["external_id"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_exams_external_id", table_name="exams")
+    op.drop_index("ix_messages_resent", table_name="messages")
     op.drop_index("ix_exam_events_message_id", table_name="exam_events")
     op.drop_index("ix_messages_received_at", table_name="messages")
     op.create_index("ix_messages_received_at", "messages", ["received_at"])
