@@ -93,6 +93,10 @@ class MllpSettings(_Section):
     allowed_senders: tuple[str, ...] = ()
     tls_certificate: str = ""
     tls_private_key: str = ""
+    # Mutual TLS: with a CA bundle, every sender must show a certificate it signed; with
+    # allowed clients too, that certificate's subject CN or one of its DNS names must be listed.
+    tls_client_ca: str = ""
+    tls_allowed_clients: tuple[str, ...] = ()
 
 
 class FhirSettings(_Section):

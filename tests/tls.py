@@ -19,10 +19,11 @@ NOT_BEFORE = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
 NOT_AFTER = dt.datetime(2100, 1, 1, tzinfo=dt.UTC)
 
 
-def make_certificate(folder: Path) -> tuple[Path, Path]:
-    """A self-signed certificate for 127.0.0.1 (``cert.pem``, ``key.pem`` in ``folder``)."""
+def make_certificate(folder: Path, common_name: str = "127.0.0.1") -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 (``cert.pem``, ``key.pem`` in ``folder``),
+    its subject CN ``common_name`` (a sender's certificate names the sending system)."""
     key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     cert = (
         x509.CertificateBuilder()
         .subject_name(name)

@@ -456,6 +456,8 @@ def _check_files(settings: Settings, report: Report) -> None:
     if settings.mllp.enabled and (settings.mllp.tls_certificate or settings.mllp.tls_private_key):
         named += [("mllp.tls_certificate", settings.mllp.tls_certificate)]
         named += [("mllp.tls_private_key", settings.mllp.tls_private_key)]
+    if settings.mllp.enabled and settings.mllp.tls_client_ca:
+        named.append(("mllp.tls_client_ca", settings.mllp.tls_client_ca))
     if settings.fhir.enabled and settings.fhir.auth == "smart_backend":
         named.append(("fhir.private_key_file", settings.fhir.private_key_file))
     if settings.email.enabled and settings.email.ca_file:
@@ -478,11 +480,12 @@ def _check_files(settings: Settings, report: Report) -> None:
         except OSError as exc:
             report.problems.append(f"{key}: cannot read {name} ({exc.strerror})")
     mllp = settings.mllp
-    if mllp.enabled and mllp.tls_certificate and mllp.tls_private_key and not report.problems:
+    tls = mllp.tls_certificate or mllp.tls_private_key or mllp.tls_client_ca or mllp.tls_allowed_clients
+    if mllp.enabled and tls and not report.problems:
         from monitor.feeds.mllp.server import build_tls_context
 
-        try:  # readable is not enough: they must be a certificate and its own key
-            build_tls_context(mllp.tls_certificate, mllp.tls_private_key)
+        try:  # readable is not enough: a certificate and its own key, a CA bundle, and they fit
+            build_tls_context(mllp)
         except ConfigError as exc:
             report.problems.append(str(exc))
 

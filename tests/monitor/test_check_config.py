@@ -183,3 +183,17 @@ def test_a_key_that_is_not_the_certificates_is_named_by_check_config_and_by_run(
     assert main(["--config", config, "run"]) == 2
     captured = capsys.readouterr()
     assert captured.err.strip() == mismatch and "Traceback" not in captured.out + captured.err
+
+
+def test_an_allowed_client_list_without_a_client_ca_is_named_by_check_config_and_by_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cert, key = make_certificate(tmp_path)
+    tls = f'tls_certificate = "{cert}"\ntls_private_key = "{key}"\ntls_allowed_clients = ["epic-bridge"]'
+    config = _config(
+        tmp_path, f"sqlite:///{tmp_path / 'x.db'}", f"[mllp]\nport = 0\n{tls}\n[web]\nenabled = false\n"
+    )
+    assert main(["--config", config, "check-config"]) == 1
+    assert "PROBLEM  mllp.tls_allowed_clients needs mllp.tls_client_ca" in capsys.readouterr().out
+    assert main(["--config", config, "run"]) == 2
+    assert capsys.readouterr().err.startswith("mllp.tls_allowed_clients needs mllp.tls_client_ca")

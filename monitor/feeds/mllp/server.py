@@ -28,7 +28,7 @@ import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from monitor.config import ConfigError, MllpSettings
 from monitor.feeds.mllp.framing import BrokenFrame, Event, Frame, FrameDecoder, Oversize, frame
@@ -107,16 +107,26 @@ def parse_allowed_senders(entries: tuple[str, ...] | list[str]) -> tuple[IpNetwo
     return tuple(networks)
 
 
-def build_tls_context(certificate: str, private_key: str) -> ssl.SSLContext:
-    """A server-side TLS context (TLS 1.2 or newer) from PEM files.
+def build_tls_context(settings: MllpSettings) -> ssl.SSLContext:
+    """A server-side TLS context (TLS 1.2 or newer) from the settings' PEM files; with
+    ``tls_client_ca``, one that asks every sender for a certificate that CA signed.
 
-    Raises :class:`~monitor.config.ConfigError` when a file cannot be read or does not hold a
-    matching certificate and key.
+    Raises :class:`~monitor.config.ConfigError` when a file cannot be read, does not hold a
+    matching certificate and key, or the client settings do not fit together.
     """
+    if bool(settings.tls_certificate) != bool(settings.tls_private_key):
+        raise ConfigError("mllp.tls_certificate and mllp.tls_private_key must be set together")
+    if settings.tls_client_ca and not settings.tls_certificate:
+        raise ConfigError("mllp.tls_client_ca needs mllp.tls_certificate and tls_private_key (TLS itself)")
+    if settings.tls_allowed_clients and not settings.tls_client_ca:
+        raise ConfigError(
+            "mllp.tls_allowed_clients needs mllp.tls_client_ca: a certificate's subject means "
+            "nothing unless a CA you trust signed it"
+        )
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     try:
-        context.load_cert_chain(certificate, private_key)
+        context.load_cert_chain(settings.tls_certificate, settings.tls_private_key)
     except ssl.SSLError as exc:
         if "KEY_VALUES_MISMATCH" in str(exc):
             raise ConfigError(
@@ -125,7 +135,31 @@ def build_tls_context(certificate: str, private_key: str) -> ssl.SSLContext:
         raise ConfigError(f"mllp.tls_certificate/tls_private_key: cannot load: {exc.reason or exc}") from None
     except OSError as exc:
         raise ConfigError(f"mllp.tls_certificate/tls_private_key: cannot load: {exc}") from None
+    if settings.tls_client_ca:
+        try:
+            context.load_verify_locations(cafile=settings.tls_client_ca)
+        except (ssl.SSLError, OSError) as exc:
+            reason = exc.reason if isinstance(exc, ssl.SSLError) and exc.reason else exc
+            raise ConfigError(f"mllp.tls_client_ca: cannot load {settings.tls_client_ca}: {reason}") from None
+        context.verify_mode = ssl.CERT_REQUIRED
     return context
+
+
+def client_names(certificate: dict[str, Any] | None) -> tuple[str, ...]:
+    """The names a sender's verified certificate carries: its subject CNs and DNS names."""
+    if not certificate:
+        return ()
+    names = [value for entry in certificate.get("subject", ()) for key, value in entry if key == "commonName"]
+    names += [value for kind, value in certificate.get("subjectAltName", ()) if kind == "DNS"]
+    return tuple(names)
+
+
+def client_allowed(names: tuple[str, ...], allowed: tuple[str, ...]) -> bool:
+    """Whether one of a certificate's ``names`` is listed (case-insensitive; none listed: any)."""
+    if not allowed:
+        return True
+    listed = {entry.strip().lower() for entry in allowed}
+    return any(name.lower() in listed for name in names)
 
 
 def _is_allowed(host: str, networks: tuple[IpNetwork, ...]) -> bool:
@@ -178,13 +212,14 @@ class MllpServer:
         self._handler = handler
         self._on_ack = on_ack
         self._networks = parse_allowed_senders(settings.allowed_senders)
-        if bool(settings.tls_certificate) != bool(settings.tls_private_key):
-            raise ConfigError("mllp.tls_certificate and mllp.tls_private_key must be set together")
         # Built here, not on start: a key that is not the certificate's stops ``run`` before
         # anything has started, with the one-line ConfigError.
         self._tls: ssl.SSLContext | None = (
-            build_tls_context(settings.tls_certificate, settings.tls_private_key)
+            build_tls_context(settings)
             if settings.tls_certificate
+            or settings.tls_private_key
+            or settings.tls_client_ca
+            or settings.tls_allowed_clients
             else None
         )
         self._server: asyncio.Server | None = None
@@ -263,6 +298,25 @@ class MllpServer:
         self._closed.set()
         log.info("mllp listener closed")
 
+    def _client_admitted(self, peer: Peer, writer: asyncio.StreamWriter) -> bool:
+        """With ``tls_allowed_clients``: whether the sender's certificate (verified against
+        ``tls_client_ca`` in the handshake) names a listed client. Checked before a byte of
+        the sender's is read; a refusal is logged with the certificate's names (system
+        names, not patient data) and the connection closed without an answer."""
+        allowed = self._settings.tls_allowed_clients
+        if not allowed:
+            return True
+        names = client_names(writer.get_extra_info("peercert"))
+        if client_allowed(names, allowed):
+            return True
+        self.stats.rejected_peers += 1
+        log.warning(
+            "mllp conn=%d rejected %s:%d: certificate %s not in mllp.tls_allowed_clients",
+            *_ids(peer),
+            ", ".join(names) or "(no names)",
+        )
+        return False
+
     @staticmethod
     def _cancel(connection: _Connection) -> None:
         if connection.task is not None:
@@ -293,6 +347,8 @@ class MllpServer:
                 await writer.start_tls(
                     self._tls, ssl_handshake_timeout=self._settings.message_deadline_seconds
                 )
+                if not self._client_admitted(peer, writer):
+                    return
             await self._serve(connection, reader, writer)
         except (OSError, TimeoutError) as exc:
             # ssl.SSLError is an OSError; none of these carry message content.
