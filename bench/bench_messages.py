@@ -24,6 +24,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -31,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sqlalchemy import Engine, text  # after the path set-up, so the script runs from a checkout
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 
 from monitor.store.database import make_engine, upgrade
 from monitor.store.message_browser import MessageFilter, PageMark, search_messages
@@ -82,7 +84,7 @@ def database(server: str, keep: bool, count: int) -> tuple[str, bool]:
                 with engine.connect() as mine:
                     if mine.execute(text("SELECT count(*) FROM messages")).scalar() == count:
                         return url, True
-            except Exception:  # noqa: BLE001 (an older or broken copy: made again below)
+            except SQLAlchemyError:  # a broken copy: made again below
                 pass
             finally:
                 engine.dispose()
@@ -123,8 +125,8 @@ def main() -> None:
     args = parser.parse_args()
     url, ready = database(args.server, args.keep, args.messages)
     engine = make_engine(url)
+    upgrade(engine)  # a kept database too: it may predate the latest migration
     if not ready:
-        upgrade(engine)
         fill(engine, args.messages)
     count, exams = args.messages, args.messages // 10
     span = timedelta(seconds=STEP_SECONDS * count)
@@ -163,11 +165,11 @@ def main() -> None:
         "type ORM^O01 (1 in 5)": first_page(lambda: MessageFilter(message_type="ORM^O01")),
         "type family SIU": first_page(lambda: MessageFilter(message_type="SIU")),
         "type ADT^A08 (none)": first_page(lambda: MessageFilter(message_type="ADT^A08")),
+        "type family ADT (none)": first_page(lambda: MessageFilter(message_type="ADT")),
         "feed that sent nothing": first_page(lambda: MessageFilter(feed="lab")),
         "feed epic-fhir (1 in 10)": first_page(lambda: MessageFilter(feed="epic-fhir")),
         "one day": first_page(day),
-        "one day, rejected": first_page(lambda: MessageFilter(outcome="rejected", since=day().since,
-                                                               until=day().until)),  # fmt: skip
+        "one day, rejected": first_page(lambda: replace(day(), outcome="rejected")),
         "accession": first_page(lambda: MessageFilter(accession=f"ACC{rnd.randint(1, exams)}")),
         "appointment id": first_page(lambda: MessageFilter(appointment=f"CSN{rnd.randint(1, exams)}")),
         "MRN": first_page(lambda: MessageFilter(mrn=f"E{rnd.randint(0, 99_999)}")),

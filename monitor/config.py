@@ -273,6 +273,46 @@ class DispatchSettings(_Section):
     quiet_first_run: bool = True
 
 
+_HOURS = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-4]):([0-5]\d)$")
+
+
+def _check_hours(value: str) -> str:
+    """``"07:00-19:00"`` (site time, start before end) or ``""`` (all day)."""
+    text = value.strip()
+    found = _HOURS.match(text)
+    if text and (found is None or text[:5] >= text[6:]):
+        raise ValueError(f"{value!r}: write the hours as HH:MM-HH:MM, the start before the end (07:00-19:00)")
+    return text
+
+
+class FeedWatch(_Section):
+    """How one feed is watched for silence (``[operations.feeds.NAME]``)."""
+
+    # Alert when the feed sends nothing for this long within the watched hours (0: never).
+    quiet_minutes: int = Field(default=60, ge=0)
+    # Watched on the site's open days between these times (site zone); "" all day, every day.
+    hours: str = "07:00-19:00"
+
+    _hours = field_validator("hours")(_check_hours)
+
+
+class OperationsSettings(_Section):
+    """Alerts to the integration team's channel (no patient data): a feed gone quiet, a rise
+    in rejected messages, a backlog in the outbox; each says so once when it recovers."""
+
+    # Where operations alerts go ("slack:#hl7-ops", "email:interfaces@hospital.org", "webhook:NAME").
+    channels: tuple[str, ...] = ()
+    check_every_seconds: int = Field(default=60, ge=5, le=3600)
+    # The feeds watched for silence and how; the HL7 feed (and the FHIR feed when it is
+    # enabled) are watched with the defaults unless named here.
+    feeds: dict[str, FeedWatch] = Field(default_factory=dict)
+    # AE and AR answers of one feed within the last hour that raise an alert (0: never).
+    rejections_per_hour: int = Field(default=20, ge=0)
+    # Outbox messages due this many minutes ago or more and still unsent that raise an alert (0: never).
+    outbox_backlog: int = Field(default=50, ge=0)
+    outbox_backlog_minutes: int = Field(default=15, ge=1)
+
+
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
 
@@ -300,6 +340,7 @@ class Settings(_Section):
     web: WebSettings = WebSettings()
     evaluation: EvaluationSettings = EvaluationSettings()
     pacs: PacsSettings = PacsSettings()
+    operations: OperationsSettings = OperationsSettings()
 
     _webhook_names = field_validator("webhooks")(_check_webhook_names)
 

@@ -27,6 +27,7 @@ from notifiers.base import (
     Notification,
     Notifier,
     NotifierError,
+    OperationsContent,
     Renderer,
     parse_address,
 )
@@ -43,6 +44,7 @@ __all__ = [
     "Notification",
     "Notifier",
     "NotifierError",
+    "OperationsContent",
     "PhiPolicy",
     "Renderer",
     "notifier_class",

@@ -38,6 +38,7 @@ __all__ = [
     "Notification",
     "Notifier",
     "NotifierError",
+    "OperationsContent",
     "Renderer",
     "parse_address",
 ]
@@ -62,6 +63,7 @@ class MessageKind(enum.StrEnum):
     ALERT = "alert"  # coordinator, a problem finding
     DIGEST = "digest"  # coordinator, the daily summary of one trial
     BOOKING = "booking"  # coordinator, a research exam was booked (timepoint + window status)
+    OPERATIONS = "operations"  # the integration team: a feed or the outbox needs a look, or recovered
 
 
 def _aware(value: datetime | None, name: str) -> None:
@@ -136,7 +138,26 @@ class DigestContent:
     dashboard_url: str = ""
 
 
-Content = AlertContent | DigestContent
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OperationsContent:
+    """A feed or the outbox needs a look (``state`` "raised") or is well again ("recovered").
+
+    For the operations channel: no patient, exam or trial in it by construction, only the
+    feed, what was measured and what to check."""
+
+    condition: str  # quiet_feed | rejections | outbox_backlog
+    state: str  # raised | recovered
+    summary: str  # "Feed epic has sent nothing for 47 minutes"
+    since: datetime  # when the condition began
+    feed: str = ""
+    detail: str = ""  # what to check
+    dashboard_url: str = ""
+
+    def __post_init__(self) -> None:
+        _aware(self.since, "since")
+
+
+Content = AlertContent | DigestContent | OperationsContent
 
 
 def parse_address(address: str) -> tuple[str, str]:

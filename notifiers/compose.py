@@ -8,6 +8,7 @@ kind            HTML (email)                     text (email, console, webhook)
 instructions    ``instructions/<protocol's>``    ``instructions/default.txt``
                 or ``instructions/default.html``
 digest          ``digest/email.html``            ``digest/email.txt``
+operations      ``operations/email.html``        ``operations/email.txt``
 anything else   ``alerts/email.html``            ``alerts/email.txt``
 ==============  ===============================  ==============================
 
@@ -62,6 +63,7 @@ KIND_TITLES: dict[MessageKind, str] = {
     MessageKind.ALERT: "Alert",
     MessageKind.DIGEST: "Daily digest",
     MessageKind.BOOKING: "Research scan booked",
+    MessageKind.OPERATIONS: "Feed operations",
 }
 
 _SHEET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*\.html$")
@@ -122,6 +124,8 @@ def _names(notification: Notification) -> tuple[str, str]:
         return sheet_template(content), "instructions/default.txt"
     if notification.kind is MessageKind.DIGEST:
         return "digest/email.html", "digest/email.txt"
+    if notification.kind is MessageKind.OPERATIONS:
+        return "operations/email.html", "operations/email.txt"
     return "alerts/email.html", "alerts/email.txt"
 
 

@@ -51,6 +51,7 @@ BANNERS: dict[MessageKind, str] = {
     MessageKind.BOOKING: "BOOKING NOTICE",
     MessageKind.DIGEST: "DAILY DIGEST",
     MessageKind.INSTRUCTIONS: "TECHNOLOGIST SHEET",
+    MessageKind.OPERATIONS: "OPERATIONS",
 }
 
 _REMEMBERED = 4096  # brief bodies kept to recognise a copy for another address

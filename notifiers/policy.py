@@ -30,7 +30,7 @@ from dataclasses import fields
 from datetime import date
 from typing import Any
 
-from notifiers.base import AlertContent, Content, DigestContent
+from notifiers.base import AlertContent, Content, DigestContent, OperationsContent
 
 __all__ = ["PHI_FIELDS", "WITHHELD", "PhiPolicy", "alert_view", "content_view"]
 
@@ -129,7 +129,11 @@ def _digest_view(digest: DigestContent, policy: PhiPolicy) -> dict[str, Any]:
 
 
 def content_view(content: Content, policy: PhiPolicy) -> dict[str, Any]:
-    """:func:`alert_view` for an alert; for a digest, the digest's fields with each entry's view."""
+    """:func:`alert_view` for an alert; for a digest, the digest's fields with each entry's
+    view; an operations message as it is."""
     if isinstance(content, DigestContent):
         return _digest_view(content, policy)
+    if isinstance(content, OperationsContent):  # no patient data by construction
+        view = {item.name: getattr(content, item.name) for item in fields(content)}
+        return {**view, "phi_policy": policy.value}
     return alert_view(content, policy)

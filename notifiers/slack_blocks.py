@@ -193,6 +193,19 @@ def _digest(renderer: Renderer, ctx: dict[str, Any]) -> list[Block | None]:
     return head + rows + tail
 
 
+def _operations(renderer: Renderer, ctx: dict[str, Any]) -> list[Block | None]:
+    emoji = ":white_check_mark:" if ctx["state"] == "recovered" else ":warning:"
+    return [
+        _header(ctx["headline"]),
+        _section(f"{emoji} {escape(ctx['summary'])}"),
+        _section(escape(ctx["detail"])) if ctx["detail"] else None,
+        _context(
+            [f"since {renderer.format_datetime(ctx['since'])}", f"feed {ctx['feed']}" if ctx["feed"] else ""]
+        ),
+        _link(ctx["dashboard_url"], "Feed health"),
+    ]
+
+
 def build_message(renderer: Renderer, ctx: dict[str, Any]) -> tuple[str, list[Block]]:
     """``(text, blocks)`` for ``chat.postMessage``: the notification text and the Block Kit layout.
 
@@ -200,7 +213,9 @@ def build_message(renderer: Renderer, ctx: dict[str, Any]) -> tuple[str, list[Bl
     :class:`SlackLimits` whatever the content's length.
     """
     kind = ctx["kind"]
-    if kind == "digest":
+    if kind == "operations":
+        built = _operations(renderer, ctx)
+    elif kind == "digest":
         built = _digest(renderer, ctx)
     elif kind == "instructions":
         built = _instructions(renderer, ctx)

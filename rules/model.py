@@ -229,6 +229,7 @@ class Finding:
 class Audience(enum.StrEnum):
     COORDINATOR = "coordinator"
     TECHNOLOGIST = "technologist"
+    OPERATIONS = "operations"  # the integration team's channel: feeds and the outbox, no patients
 
 
 class NotificationKind(enum.StrEnum):

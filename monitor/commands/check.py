@@ -292,6 +292,7 @@ def _routing_addresses(trials: Iterable[Trial]) -> list[str]:
 
 def _check_channels(settings: Settings, trials: Iterable[Trial], report: Report) -> None:
     addresses = _routing_addresses(trials)
+    addresses += [a for a in settings.operations.channels if a not in addresses]  # [operations] channels
     used = set()
     for address in addresses:
         try:

@@ -32,8 +32,9 @@ from monitor.store.findings import (
     occurrence_of_exam,
     open_findings_with_exams,
 )
+from monitor.store.operations import operations_episode
 from monitor.store.registry.protocols import ProtocolCatalogue
-from notifiers.base import AlertContent, DigestContent, parse_address
+from notifiers.base import AlertContent, DigestContent, OperationsContent, parse_address
 from rules import FindingKind, Severity, Trial
 from rules.findings import orderables_for
 from rules.protocol import ExamType
@@ -141,6 +142,24 @@ class ContentBuilder:
         self.renderer = renderer
         self.catalogue = catalogue or ProtocolCatalogue()
         self.base_url = settings.notifications.dashboard_base_url.rstrip("/")
+
+    def operations(self, conn: Connection, finding_key: str) -> OperationsContent:
+        """The content of an operations message (``condition|feed|state``: raised or
+        recovered); LookupError when its episode is gone."""
+        key, _, state = finding_key.rpartition("|")
+        episode = operations_episode(conn, key)
+        if episode is None:
+            raise LookupError("operations alert not in the store")
+        recovered = state == "recovered"
+        return OperationsContent(
+            condition=episode.condition,
+            state=state,
+            summary=episode.recovery if recovered and episode.recovery else episode.summary,
+            detail="" if recovered else episode.detail,
+            since=episode.raised_at,
+            feed=episode.feed,
+            dashboard_url=f"{self.base_url}/feeds" if self.base_url else "",
+        )
 
     def _trial(self, conn: Connection, trial_id: str) -> Trial | None:
         return self.catalogue.trials(conn, [trial_id]).get(trial_id)

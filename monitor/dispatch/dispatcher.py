@@ -321,7 +321,9 @@ class Dispatcher:
         previous: Delivery | None = None
         builder = self._builder()
         with self.engine.connect() as conn:
-            if kind is MessageKind.DIGEST:
+            if kind is MessageKind.OPERATIONS:
+                content = builder.operations(conn, row.finding_key)
+            elif kind is MessageKind.DIGEST:
                 day = datetime.fromisoformat(digest_day(row.due_at, self.zone)).date()
                 content = builder.digest(conn, row.trial, day, self.clock(), address=row.address)
             else:

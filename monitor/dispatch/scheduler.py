@@ -81,6 +81,7 @@ from monitor.config import Settings
 from monitor.dispatch.backoff import PollBackoff
 from monitor.dispatch.content import ContentBuilder
 from monitor.dispatch.dispatcher import Dispatcher
+from monitor.dispatch.operations import check_operations
 from monitor.evaluation import Evaluator
 from monitor.render import Renderer
 from monitor.runtime import JobMetrics, Liveness
@@ -173,6 +174,10 @@ class JobScheduler:
             seconds = self.settings.pacs.poll_interval_seconds
             add(self.poll_pacs, IntervalTrigger(seconds=seconds), id="pacs_poll",
                 misfire_grace_time=seconds, coalesce=True, max_instances=1)  # fmt: skip
+        if self.settings.operations.channels:
+            seconds = self.settings.operations.check_every_seconds
+            add(self.check_operations, IntervalTrigger(seconds=seconds), id="operations",
+                misfire_grace_time=seconds, coalesce=True, max_instances=1)  # fmt: skip
         if self.engine.dialect.name == "postgresql":  # replicas: the lock on its own short timer
             every = jobs.leader_check_seconds
             add(self.check_leader, IntervalTrigger(seconds=every), id="leader",
@@ -262,7 +267,7 @@ class JobScheduler:
         return leading
 
     def _catch_up_jobs(self) -> list[str]:
-        jobs = ["evaluate", "purge", "fhir_poll", "pacs_poll"]
+        jobs = ["evaluate", "purge", "fhir_poll", "pacs_poll", "operations"]
         now = SYSTEM_CLOCK().astimezone(self.zone)
         if self.settings.scheduler.digest_enabled and now.hour >= self.settings.scheduler.digest_hour:
             jobs.append("digest")
@@ -313,6 +318,16 @@ class JobScheduler:
                 log.info("evaluated %d enrolment(s): %s", summary.enrolments, summary.outbox)
 
         return self._guarded("evaluate", run)
+
+    def check_operations(self) -> bool:
+        """Raise or recover the operations alerts (a quiet feed, rejections, an outbox backlog)."""
+
+        def run() -> None:
+            result = check_operations(self.engine, self.settings, self.clock())
+            if result.raised or result.recovered:
+                self.dispatch_soon()
+
+        return self._guarded("operations", run)
 
     def digest(self) -> bool:
         """Plan today's digest of every trial with something to report."""

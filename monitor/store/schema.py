@@ -102,7 +102,21 @@ messages = Table(
 )
 Index("ix_messages_received_at", messages.c.received_at, messages.c.id)  # the browser's keyset pages
 Index("ix_messages_control_id", messages.c.control_id)
-Index("ix_messages_reprocess_of", messages.c.reprocess_of)
+Index(
+    "ix_messages_reprocess_of",
+    messages.c.reprocess_of,
+    postgresql_where=messages.c.reprocess_of.is_not(None),
+    sqlite_where=messages.c.reprocess_of.is_not(None),
+)
+# The browser's type and feed filters: one that matches nothing must not read every message.
+Index(
+    "ix_messages_type",
+    messages.c.message_type,
+    messages.c.received_at,
+    messages.c.id,
+    postgresql_ops={"message_type": "varchar_pattern_ops"},  # the family search: LIKE 'SIU^%'
+)
+Index("ix_messages_feed", messages.c.feed, messages.c.received_at, messages.c.id)
 # The browser's "resent" filter: the few messages a sender resent, newest first.
 Index(
     "ix_messages_resent",
@@ -614,4 +628,19 @@ sweep_state = Table(
     Column("judged_at", UTCDateTime(), nullable=False),
     Column("full_at", UTCDateTime(), nullable=False),
     Column("settings", String(64), nullable=False),
+)
+
+# Operations alerts (monitor/dispatch/operations.py): one row per condition and feed, the
+# current or last episode. No patient data: feeds, counts and times.
+operations_alerts = Table(
+    "operations_alerts",
+    metadata,
+    Column("key", String(200), primary_key=True),  # condition|feed
+    Column("condition", String(32), nullable=False),  # quiet_feed | rejections | outbox_backlog
+    Column("feed", String(64), nullable=False),
+    Column("raised_at", UTCDateTime(), nullable=False),
+    Column("summary", Text, nullable=False),
+    Column("detail", Text, nullable=False),
+    Column("cleared_at", UTCDateTime(), nullable=True),  # NULL: the episode is open
+    Column("recovery", Text, nullable=False),  # what the recovery message said
 )

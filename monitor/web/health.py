@@ -29,6 +29,8 @@ daemon's own registry (:class:`monitor.runtime.Runtime`) when there is one:
 - ``hiro_outbox_notifications{channel, status}``: outbox rows pending, sending or failed;
 - ``hiro_outbox_oldest_due_seconds{channel}``: how long the longest-waiting sendable row
   (pending, its next attempt due) has been due; 0 when none is;
+- ``hiro_operations_alert{condition, feed}``: 1 for each operations alert open now
+  (``quiet_feed``, ``rejections``, ``outbox_backlog``; :mod:`monitor.dispatch.operations`);
 - ``hiro_store_up``: 1 when the store answered this scrape, 0 when it did not (the store's
   other series are then absent, the daemon's are still there);
 - from the daemon: ``hiro_ack_latency_seconds{feed, code}`` (histogram),
@@ -57,6 +59,7 @@ from monitor.runtime import COMPONENTS, Runtime
 from monitor.store.database import ping
 from monitor.store.findings import open_finding_counts
 from monitor.store.messages import message_counts
+from monitor.store.operations import open_episodes
 from monitor.store.outbox import ChannelBacklog, OutboxStatus, outbox_backlog
 from notifiers import CHANNELS
 
@@ -92,7 +95,7 @@ class StoreCollector(Collector):
         up = GaugeMetricFamily("hiro_store_up", "1 when the store answered this scrape")
         try:
             with self.engine.connect() as conn:
-                families = [*self._feeds(conn), *self._outbox(conn, self.clock())]
+                families = [*self._feeds(conn), *self._outbox(conn, self.clock()), self._operations(conn)]
         except SQLAlchemyError as exc:
             log.warning("metrics: the store did not answer (%s)", type(exc).__name__)
             up.add_metric([], 0.0)
@@ -131,6 +134,17 @@ class StoreCollector(Collector):
         for feed, at in counts.last_received:
             last.add_metric([feed], at.timestamp())
         return [received, reused, open_findings, last]
+
+    @staticmethod
+    def _operations(conn: Connection) -> Metric:
+        alerts = GaugeMetricFamily(
+            "hiro_operations_alert",
+            "1 for each operations alert open now (a quiet feed, rejections, an outbox backlog)",
+            labels=["condition", "feed"],
+        )
+        for episode in sorted(open_episodes(conn).values(), key=lambda e: e.key):
+            alerts.add_metric([episode.condition, episode.feed], 1.0)
+        return alerts
 
     @staticmethod
     def _outbox(conn: Connection, now: datetime) -> list[Metric]:

@@ -197,3 +197,11 @@ def test_an_allowed_client_list_without_a_client_ca_is_named_by_check_config_and
     assert "PROBLEM  mllp.tls_allowed_clients needs mllp.tls_client_ca" in capsys.readouterr().out
     assert main(["--config", config, "run"]) == 2
     assert capsys.readouterr().err.startswith("mllp.tls_allowed_clients needs mllp.tls_client_ca")
+
+
+def test_an_operations_channel_that_cannot_send_is_named(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    extra = '[operations]\nchannels = ["slack:#hl7-ops"]\n'
+    assert main(["--config", _config(tmp_path, f"sqlite:///{tmp_path / 'x.db'}", extra), "check-config"]) == 1
+    assert "PROBLEM  channel slack:" in capsys.readouterr().out

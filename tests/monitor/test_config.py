@@ -26,7 +26,7 @@ def _flatten(data: dict[str, object], prefix: str = "") -> set[str]:
     keys: set[str] = set()
     for name, value in data.items():
         if isinstance(value, dict) and not name.endswith(
-            ("status_codes", "_map", "webhooks", "levels")
+            ("status_codes", "_map", "webhooks", "levels", "feeds")
         ):  # tables as values
             keys |= _flatten(value, f"{prefix}{name}.")
         else:

@@ -32,7 +32,7 @@ def test_migrations_create_exactly_the_declared_tables(database_url: str) -> Non
 
 def test_upgrade_records_the_head_revision(database_url: str) -> None:
     engine = make_engine(database_url)
-    assert current_revision(engine) == "0018"
+    assert current_revision(engine) == "0019"
     engine.dispose()
 
 

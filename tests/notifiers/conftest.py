@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from monitor.render import Renderer
-from notifiers import AlertContent, DigestContent, MessageKind, Notification
+from notifiers import AlertContent, DigestContent, MessageKind, Notification, OperationsContent
 from rules.model import Audience, FindingKind, Severity
 
 MRN = "E7730912"
@@ -85,6 +85,29 @@ def digest_content(count: int = 2) -> DigestContent:
         entries=entries,
         dashboard_url="https://hiro.example.org/trials/ONC-2101",
     )
+
+
+def operations_content(state: str = "raised") -> OperationsContent:
+    return OperationsContent(
+        condition="quiet_feed", state=state, feed="epic",
+        summary="Feed epic has sent nothing for 61 minutes",
+        detail="Check the sending engine's queue and its connection to us.",
+        since=datetime(2026, 3, 3, 13, 0, tzinfo=UTC), dashboard_url="https://hiro.example.org/feeds",
+    )  # fmt: skip
+
+
+def content_for(kind: MessageKind, **alert_changes: Any) -> AlertContent | DigestContent | OperationsContent:
+    """Content of the shape ``kind`` carries: a digest, an operations message, or an alert."""
+    if kind is MessageKind.DIGEST:
+        return digest_content()
+    if kind is MessageKind.OPERATIONS:
+        return operations_content()
+    return alert_content(**alert_changes)
+
+
+def tag_of(kind: MessageKind) -> str:
+    """How the headline of ``kind`` begins."""
+    return "[operations]" if kind is MessageKind.OPERATIONS else "[ONC-2101]"
 
 
 MakeNotification = Callable[..., Notification]

@@ -11,7 +11,13 @@ from monitor.clock import FixedClock
 from monitor.render import Renderer
 from notifiers import MessageKind, NotifierError, PhiPolicy
 from notifiers.console import BANNERS, ConsoleNotifier
-from tests.notifiers.conftest import INITIALS, MakeNotification, alert_content, assert_no_phi, digest_content
+from tests.notifiers.conftest import (
+    INITIALS,
+    MakeNotification,
+    assert_no_phi,
+    content_for,
+    tag_of,
+)
 
 
 @pytest.mark.parametrize("kind", list(MessageKind))
@@ -20,11 +26,11 @@ def test_console_prints_the_text_body_without_phi(
 ) -> None:
     stream = io.StringIO()
     notifier = ConsoleNotifier(renderer=renderer, stream=stream)
-    content = digest_content() if kind is MessageKind.DIGEST else alert_content(detail="MRN E7730912")
+    content = content_for(kind, detail="MRN E7730912")
     delivery = notifier.send(make_notification("console:", kind, content=content))
     printed = stream.getvalue()
     assert printed.startswith(f"----- hiro-monitor {kind.value} ")
-    assert "[ONC-2101]" in printed and delivery.channel == "console"
+    assert tag_of(kind) in printed and delivery.channel == "console"
     assert_no_phi(printed)
 
 
@@ -64,11 +70,11 @@ def test_the_brief_console_prints_a_banner_and_a_few_lines_without_phi(
 ) -> None:
     stream = io.StringIO()
     notifier = ConsoleNotifier(renderer=renderer, stream=stream, brief=True)
-    content = digest_content() if kind is MessageKind.DIGEST else alert_content(detail="MRN E7730912")
+    content = content_for(kind, detail="MRN E7730912")
     delivery = notifier.send(make_notification("slack:#onc-2101-imaging", kind, content=content))
     printed = stream.getvalue()
     assert printed.startswith(f"\n===== {BANNERS[kind]} for ")
-    assert "-> slack:#onc-2101-imaging" in printed and "[ONC-2101]" in printed
+    assert "-> slack:#onc-2101-imaging" in printed and tag_of(kind) in printed
     assert delivery.channel == "console" and delivery.destination == "slack:#onc-2101-imaging"
     assert len(printed.splitlines()) < 20
     assert_no_phi(printed)

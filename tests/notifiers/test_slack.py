@@ -16,7 +16,14 @@ from notifiers.compose import message_context
 from notifiers.slack import METADATA_EVENT, SlackNotifier
 from notifiers.slack_blocks import SlackLimits, build_message
 from rules.model import Severity
-from tests.notifiers.conftest import INITIALS, MakeNotification, alert_content, assert_no_phi, digest_content
+from tests.notifiers.conftest import (
+    INITIALS,
+    MakeNotification,
+    alert_content,
+    assert_no_phi,
+    content_for,
+    digest_content,
+)
 from tests.notifiers.slack_server import FakeSlack, SlackServer
 
 CHANNEL = "C0ONC2101"
@@ -56,11 +63,11 @@ def test_a_none_channel_never_sees_mrn_name_or_birth_date(
     slack: SlackServer, notifier: SlackNotifier, make_notification: MakeNotification, kind: MessageKind
 ) -> None:
     leaky = "MRN E7730912 QUINCY, JOAN 11/23/1958"
-    content = digest_content(3) if kind is MessageKind.DIGEST else alert_content(detail=leaky, change=leaky)
+    content = content_for(kind, detail=leaky, change=leaky)
     notification = make_notification("slack:#onc-2101-imaging", kind, content=content)
     delivery = notifier.send(notification)
     notifier.update(replace(notification, content=content), delivery)
-    if kind is not MessageKind.DIGEST:
+    if kind not in (MessageKind.DIGEST, MessageKind.OPERATIONS):
         assert "[withheld]" in slack.fake.posted(CHANNEL)[-1]["text"]  # the change note, scrubbed
     assert slack.fake.raw
     assert_no_phi(slack.fake.all_raw())

@@ -16,7 +16,13 @@ from monitor.config import Settings
 from monitor.render import Renderer
 from notifiers import MessageKind, NotifierError, PhiPolicy, notifier_for
 from notifiers.webhook import WebhookNotifier, WebhookTarget, sign, verify
-from tests.notifiers.conftest import INITIALS, MakeNotification, alert_content, assert_no_phi, digest_content
+from tests.notifiers.conftest import (
+    INITIALS,
+    MakeNotification,
+    assert_no_phi,
+    content_for,
+    digest_content,
+)
 
 SECRET = "whsec-test-0123456789"
 
@@ -112,7 +118,7 @@ def test_a_none_webhook_never_sees_mrn_name_or_birth_date(
     receiver: tuple[Receiver, str], renderer: Renderer, make_notification: MakeNotification, kind: MessageKind
 ) -> None:
     inbox, url = receiver
-    content = digest_content(2) if kind is MessageKind.DIGEST else alert_content()
+    content = content_for(kind)
     notifier = webhook(url, renderer)
     delivery = notifier.send(make_notification("webhook:teams", kind, content=content))
     notifier.update(make_notification("webhook:teams", kind, content=content), delivery)

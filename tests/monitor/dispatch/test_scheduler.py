@@ -24,7 +24,10 @@ from tests.notifiers.slack_server import SlackServer
 @pytest.fixture
 def jobs(office: Office) -> Iterator[JobScheduler]:
     settings = office.settings.model_copy(
-        update={"fhir": office.settings.fhir.model_copy(update={"enabled": True, "base_url": "http://x/"})}
+        update={
+            "fhir": office.settings.fhir.model_copy(update={"enabled": True, "base_url": "http://x/"}),
+            "operations": office.settings.operations.model_copy(update={"channels": ("console:",)}),
+        }
     )
     found = JobScheduler(office.engine, settings, clock=office.clock)
     yield found
@@ -33,7 +36,8 @@ def jobs(office: Office) -> Iterator[JobScheduler]:
 
 def test_every_job_has_a_deliberate_misfire_grace_coalesces_and_runs_alone(jobs: JobScheduler) -> None:
     found = {job.id: job for job in jobs.scheduler.get_jobs()}
-    expected = {"dispatch": 2, "evaluate": 450, "digest": 6 * 3600, "purge": 12 * 3600, "fhir_poll": 300}
+    expected = {"dispatch": 2, "evaluate": 450, "digest": 6 * 3600, "purge": 12 * 3600, "fhir_poll": 300,
+                "operations": 60}  # fmt: skip
     if jobs.engine.dialect.name == "postgresql":  # replicas: the lock has a timer of its own
         expected["leader"] = 3
     grace = {job_id: job.misfire_grace_time for job_id, job in found.items()}

@@ -30,7 +30,16 @@ def upgrade() -> None:
         op.create_foreign_key(
             "fk_messages_reprocess_of_messages", "messages", "messages", ["reprocess_of"], ["id"]
         )
-    op.create_index("ix_messages_reprocess_of", "messages", ["reprocess_of"])
+    op.create_index(
+        "ix_messages_reprocess_of", "messages", ["reprocess_of"],
+        postgresql_where=sa.text("reprocess_of IS NOT NULL"), sqlite_where=sa.text("reprocess_of IS NOT NULL"),
+    )  # fmt: skip
+    # A type or a feed that sent nothing would otherwise be looked for in every message.
+    op.create_index(
+        "ix_messages_type", "messages", ["message_type", "received_at", "id"],
+        postgresql_ops={"message_type": "varchar_pattern_ops"},  # the family search: LIKE 'SIU^%'
+    )  # fmt: skip
+    op.create_index("ix_messages_feed", "messages", ["feed", "received_at", "id"])
     op.create_index("ix_messages_control_id", "messages", ["control_id"])
     op.drop_index("ix_messages_received_at", table_name="messages")
     op.create_index("ix_messages_received_at", "messages", ["received_at", "id"])
@@ -45,6 +54,8 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index("ix_exams_external_id", table_name="exams")
     op.drop_index("ix_messages_resent", table_name="messages")
+    op.drop_index("ix_messages_feed", table_name="messages")
+    op.drop_index("ix_messages_type", table_name="messages")
     op.drop_index("ix_exam_events_message_id", table_name="exam_events")
     op.drop_index("ix_messages_received_at", table_name="messages")
     op.create_index("ix_messages_received_at", "messages", ["received_at"])
