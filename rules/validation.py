@@ -172,6 +172,8 @@ class _ProtocolReader(FieldReader):
         found: list[ProtocolVersion] = []
         checked = False
         previous_date: date | None = None
+        # The same broken reference in several versions is one problem naming them all.
+        by_reference: dict[tuple[str, str, str], list[str]] = {}
         for index, entry in enumerate(entries):
             path = join_path("versions", index)
             self.check_keys(entry, path, _VERSION, ("name", "effective"))
@@ -193,9 +195,16 @@ class _ProtocolReader(FieldReader):
                     True,
                 )
             if changed:
-                check_references(self, exams, timepoints, f"version {name!r}", self.arms, self.anchor_names)
+                label, before = f"version {name!r}", len(self.problems)
+                check_references(self, exams, timepoints, label, self.arms, self.anchor_names)
+                for problem in self.problems[before:]:
+                    key = (problem.path, problem.message.replace(label, "\0"), problem.fix)
+                    by_reference.setdefault(key, []).append(label)
+                del self.problems[before:]
                 checked = True
             found.append(_version(name, effective, exams, timepoints))
+        for (path, message, fix), labels in by_reference.items():
+            self.problem(path, _naming(message, labels), fix)
         return found
 
     # -- exams ----------------------------------------------------------------------------
@@ -457,3 +466,13 @@ def _version(
         for code in exam.orderables:
             orderable_exam.setdefault(code, exam)
     return ProtocolVersion(name, effective, by_id, tuple(t for t, _ in timepoints), orderable_exam)
+
+
+def _naming(message: str, labels: list[str]) -> str:
+    """``message`` (with ``\0`` where a version's name goes) for the versions ``labels``
+    ("version 'A'"): one names it, several are named together."""
+    if len(labels) == 1:
+        return message.replace("\0", labels[0])
+    names = [label.removeprefix("version ") for label in labels]
+    together = "versions " + ", ".join(names[:-1]) + " and " + names[-1]
+    return message.replace("\0 does not", f"{together} do not").replace("\0", together)

@@ -286,6 +286,24 @@ def test_an_amendment_that_drops_an_exam_still_used_by_inherited_timepoints_is_r
     )
 
 
+def test_a_broken_reference_every_version_inherits_is_one_problem_naming_the_versions() -> None:
+    text = PROTOCOL.replace('anchor = "c1d1"', 'anchor = "consent"', 1) + (
+        '\n[[versions]]\nname = "v1"\neffective = 2026-01-01\n'
+        '\n[[versions]]\nname = "A1"\neffective = 2026-06-01\n'
+        '[versions.exams.ct]\nmodality = "CT"\norderables = ["CT1"]\n'
+        '\n[[versions]]\nname = "A2"\neffective = 2026-09-01\n'
+        '[versions.exams.ct]\nmodality = "CT"\norderables = ["CT2"]\n'
+    )
+    with pytest.raises(ProtocolError) as caught:
+        load_protocol(text, "trial.toml")
+    paths = [p.path for p in caught.value.problems]
+    assert len(paths) == len(set(paths)), paths  # each problem once
+    by_path = {p.path: p.message for p in caught.value.problems}
+    anchor = next(path for path in paths if path.endswith(".anchor"))
+    assert "anchor 'consent' is not declared" in by_path[anchor]
+    assert "which versions 'A1' and 'A2' do not define" in by_path["timepoints[2].exams[2]"]
+
+
 def test_previous_after_an_endless_series_has_no_last_visit() -> None:
     text = with_timepoints(
         '[[timepoints]]\nid = "forever"\nexams = ["ct"]\nanchor = "c1d1"\nevery = "4w"\nwindow = "+-3d"\n'
