@@ -344,6 +344,10 @@ class Settings(_Section):
 
     _webhook_names = field_validator("webhooks")(_check_webhook_names)
 
+    def feed_names(self) -> tuple[str, ...]:
+        """The feeds this site's messages come from: the HL7 feed and the FHIR feed."""
+        return tuple(dict.fromkeys((self.hl7.feed, self.fhir.feed)))
+
 
 def _format_errors(exc: ValidationError, origin: str) -> str:
     lines = [f"{origin}: invalid configuration"]

@@ -74,6 +74,11 @@ def cmd_search(settings: Settings, args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"error: --after: {exc}", file=sys.stderr)
         return 2
+    if args.feed and args.feed not in settings.feed_names():
+        print(
+            f"error: --feed: no feed {args.feed!r} here ({', '.join(settings.feed_names())})", file=sys.stderr
+        )
+        return 2
     wanted = MessageFilter(
         control_id=args.control_id, accession=args.accession, appointment=args.appointment,
         mrn=args.mrn, message_type=args.message_type, outcome=args.outcome, feed=args.feed,

@@ -72,9 +72,9 @@ def watched_feeds(settings: Settings) -> dict[str, FeedWatch]:
     return {name: watch for name, watch in feeds.items() if watch.quiet_minutes > 0}
 
 
-_ALWAYS = datetime(
-    2000, 1, 1, tzinfo=UTC
-)  # quiet time of a feed watched all day counts from its last message
+_LOOK_BACK = timedelta(days=7)  # how far back a feed's last message is looked for
+# A feed watched all day: its quiet time counts from its last message alone.
+_ALWAYS = datetime(2000, 1, 1, tzinfo=UTC)
 
 
 def _watch_started(watch: FeedWatch, now: datetime, settings: Settings) -> datetime | None:
@@ -112,12 +112,12 @@ def _conditions(engine: Engine, settings: Settings, now: datetime) -> tuple[list
             if began is None:
                 unmeasured.add(f"quiet_feed|{feed}")
                 continue
-            last = last_message_at(conn, feed)
+            last = last_message_at(conn, feed, now - _LOOK_BACK)
             quiet_since = max(last, began) if last is not None else began
             if now - quiet_since < timedelta(minutes=watch.quiet_minutes):
                 continue
             if last is None and began is _ALWAYS:
-                summary, heard = f"Feed {feed} has not sent any message yet", "none has arrived"
+                summary, heard = f"Feed {feed} has sent nothing for a week or more", "none this week"
             else:
                 summary = f"Feed {feed} has sent nothing for {_minutes(now - quiet_since)}"
                 heard = (

@@ -1,7 +1,7 @@
 """Operations alerts in the store: what the checks measure, the episodes, their messages.
 
 Measures (each an index walk, cheap enough for a check every minute at millions of rows):
-the newest message of a feed (``ix_messages_feed``), the AE/AR answers of the last hour
+the newest message of a feed within the last week and the AE/AR answers of the last hour
 (``ix_messages_received_at``), the outbox rows due long ago and still unsent
 (``ix_notifications_status``).
 
@@ -59,9 +59,16 @@ def _episode(row: Any) -> Episode:
     )
 
 
-def last_message_at(conn: Connection, feed: str) -> datetime | None:
-    """When ``feed``'s newest stored message arrived (None: never)."""
-    found = conn.execute(select(func.max(messages.c.received_at)).where(messages.c.feed == feed)).scalar()
+def last_message_at(conn: Connection, feed: str, since: datetime) -> datetime | None:
+    """When ``feed``'s newest message arrived, if it did at ``since`` or later (None: not since).
+
+    Bounded by ``since`` (a walk of ``ix_messages_received_at`` back to it): a feed that has
+    been silent for weeks must not cost a read of every message at every check."""
+    found = conn.execute(
+        select(func.max(messages.c.received_at)).where(
+            messages.c.received_at >= since, messages.c.feed == feed
+        )
+    ).scalar()
     return None if found is None else aware(found)
 
 

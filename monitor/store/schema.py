@@ -108,7 +108,7 @@ Index(
     postgresql_where=messages.c.reprocess_of.is_not(None),
     sqlite_where=messages.c.reprocess_of.is_not(None),
 )
-# The browser's type and feed filters: one that matches nothing must not read every message.
+# The browser's type filter: a type that never came must not read every message.
 Index(
     "ix_messages_type",
     messages.c.message_type,
@@ -116,7 +116,7 @@ Index(
     messages.c.id,
     postgresql_ops={"message_type": "varchar_pattern_ops"},  # the family search: LIKE 'SIU^%'
 )
-Index("ix_messages_feed", messages.c.feed, messages.c.received_at, messages.c.id)
+
 # The browser's "resent" filter: the few messages a sender resent, newest first.
 Index(
     "ix_messages_resent",

@@ -68,6 +68,8 @@ def messages_page(
 ) -> Response:
     web = web_of(request)
     zone = ZoneInfo(web.settings.site.timezone)
+    if feed.strip() and feed.strip() not in web.settings.feed_names():
+        raise HTTPException(status_code=400, detail=f"no feed {feed.strip()!r} here")
     try:
         wanted = MessageFilter(
             control_id=control_id.strip(), accession=accession.strip(), appointment=appointment.strip(),
@@ -93,7 +95,7 @@ def messages_page(
         older = "/messages?" + urlencode({**{k: v for k, v in form.items() if v}, "after": page.next.text()})
     context = {
         "page": page, "form": form, "outcomes": OUTCOMES, "older": older, "first_page": mark is None,
-        "reprocessed": reprocessed, "feed_name": web.settings.hl7.feed,
+        "reprocessed": reprocessed, "feed_name": web.settings.hl7.feed, "feeds": web.settings.feed_names(),
     }  # fmt: skip
     return web.page(request, session, "messages.html", context)
 
