@@ -19,7 +19,7 @@ import argparse
 import sys
 from zoneinfo import ZoneInfo
 
-from monitor.commands import command_clock, open_engine, operator
+from monitor.commands import command_clock, open_engine, operator, print_json
 from monitor.config import Settings
 from monitor.evaluation import Evaluator
 
@@ -31,6 +31,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     actions = group.add_subparsers(dest="corelab_command", required=True, metavar="ACTION")
     listing = actions.add_parser("list", help="open submissions, earliest due first")
     listing.add_argument("--all", action="store_true", help="also the submitted ones")
+    listing.add_argument("--json", action="store_true", help="the submissions as JSON")
     listing.set_defaults(handler=cmd_list)
     send = actions.add_parser("send", help="copy, check and send an exam's images to its core lab")
     send.add_argument("exam_id", type=int)
@@ -55,6 +56,18 @@ def cmd_list(settings: Settings, args: argparse.Namespace) -> int:
         rows = submissions_list(conn, statuses=None if args.all else OPEN)
         queried = set(open_query_dues(conn, [row.exam_id for row in rows]))
     engine.dispose()
+    if args.json:
+        print_json([
+            {
+                "exam_id": row.exam_id, "trial": row.trial, "subject": row.subject,
+                "timepoint": row.timepoint,
+                "state": "query open" if row.exam_id in queried else row.state(now),
+                "due_at": row.due_at.isoformat(), "destination": row.destination,
+                "confirmation": row.confirmation, "problems": list(row.problems), "error": row.error,
+            }
+            for row in rows
+        ])  # fmt: skip
+        return 0
     zone = ZoneInfo(settings.site.timezone)
     if not rows:
         print("no core-lab submission is open" if not args.all else "no core-lab submission yet")

@@ -122,27 +122,23 @@ def cmd_findings(settings: Settings, args: argparse.Namespace) -> int:
     if args.json:
         print_json([view.as_json() for view in views])
         return 0
-    from rich.console import Console
-    from rich.table import Table
+    from rich.markup import escape
+
+    from monitor.commands.tables import print_table
 
     zone = ZoneInfo(settings.site.timezone)
-    table = Table(title=f"Findings ({len(views)}), times in {settings.site.timezone}")
-    # The detail names trial, subject, occurrence and window; the other columns are for scanning.
-    for column in ("id", "status", "severity", "kind", "exam"):
-        table.add_column(column, no_wrap=True)
-    table.add_column("detail", overflow="fold", ratio=1)
-    table.add_column("since", no_wrap=True)
+    lines = []
     for view in views:
         since = view.resolved_at if view.resolved_at and view.status != "open" else view.opened_at
         style = _STYLE.get(view.severity)
-        table.add_row(
-            str(view.id),
-            view.status,
-            f"[{style}]{view.severity}[/]" if style else view.severity,
-            view.kind,
-            str(view.exam_id) if view.exam_id is not None else "",
-            view.detail,
-            since.astimezone(zone).strftime("%Y-%m-%d %H:%M"),
-        )
-    Console().print(table)
+        lines.append([
+            str(view.id), view.status, f"[{style}]{view.severity}[/]" if style else view.severity,
+            view.kind, str(view.exam_id) if view.exam_id is not None else "",
+            since.astimezone(zone).strftime("%Y-%m-%d %H:%M"), escape(view.detail),
+        ])  # fmt: skip
+    # The detail names trial, subject, occurrence and window; the other columns are for scanning.
+    print_table(
+        f"Findings ({len(views)}), times in {settings.site.timezone}",
+        ("id", "status", "severity", "kind", "exam", "since", "detail"), lines, flexible="detail",
+    )  # fmt: skip
     return 0

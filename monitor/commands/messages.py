@@ -114,34 +114,28 @@ def _listed(row: Any) -> dict[str, Any]:
 
 
 def _print_page(rows: Any, zone: ZoneInfo) -> None:
-    from rich import box
-    from rich.console import Console
-    from rich.table import Table
+    from rich.markup import escape
+
+    from monitor.commands.tables import print_table
 
     if not rows:
         print("no stored message matches")
         return
     lines = [
-        (
-            str(row.id), f"{row.received_at.astimezone(zone):%Y-%m-%d %H:%M}", row.message_type or "-",
-            row.control_id or "-",
+        [
+            str(row.id), f"{row.received_at.astimezone(zone):%Y-%m-%d %H:%M}",
+            escape(row.message_type or "-"), escape(row.control_id or "-"),
             f"{row.outcome} {row.ack_code}".strip()
             + ("" if row.reprocess_of is None else f" (of {row.reprocess_of})"),
-            row.error or "",
-        )
+            escape(row.error or ""),
+        ]
         for row in rows
     ]  # fmt: skip
-    # Fits 80 columns: every column but the reason keeps its width (a long control id is
-    # cut at 14); the reason gives way (ellipsis); --json and `show` have it in full.
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
-    for number, header in enumerate(("id", "received", "type", "control id", "outcome")):
-        widest = max(len(header), *(len(line[number]) for line in lines))
-        width = min(widest, 14) if header == "control id" else widest
-        table.add_column(header, no_wrap=True, min_width=width, max_width=width, overflow="ellipsis")
-    table.add_column("reason", no_wrap=True, overflow="ellipsis")
-    for line in lines:
-        table.add_row(*line)
-    Console().print(table)
+    # A long control id is cut at 14; the reason gives way; --json and `show` have them in full.
+    print_table(
+        "", ("id", "received", "type", "control id", "outcome", "reason"), lines,
+        flexible="reason", caps={"control id": 14},
+    )  # fmt: skip
 
 
 def cmd_show(settings: Settings, args: argparse.Namespace) -> int:

@@ -81,29 +81,28 @@ def cmd_notifications(settings: Settings, args: argparse.Namespace) -> int:
     if args.json:
         print_json([row.as_json() for row in rows])
         return 0
-    from rich.console import Console
-    from rich.table import Table
+    from rich.markup import escape
+
+    from monitor.commands.tables import print_table
 
     zone = ZoneInfo(settings.site.timezone)
-    table = Table(title=f"Outbox ({len(rows)}), times in {settings.site.timezone}")
-    for column in ("id", "status", "kind", "audience", "address", "exam", "due", "tries"):
-        table.add_column(column, no_wrap=True)
-    table.add_column("summary / last error", overflow="fold", ratio=1)
+    lines = []
     for row in rows:
         style = _STYLE.get(row.status)
         note = row.summary if not row.last_error else f"{row.summary} [{row.last_error}]"
-        table.add_row(
-            str(row.id),
-            f"[{style}]{row.status}[/]" if style else row.status,
-            row.kind,
-            row.audience,
-            row.address,
+        if row.attempts > 1:
+            note = f"({row.attempts} tries) {note}"
+        lines.append([
+            str(row.id), f"[{style}]{row.status}[/]" if style else row.status, row.kind, row.address,
             str(row.exam_id) if row.exam_id is not None else "",
-            row.due_at.astimezone(zone).strftime("%Y-%m-%d %H:%M"),
-            str(row.attempts),
-            note,
-        )
-    Console().print(table)
+            row.due_at.astimezone(zone).strftime("%m-%d %H:%M"), escape(note),
+        ])  # fmt: skip
+    # Fits 80 columns: the audience is the kind's (--json has it), the year is this one's.
+    print_table(
+        f"Outbox ({len(rows)}), times in {settings.site.timezone}",
+        ("id", "status", "kind", "to", "exam", "due", "summary"),
+        lines, flexible="summary", caps={"to": 20},
+    )  # fmt: skip
     return 0
 
 

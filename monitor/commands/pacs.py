@@ -16,7 +16,7 @@ import argparse
 import contextlib
 import time
 
-from monitor.commands import command_clock, open_engine
+from monitor.commands import command_clock, open_engine, print_json
 from monitor.config import Settings
 from monitor.evaluation import Evaluator
 
@@ -31,6 +31,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     poll.set_defaults(handler=cmd_poll)
     unmatched = actions.add_parser("unmatched", help="studies of enrolled patients that matched no exam")
     unmatched.add_argument("--show-mrn", action="store_true", help="also print the patient id (PHI)")
+    unmatched.add_argument("--json", action="store_true", help="the studies as JSON")
     unmatched.set_defaults(handler=cmd_unmatched)
 
 
@@ -70,6 +71,17 @@ def cmd_unmatched(settings: Settings, args: argparse.Namespace) -> int:
     with engine.connect() as conn:
         studies = unmatched_studies(conn)
     engine.dispose()
+    if args.json:
+        print_json([
+            {
+                "study_date": study.study_date and study.study_date.isoformat(),
+                "modalities": list(study.modalities),
+                "series": len(study.series), "instances": study.instances, "accession": study.accession,
+                **({"patient_id": study.patient_id} if args.show_mrn else {}),
+            }
+            for study in studies
+        ])  # fmt: skip
+        return 0
     if not studies:
         print("every stored study is matched to an exam")
     for study in studies:

@@ -107,7 +107,9 @@ def cmd_users_list(settings: Settings, args: argparse.Namespace) -> int:
         return 0
     print(f"{'account':<20} {'role':<12} {'may sign in':<11} scope")
     for account in accounts:
-        scope = ", ".join(account.trials or account.modalities) or "all trials"
+        scope = ", ".join(account.trials or account.modalities) or (
+            "feeds and messages, no trial" if account.role is Role.INTEGRATION else "all trials"
+        )
         may = "yes" if account.active else "no"
         print(f"{account.username[:20]:<20} {account.role.value:<12} {may:<11} {scope}")
     return 0

@@ -10,6 +10,7 @@ any image may hold the source study's PHI.
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -159,6 +160,9 @@ def test_images_go_to_the_core_lab_de_identified_and_labelled_and_nothing_identi
     code, out, _ = cli(capsys, office.settings.database.url, "corelab", "list", clock=office.clock)
     assert code == 0 and "due" in out and "exam 1" in out and "2101-001" in out
     assert not any(word.lower() in out.lower() for word in PHI_WORDS)
+    code, out, _ = cli(capsys, office.settings.database.url, "corelab", "list", "--json", clock=office.clock)
+    [listed] = json.loads(out)
+    assert (listed["exam_id"], listed["state"], listed["subject"]) == (1, "due", "2101-001")
 
     result = send_copy(office.engine, office.settings, 1, by="cli:coordinator", clock=office.clock)
 

@@ -7,6 +7,7 @@ by ``tests/pacs`` (skipped where it is not installed).
 
 from __future__ import annotations
 
+import json
 import socket
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
@@ -169,3 +170,6 @@ def test_the_poll_command_prints_counts_and_unmatched_studies_show_no_mrn_unless
     assert "ACC-OTHER" not in out  # not an enrolled patient's: never stored
     _, out, _ = cli(capsys, database_url, *args, "pacs", "unmatched", "--show-mrn")
     assert "patient E10001" in out
+    _, out, _ = cli(capsys, database_url, *args, "pacs", "unmatched", "--json")
+    [study] = json.loads(out)
+    assert (study["accession"], study["modalities"]) == ("ACC-LOOSE-1", ["MR"]) and "patient_id" not in study
