@@ -16,6 +16,8 @@ import contextlib
 import importlib
 import json
 import logging
+import os
+import shutil
 import sys
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -149,7 +151,12 @@ def main(argv: Sequence[str] | None = None, *, clock: Clock = SYSTEM_CLOCK) -> i
         return 2
     configure_logging(settings, level=args.log_level)
     handler: Handler = args.handler
-    return handler(settings, args)
+    try:
+        return handler(settings, args)
+    except BrokenPipeError:  # `hiro-monitor messages show 12 | head`: the reader had enough
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # Python's flush at exit must not fail again
+        return 141  # as a tool killed by SIGPIPE would
 
 
 def cmd_init(settings: Settings, args: argparse.Namespace) -> int:
@@ -194,6 +201,19 @@ def cmd_ingest(settings: Settings, args: argparse.Namespace) -> int:
     )
     for reason, count in summary.reasons.most_common():
         print(f"  rejected x{count}: {reason}")
+    if summary.rejected:
+        files = ", ".join(f"{name} {count}" for name, count in summary.rejected_by_file.most_common())
+        print(f"rejected, by file: {files}")
+        print("each rejected message: file #place, MSH-10, stored as (`messages show ID`):")
+        width = shutil.get_terminal_size().columns  # the reasons above are whole; these fit the line
+        for item in summary.rejected:
+            where = f"{item.file} #{item.number}"
+            stored = f"message {item.message_id}" if item.message_id is not None else "not stored"
+            line = f"  {where}  {item.control_id or '(no MSH-10)'}  {stored}: {item.reason}"
+            print(line if len(line) <= width else line[: width - 1] + "…")
+        more = counts["rejected"] - len(summary.rejected)
+        if more > 0:
+            print(f"  ... and {more} more (hiro-monitor messages search --outcome rejected)")
     if counts["unavailable"]:
         return 3
     return 1 if counts["rejected"] else 0
