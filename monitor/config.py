@@ -311,6 +311,9 @@ class OperationsSettings(_Section):
     # Outbox messages due this many minutes ago or more and still unsent that raise an alert (0: never).
     outbox_backlog: int = Field(default=50, ge=0)
     outbox_backlog_minutes: int = Field(default=15, ge=1)
+    # A sending system whose connections have all closed and that has not come back for this
+    # long (0: never). Each replica reports the senders that left its own listener.
+    sender_gone_minutes: int = Field(default=10, ge=0)
 
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]

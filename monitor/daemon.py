@@ -71,7 +71,14 @@ class Daemon:
         latency = self.runtime.ack_latency(self.intake.feed)
         self.server = MllpServer(settings.mllp, self.writer, on_ack=latency.observe)
         self.jobs = (
-            JobScheduler(engine, settings, dispatcher=dispatcher, clock=clock, speed=clock.speed)
+            JobScheduler(
+                engine,
+                settings,
+                dispatcher=dispatcher,
+                clock=clock,
+                speed=clock.speed,
+                senders=self.server.senders if settings.mllp.enabled else None,
+            )
             if settings.scheduler.enabled
             else None
         )

@@ -15,6 +15,7 @@ the earliest, so a night without messages is not an alert at 07:01.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
@@ -22,6 +23,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Engine
 
 from monitor.config import FeedWatch, Settings
+from monitor.feeds.mllp.server import SenderPresence
 from monitor.store.operations import (
     clear_alert,
     last_message_at,
@@ -31,7 +33,10 @@ from monitor.store.operations import (
     unsent_due_before,
 )
 
-__all__ = ["Condition", "OperationsCheck", "check_operations", "watched_feeds"]
+__all__ = ["Condition", "OperationsCheck", "SenderWatch", "check_operations", "watched_feeds"]
+
+# The conditions check_operations measures (sender_gone is SenderWatch's, on each replica).
+_MEASURED = frozenset({"quiet_feed", "rejections", "outbox_backlog"})
 
 log = logging.getLogger("monitor.operations")
 
@@ -165,7 +170,7 @@ def check_operations(engine: Engine, settings: Settings, now: datetime) -> Opera
             ):  # fmt: skip
                 result.raised.append(key)
         for key, episode in episodes.items():
-            if key not in holding and key not in unmeasured:
+            if episode.condition in _MEASURED and key not in holding and key not in unmeasured:
                 recovery = _recovery_of(episode.condition, episode.feed)
                 if clear_alert(conn, key, recovery, now, channels):
                     result.recovered.append(key)
@@ -176,9 +181,62 @@ def check_operations(engine: Engine, settings: Settings, now: datetime) -> Opera
     return result
 
 
-def _recovery_of(condition: str, feed: str) -> str:
+def _recovery_of(condition: str, feed: str) -> str:  # the conditions of _MEASURED
     if condition == "quiet_feed":
         return f"Feed {feed} is sending again"
     if condition == "rejections":
         return f"Feed {feed}: rejections are back under the threshold"
     return "The outbox has caught up"
+
+
+class SenderWatch:
+    """A sending system that dropped its connections and has not come back.
+
+    Runs on every replica (each knows the senders of its own listener), from the listener's
+    :meth:`monitor.feeds.mllp.server.MllpServer.senders`. A departure is raised once, after
+    ``[operations] sender_gone_minutes``; the sender's return clears it, on whichever
+    replica it reconnects to. Only hosts that delivered a message count."""
+
+    def __init__(self, engine: Engine, settings: Settings) -> None:
+        self.engine = engine
+        self.settings = settings
+        self._raised: dict[str, float] = {}  # host -> the departure (left_at) already raised
+
+    def check(self, senders: Sequence[SenderPresence], now: datetime) -> OperationsCheck:
+        ops = self.settings.operations
+        result = OperationsCheck()
+        if not ops.sender_gone_minutes:
+            return result
+        zone = ZoneInfo(self.settings.site.timezone)
+        feed = self.settings.hl7.feed
+        with self.engine.begin() as conn:
+            episodes = open_episodes(conn)
+            for sender in senders:
+                key = f"sender_gone|{sender.host}"
+                if sender.left_at is None:
+                    if key in episodes and clear_alert(
+                        conn, key, f"Sender {sender.host} is connected again", now, ops.channels
+                    ):
+                        result.recovered.append(key)
+                    continue
+                gone = now.timestamp() - sender.left_at
+                if gone < ops.sender_gone_minutes * 60 or self._raised.get(sender.host) == sender.left_at:
+                    continue
+                left = datetime.fromtimestamp(sender.left_at, UTC).astimezone(zone)
+                summary = (
+                    f"Sender {sender.host} ({feed}) disconnected at {left:%H:%M} and has not come back "
+                    f"({_minutes(timedelta(seconds=gone))})"
+                )
+                detail = (
+                    "Its last connection closed and no new one has opened. Check the sending "
+                    "engine's outbound connection (stopped, or failing to reach us) and the network."
+                )
+                self._raised[sender.host] = sender.left_at
+                result.holding.append(key)
+                if key not in episodes and raise_alert(
+                    conn, key, "sender_gone", sender.host, summary, detail, now, ops.channels
+                ):
+                    result.raised.append(key)
+        for key in result.raised:
+            log.warning("operations: %s", key)
+        return result

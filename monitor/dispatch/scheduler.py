@@ -58,7 +58,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -81,8 +81,9 @@ from monitor.config import Settings
 from monitor.dispatch.backoff import PollBackoff
 from monitor.dispatch.content import ContentBuilder
 from monitor.dispatch.dispatcher import Dispatcher
-from monitor.dispatch.operations import check_operations
+from monitor.dispatch.operations import SenderWatch, check_operations
 from monitor.evaluation import Evaluator
+from monitor.feeds.mllp.server import SenderPresence
 from monitor.render import Renderer
 from monitor.runtime import JobMetrics, Liveness
 from monitor.store.leader import LeaderLock
@@ -112,8 +113,12 @@ class JobScheduler:
         leader: LeaderLock | None = None,
         metrics: JobMetrics | None = None,
         monotonic: Callable[[], float] = time.monotonic,
+        senders: Callable[[], Sequence[SenderPresence]] | None = None,
     ) -> None:
         self.engine = engine
+        # This replica's listener: who sends to it (the sender_gone check runs on every replica).
+        self.senders = senders
+        self._sender_watch = SenderWatch(engine, settings)
         self.settings = settings
         self.clock = clock
         self.speed = speed  # simulated seconds per real second of ``clock``
@@ -178,6 +183,9 @@ class JobScheduler:
             seconds = self.settings.operations.check_every_seconds
             add(self.check_operations, IntervalTrigger(seconds=seconds), id="operations",
                 misfire_grace_time=seconds, coalesce=True, max_instances=1)  # fmt: skip
+            if self.senders is not None and self.settings.operations.sender_gone_minutes:
+                add(self.check_senders, IntervalTrigger(seconds=seconds), id="senders",
+                    misfire_grace_time=seconds, coalesce=True, max_instances=1)  # fmt: skip
         if self.engine.dialect.name == "postgresql":  # replicas: the lock on its own short timer
             every = jobs.leader_check_seconds
             add(self.check_leader, IntervalTrigger(seconds=every), id="leader",
@@ -328,6 +336,19 @@ class JobScheduler:
                 self.dispatch_soon()
 
         return self._guarded("operations", run)
+
+    def check_senders(self) -> bool:
+        """Raise a sender that left this replica's listener and has not come back; clear it on
+        return (every replica: each knows its own listener's senders)."""
+        senders = self.senders
+
+        def run() -> None:
+            if senders is not None:
+                result = self._sender_watch.check(senders(), self.clock())
+                if result.raised or result.recovered:
+                    self.dispatch_soon()
+
+        return self._guarded("senders", run, leader_only=False)
 
     def digest(self) -> bool:
         """Plan today's digest of every trial with something to report."""

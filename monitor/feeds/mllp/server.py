@@ -25,6 +25,7 @@ import ipaddress
 import itertools
 import logging
 import ssl
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -81,6 +82,55 @@ class ListenerStats:
     broken_frames: int = 0  # cut off by a new start block, or by the peer disconnecting
     timeouts: int = 0  # idle or message deadline
     rejected_peers: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class SenderPresence:
+    """A sending system as this listener last saw it (for the operations check)."""
+
+    host: str
+    connections: int  # open now
+    left_at: float | None  # wall-clock seconds when its last connection closed (None: connected)
+
+
+class _Senders:
+    """Which hosts have delivered a message here and whether they are connected now.
+
+    Only a host that has sent a message counts: a load balancer's health probe that
+    connects and leaves is not a sender. Written on the feed's loop, read by the scheduler's
+    thread: a lock keeps the two apart."""
+
+    def __init__(self, wall: Callable[[], float]) -> None:
+        self._wall = wall
+        self._lock = threading.Lock()
+        self._open: dict[str, int] = {}
+        self._left: dict[str, float] = {}
+        self._known: set[str] = set()
+
+    def opened(self, host: str) -> None:
+        with self._lock:
+            self._open[host] = self._open.get(host, 0) + 1
+            self._left.pop(host, None)
+
+    def delivered(self, host: str) -> None:
+        if host not in self._known:
+            with self._lock:
+                self._known.add(host)
+
+    def closed(self, host: str) -> None:
+        with self._lock:
+            left = self._open.get(host, 1) - 1
+            self._open[host] = left
+            if left <= 0:
+                self._open.pop(host, None)
+                self._left[host] = self._wall()
+
+    def snapshot(self) -> list[SenderPresence]:
+        with self._lock:
+            return [
+                SenderPresence(host, self._open.get(host, 0), self._left.get(host))
+                for host in sorted(self._known)
+            ]
 
 
 @dataclass(eq=False, slots=True)
@@ -207,8 +257,10 @@ class MllpServer:
         handler: MessageHandler,
         *,
         on_ack: Callable[[bytes, float], None] | None = None,
+        wall: Callable[[], float] = time.time,
     ) -> None:
         self._settings = settings
+        self._senders = _Senders(wall)
         self._handler = handler
         self._on_ack = on_ack
         self._networks = parse_allowed_senders(settings.allowed_senders)
@@ -228,6 +280,10 @@ class MllpServer:
         self._closing = False
         self._closed = asyncio.Event()
         self.stats = ListenerStats()
+
+    def senders(self) -> list[SenderPresence]:
+        """The hosts that have delivered messages here, connected or since when not (thread-safe)."""
+        return self._senders.snapshot()
 
     @property
     def port(self) -> int:
@@ -338,6 +394,7 @@ class MllpServer:
             return
         decoder = FrameDecoder(self._settings.max_message_bytes)
         connection = _Connection(peer, decoder, asyncio.current_task())
+        admitted = False
         self._connections.add(connection)
         self.stats.connections_open += 1
         self.stats.connections_total += 1
@@ -349,6 +406,8 @@ class MllpServer:
                 )
                 if not self._client_admitted(peer, writer):
                     return
+            self._senders.opened(peer.host)
+            admitted = True
             await self._serve(connection, reader, writer)
         except (OSError, TimeoutError) as exc:
             # ssl.SSLError is an OSError; none of these carry message content.
@@ -368,6 +427,8 @@ class MllpServer:
         finally:
             self._connections.discard(connection)
             self.stats.connections_open -= 1
+            if admitted:
+                self._senders.closed(peer.host)
             if connection.cancelled_by_close:
                 writer.transport.abort()  # no TLS close_notify wait for a connection cut off by close()
             else:
@@ -471,6 +532,7 @@ class MllpServer:
 
     async def _on_frame(self, message: bytes, peer: Peer) -> bytes | None:
         self.stats.frames += 1
+        self._senders.delivered(peer.host)
         started = time.perf_counter()
         try:
             ack = await self._handler.on_message(message, peer)

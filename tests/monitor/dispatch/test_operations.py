@@ -6,6 +6,7 @@ The office's clock starts at Wed 25 Nov 2026 07:00 EST (the start of the watched
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from datetime import timedelta
@@ -13,9 +14,12 @@ from datetime import timedelta
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from monitor.dispatch.operations import check_operations
+from monitor.config import MllpSettings
+from monitor.dispatch.operations import SenderWatch, check_operations
+from monitor.feeds.mllp import MllpServer
 from monitor.web.health import StoreCollector
 from tests.monitor.dispatch.office import Office, assert_no_phi
+from tests.monitor.feeds.test_mllp_server import MSG, Recorder, connect, frame, read_ack, run, send
 from tests.monitor.hl7_messages import siu
 from tests.monitor.trial_setup import NOW
 from tests.notifiers.slack_server import FakeSlack, SlackServer
@@ -142,3 +146,57 @@ def test_an_outbox_backlog_is_raised_and_recovers_when_sent(database_url: str, s
             assert _check(office, 17) == ["recovered outbox_backlog|"]
         finally:
             office.close()
+
+
+def test_a_sender_that_drops_and_stays_away_is_raised_once_and_its_return_clears_it(
+    ops_office: Office,
+) -> None:
+    """Over a real socket: the listener knows who delivered, who left and when."""
+    office = ops_office
+    wall = [NOW.timestamp()]
+    server = MllpServer(MllpSettings(host="127.0.0.1", port=0), Recorder(), wall=lambda: wall[0])
+    watch = SenderWatch(office.engine, office.settings)
+
+    async def connect_send_close() -> None:
+        reader, writer = await connect(server)
+        await send(writer, frame(MSG))
+        await read_ack(reader)
+        writer.close()
+        await writer.wait_closed()
+
+    async def body() -> None:
+        await server.start()
+        try:
+            _, probe = await connect(server)  # a health probe: connects, sends nothing
+            probe.close()
+            await connect_send_close()
+            await asyncio.sleep(0.05)  # the listener sees the close
+            [sender] = server.senders()  # the probe is not a sender
+            assert (sender.host, sender.connections, sender.left_at) == ("127.0.0.1", 0, NOW.timestamp())
+            at = NOW + timedelta(minutes=5)
+            assert watch.check(server.senders(), at).raised == []  # not gone long enough
+            at = NOW + timedelta(minutes=11)
+            assert watch.check(server.senders(), at).raised == ["sender_gone|127.0.0.1"]
+            assert watch.check(server.senders(), at + timedelta(minutes=1)).raised == []  # once
+            reader, writer = await connect(server)  # it comes back
+            await send(writer, frame(MSG))
+            await read_ack(reader)
+            back = watch.check(server.senders(), at + timedelta(minutes=2))
+            assert back.recovered == ["sender_gone|127.0.0.1"]
+            writer.close()
+        finally:
+            await server.close(grace=1.0)
+
+    run(body)
+    rows = _ops_rows(office)
+    assert [key for _, key in rows] == [
+        "sender_gone|127.0.0.1|raised", "sender_gone|127.0.0.1|raised",
+        "sender_gone|127.0.0.1|recovered", "sender_gone|127.0.0.1|recovered",
+    ]  # fmt: skip
+    office.clock.now = NOW + timedelta(minutes=13)
+    office.dispatch()
+    posted = json.dumps(office.slack.fake.posted(OPS))
+    assert "Sender 127.0.0.1 (epic) disconnected at 07:00 and has not come back (11 minutes)" in posted
+    assert "Recovered: Sender 127.0.0.1 is connected again" in posted
+    # The leader's check of feeds and the outbox leaves the sender's episodes alone.
+    assert "recovered sender_gone|127.0.0.1" not in _check(office, 20)
