@@ -288,20 +288,25 @@ def cmd_exams(settings: Settings, args: argparse.Namespace) -> int:
         json.dump([row.as_json() for row in rows], sys.stdout, indent=2)
         print()
         return 0
-    from rich.console import Console
-    from rich.table import Table
+    from rich.markup import escape
+
+    from monitor.commands.tables import print_table
 
     shown = f"{len(rows)} of {total}" if len(rows) < total else str(total)
-    table = Table(title=f"Exams ({shown}), times in {settings.site.timezone}")
-    for column in ("id", "status", "start", "modality", "procedure", "location", "external id"):
-        table.add_column(column)
-    for row in rows:
-        start = row.start.astimezone(zone).strftime("%a %Y-%m-%d %H:%M") if row.start else "-"
-        procedure = " ".join(filter(None, (row.procedure_code, row.procedure_text)))
-        table.add_row(
-            str(row.id), row.status, start, row.modality or "", procedure, row.location or "", row.external_id
-        )
-    Console().print(table)
+    lines = [
+        [
+            str(row.id), row.status,
+            row.start.astimezone(zone).strftime("%Y-%m-%d %H:%M") if row.start else "-",
+            row.modality or "", escape(row.location or ""), escape(row.external_id),
+            escape(" ".join(filter(None, (row.procedure_code, row.procedure_text)))),
+        ]
+        for row in rows
+    ]  # fmt: skip
+    print_table(
+        f"Exams ({shown}), times in {settings.site.timezone}",
+        ("id", "status", "start", "modality", "location", "appointment", "procedure"), lines,
+        flexible="procedure", caps={"location": 10, "appointment": 11},
+    )  # fmt: skip
     return 0
 
 

@@ -71,21 +71,34 @@ def cmd_list(settings: Settings, args: argparse.Namespace) -> int:
     zone = ZoneInfo(settings.site.timezone)
     if not rows:
         print("no core-lab submission is open" if not args.all else "no core-lab submission yet")
+    from rich.markup import escape
+
+    from monitor.commands.tables import print_table
+
+    lines: list[list[str]] = []
+    notes: list[str] = []
     for row in rows:
         state = "query open" if row.exam_id in queried else row.state(now)
         left = row.due_at - now
-        when = f"due {row.due_at.astimezone(zone):%Y-%m-%d %H:%M}"
+        when = f"{row.due_at.astimezone(zone):%Y-%m-%d %H:%M}"
         if state in ("due", "refused", "failed"):
             when += f" (in {_hours(left.total_seconds())})"
         elif state == "overdue":
-            when += f" (overdue by {_hours(-left.total_seconds())})"
-        extra = f"  confirmation {row.confirmation}" if row.confirmation else ""
-        print(f"{state:<9} {row.trial:<10} subject {row.subject:<10} {row.timepoint:<18} "
-              f"exam {row.exam_id:<7} {when}  to {row.destination}{extra}")  # fmt: skip
-        for problem in row.problems:
-            print(f"          copy refused: {problem}")
-        if row.error:
-            print(f"          send failed: {row.error}")
+            when += f" (-{_hours(-left.total_seconds())})"
+        to = row.destination + (f", confirmation {row.confirmation}" if row.confirmation else "")
+        lines.append(
+            [str(row.exam_id), state, row.trial, row.subject, escape(row.timepoint), when, escape(to)]
+        )
+        notes += [f"exam {row.exam_id}: copy refused: {problem}" for problem in row.problems]
+        notes += [f"exam {row.exam_id}: send failed: {row.error}"] if row.error else []
+    if lines:
+        print_table(
+            f"Core-lab submissions ({len(lines)}), times in {settings.site.timezone}",
+            ("exam", "state", "trial", "subject", "visit", "due", "to"), lines,
+            flexible="to", caps={"visit": 14},
+        )  # fmt: skip
+    for note in notes:
+        print(note)
     return 0
 
 

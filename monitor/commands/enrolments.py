@@ -290,21 +290,20 @@ def cmd_list(settings: Settings, args: argparse.Namespace) -> int:
     if args.json:
         print_json([view.as_json() for view in views])
         return 0
-    from rich.console import Console
-    from rich.table import Table
+    from rich.markup import escape
 
-    table = Table(title=f"Enrolments ({len(views)})")
-    for column in ("trial", "subject", "MRNs", "arm", "status", "off study", "anchors"):
-        table.add_column(column)
-    for view in views:
-        table.add_row(
-            view.trial,
-            view.subject,
-            ", ".join(view.mrn_labels()),
-            view.arm or "",
-            view.status,
-            view.off_study.isoformat() if view.off_study else "",
+    from monitor.commands.tables import print_table
+
+    lines = [
+        [
+            view.trial, view.subject, escape(", ".join(view.mrn_labels())), escape(view.arm or ""),
+            view.status, view.off_study.isoformat() if view.off_study else "",
             " ".join(f"{name}={value.isoformat()}" for name, value in sorted(view.anchors.items())),
-        )
-    Console().print(table)
+        ]
+        for view in views
+    ]  # fmt: skip
+    print_table(
+        f"Enrolments ({len(views)})", ("trial", "subject", "MRNs", "arm", "status", "off study", "anchors"),
+        lines, flexible="anchors", caps={"MRNs": 16, "arm": 10},
+    )  # fmt: skip
     return 0
