@@ -139,7 +139,7 @@ def _print_page(rows: Any, zone: ZoneInfo) -> None:
 
 
 def cmd_show(settings: Settings, args: argparse.Namespace) -> int:
-    from monitor.feeds.hl7.structure import lay_out, validate_structure
+    from monitor.feeds.hl7.structure import ack_sent, lay_out, validate_structure
     from monitor.store.accounts import record_audit
     from monitor.store.message_browser import exams_touched, reprocessing_of
     from monitor.store.messages import raw_message
@@ -194,6 +194,9 @@ def cmd_show(settings: Settings, args: argparse.Namespace) -> int:
         for field in segment.fields:
             print(f"    {field.position:<8} {field.name[:34]:<34} {field.value}")
     print("\nexams touched: " + (", ".join(f"{e.id} ({e.kind})" for e in touched) or "none"))
+    ack = ack_sent(payload, found.ack_code, found.error_code, found.error, found.received_at)
+    if ack:
+        print("\nACK sent (rebuilt from the stored answer; MSH-7 is when the message arrived):\n" + ack)
     if args.validate:
         print("structure (hl7apy, strict): " + ("; ".join(problems) if problems else "conforms"))
     return 0

@@ -17,7 +17,7 @@ from fastapi.responses import RedirectResponse, Response
 from monitor.evaluation import evaluate_for_exams
 from monitor.feeds.hl7.intake import Intake, Reprocessed
 from monitor.feeds.hl7.mapping import MappingSettings
-from monitor.feeds.hl7.structure import lay_out, validate_structure
+from monitor.feeds.hl7.structure import ack_sent, lay_out, validate_structure
 from monitor.store.accounts import Role, Session, record_audit
 from monitor.store.database import autocommit
 from monitor.store.message_browser import (
@@ -127,6 +127,8 @@ def message(
         "reprocessable": found.outcome == "rejected" and chain.settled is None and payload is not None
         and found.feed == web.settings.hl7.feed,
         "note": note,
+        "ack": ack_sent(payload, found.ack_code, found.error_code, found.error, found.received_at)
+        if payload is not None else "",
     }  # fmt: skip
     return web.page(request, session, "message.html", context)
 

@@ -13,12 +13,16 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import datetime
 from functools import cache
+from typing import Literal, cast
 
 from hl7apy import load_reference  # type: ignore[import-untyped]
 from hl7apy.exceptions import HL7apyException  # type: ignore[import-untyped]
 
-__all__ = ["FieldView", "SegmentView", "lay_out", "validate_structure"]
+from monitor.feeds.hl7.ack import build_ack
+
+__all__ = ["FieldView", "SegmentView", "ack_sent", "lay_out", "validate_structure"]
 
 _VERSIONS = ("2.1", "2.2", "2.3", "2.3.1", "2.4", "2.5", "2.5.1", "2.6", "2.7", "2.8", "2.8.1", "2.8.2")
 FALLBACK_VERSION = "2.5"
@@ -89,6 +93,17 @@ def lay_out(raw: bytes) -> tuple[str, list[SegmentView]]:
         )
         views.append(SegmentView(name, segment, tuple(fields)))
     return version, views
+
+
+def ack_sent(raw: bytes, ack_code: str, error_code: str, error: str, received_at: datetime) -> str:
+    """The ACK the sender got, rebuilt from the stored answer (the builder is deterministic:
+    its MSH-7 is the second the message was received, and its MSH-10 follows from it); ""
+    when no answer is stored."""
+    if ack_code not in ("AA", "AE", "AR"):
+        return ""
+    code = cast(Literal["AA", "AE", "AR"], ack_code)
+    ack = build_ack(raw, code, error_code=error_code or None, text=error or None, now=received_at)
+    return ack.decode("utf-8", errors="replace").replace("\r", "\n").strip()
 
 
 def validate_structure(raw: bytes) -> list[str]:

@@ -66,6 +66,7 @@ def test_a_message_reads_field_by_field_and_every_read_is_audited(site: Site, lo
     page = integ.get("/feeds/messages/1").text
     assert "PID-3" in page and "Patient Identifier List" in page and "Filler Appointment Id" in page
     assert "exam 1" in page and "Answer sent" in page
+    assert "Acknowledgement sent" in page and "MSA|AA|W0001" in page
     assert len(site.audit_rows(username="integ", object_type="message")) == before + 1
     checked = integ.get("/feeds/messages/1?validate=true").text
     assert "Structure" in checked and "Check the structure" not in checked
