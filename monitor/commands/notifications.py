@@ -101,7 +101,7 @@ def cmd_notifications(settings: Settings, args: argparse.Namespace) -> int:
     print_table(
         f"Outbox ({len(rows)}), times in {settings.site.timezone}",
         ("id", "status", "kind", "to", "exam", "due", "summary"),
-        lines, flexible="summary", caps={"to": 20},
+        lines, flexible="summary", caps={"to": 24},
     )  # fmt: skip
     return 0
 
