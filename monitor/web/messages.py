@@ -50,6 +50,9 @@ def _day(value: str, zone: ZoneInfo, days_after: int = 0) -> datetime | None:
     return datetime.combine(day, time(), tzinfo=zone)
 
 
+_FIELDS = ("control_id", "accession", "appointment", "mrn", "type", "outcome", "feed", "from", "to")
+
+
 @router.get("/messages")
 def messages_page(
     request: Request,
@@ -66,15 +69,40 @@ def messages_page(
     after: Annotated[str, Query(max_length=80)] = "",
     reprocessed: Annotated[int, Query(ge=-1)] = -1,
 ) -> Response:
+    """The browser; links from elsewhere (Feed health's rejected messages) land here."""
+    if mrn:  # a URL ends up in proxy logs and browser history
+        raise HTTPException(status_code=400, detail="an MRN is never sent in a URL: search with the form")
+    form = {"control_id": control_id, "accession": accession, "appointment": appointment, "mrn": "",
+            "type": type, "outcome": outcome, "feed": feed, "from": since, "to": until}  # fmt: skip
+    return _search(request, session, form, after, reprocessed)
+
+
+@router.post("/messages")
+async def messages_search(
+    request: Request, session: Annotated[Session, Depends(require(*READERS))]
+) -> Response:
+    """The search form (POST: an MRN stays out of URLs, proxy logs and browser history)."""
+    data = await request.form()
+    if not csrf_ok(session.csrf_token, str(data.get("csrf_token", ""))):
+        raise HTTPException(status_code=403, detail="missing or wrong CSRF token")
+    form = {name: str(data.get(name, ""))[:200] for name in _FIELDS}
+    return _search(request, session, form, str(data.get("after", ""))[:80], -1)
+
+
+def _search(
+    request: Request, session: Session, form: dict[str, str], after: str, reprocessed: int
+) -> Response:
     web = web_of(request)
     zone = ZoneInfo(web.settings.site.timezone)
-    if feed.strip() and feed.strip() not in web.settings.feed_names():
-        raise HTTPException(status_code=400, detail=f"no feed {feed.strip()!r} here")
+    feed = form["feed"].strip()
+    if feed and feed not in web.settings.feed_names():
+        raise HTTPException(status_code=400, detail=f"no feed {feed!r} here")
     try:
         wanted = MessageFilter(
-            control_id=control_id.strip(), accession=accession.strip(), appointment=appointment.strip(),
-            mrn=mrn.strip(), message_type=type.strip(), outcome=outcome, feed=feed.strip(),
-            since=_day(since, zone), until=_day(until, zone, days_after=1),
+            control_id=form["control_id"].strip(), accession=form["accession"].strip(),
+            appointment=form["appointment"].strip(), mrn=form["mrn"].strip(),
+            message_type=form["type"].strip(), outcome=form["outcome"], feed=feed,
+            since=_day(form["from"], zone), until=_day(form["to"], zone, days_after=1),
         )  # fmt: skip
         mark = PageMark.parse(after) if after else None
     except ValueError as exc:
@@ -86,13 +114,8 @@ def messages_page(
                 conn, web.clock(), session.user.username, "view", "messages", "", client_address(request),
                 f"search by MRN: {len(page.rows)} message(s)",
             )  # fmt: skip
-    form = {
-        "control_id": control_id, "accession": accession, "appointment": appointment, "mrn": mrn,
-        "type": type, "outcome": outcome, "feed": feed, "from": since, "to": until,
-    }  # fmt: skip
-    older = None
-    if page.next is not None:
-        older = "/messages?" + urlencode({**{k: v for k, v in form.items() if v}, "after": page.next.text()})
+    # The next page is asked for with the same form (POST), the mark added.
+    older = None if page.next is None else {**form, "after": page.next.text()}
     context = {
         "page": page, "form": form, "outcomes": OUTCOMES, "older": older, "first_page": mark is None,
         "reprocessed": reprocessed, "feed_name": web.settings.hl7.feed, "feeds": web.settings.feed_names(),

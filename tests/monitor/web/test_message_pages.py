@@ -70,7 +70,10 @@ def test_a_message_reads_field_by_field_and_every_read_is_audited(site: Site, lo
     assert len(site.audit_rows(username="integ", object_type="message")) == before + 1
     checked = integ.get("/feeds/messages/1?validate=true").text
     assert "Structure" in checked and "Check the structure" not in checked
-    integ.get("/messages?mrn=E10001")
+    assert integ.get("/messages?mrn=E10001").status_code == 400  # never in a URL (proxy logs)
+    form = {"csrf_token": csrf_in(integ.get("/messages").text), "mrn": "E10001"}
+    assert "W0001" in integ.post("/messages", data=form).text
+    assert integ.post("/messages", data={**form, "csrf_token": "x"}).status_code == 403
     searches = site.audit_rows(username="integ", object_type="messages")
     assert searches and "search by MRN" in searches[-1].detail  # type: ignore[attr-defined]
     assert "E10001" not in searches[-1].detail  # type: ignore[attr-defined]
