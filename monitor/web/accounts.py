@@ -17,7 +17,7 @@ from fastapi.responses import RedirectResponse, Response
 from monitor.store.accounts import Role, Session, change_account, list_accounts, record_audit
 from monitor.store.database import autocommit
 from monitor.web.context import require, web_of
-from monitor.web.security import client_address, csrf_ok
+from monitor.web.security import client_address, require_csrf
 
 router = APIRouter(include_in_schema=False)
 
@@ -55,8 +55,7 @@ def change(
     modalities: Annotated[str, Form(max_length=200)] = "",
     csrf_token: Annotated[str, Form(max_length=100)] = "",
 ) -> Response:
-    if not csrf_ok(session.csrf_token, csrf_token):
-        raise HTTPException(status_code=403, detail="missing or wrong CSRF token")
+    require_csrf(session, csrf_token)
     if action not in ACTIONS:
         raise HTTPException(status_code=422, detail="action must be change, disable or enable")
     own = username == session.user.username

@@ -45,7 +45,7 @@ from monitor.store.database import autocommit
 from monitor.store.submissions import Submission, save_form, submission_for, submissions_list
 from monitor.web.context import Web, require, web_of
 from monitor.web.formats import parse_day
-from monitor.web.security import ObjectId, client_address, csrf_ok
+from monitor.web.security import ObjectId, client_address, require_csrf
 from monitor.web.transmittal import FIELD_LIMIT, completed, prefilled
 
 __all__ = ["router", "visible_submission"]
@@ -77,8 +77,7 @@ def core_lab_page(request: Request, session: Annotated[Session, Depends(require(
 
 
 def _acting_on(request: Request, session: Session, exam_id: int, csrf_token: str) -> None:
-    if not csrf_ok(session.csrf_token, csrf_token):
-        raise HTTPException(status_code=403, detail="missing or wrong CSRF token")
+    require_csrf(session, csrf_token)
     web = web_of(request)
     with autocommit(web.engine) as conn:
         if (

@@ -31,7 +31,7 @@ from monitor.store.message_browser import (
 )
 from monitor.store.messages import raw_message
 from monitor.web.context import Web, require, web_of
-from monitor.web.security import ObjectId, client_address, csrf_ok
+from monitor.web.security import ObjectId, client_address, require_csrf
 
 __all__ = ["READERS", "router"]
 
@@ -83,8 +83,7 @@ async def messages_search(
 ) -> Response:
     """The search form (POST: an MRN stays out of URLs, proxy logs and browser history)."""
     data = await request.form()
-    if not csrf_ok(session.csrf_token, str(data.get("csrf_token", ""))):
-        raise HTTPException(status_code=403, detail="missing or wrong CSRF token")
+    require_csrf(session, str(data.get("csrf_token", "")))
     form = {name: str(data.get(name, ""))[:200] for name in _FIELDS}
     return _search(request, session, form, str(data.get("after", ""))[:80], -1)
 
@@ -167,11 +166,6 @@ def _after(web: Web, results: list[Reprocessed]) -> None:
         evaluate_for_exams(web.engine, web.settings, touched, web.clock())
 
 
-def _check(session: Session, token: str) -> None:
-    if not csrf_ok(session.csrf_token, token):
-        raise HTTPException(status_code=403, detail="missing or wrong CSRF token")
-
-
 @router.post("/feeds/messages/{message_id}/reprocess")
 def reprocess_one(
     request: Request,
@@ -179,7 +173,7 @@ def reprocess_one(
     session: Annotated[Session, Depends(require(*READERS))],
     csrf_token: Annotated[str, Form(max_length=100)] = "",
 ) -> Response:
-    _check(session, csrf_token)
+    require_csrf(session, csrf_token)
     web = web_of(request)
     result = _intake(web).reprocess(message_id, by=session.user.username, client=client_address(request))
     _after(web, [result])
@@ -200,7 +194,7 @@ def reprocess_since(
     csrf_token: Annotated[str, Form(max_length=100)] = "",
 ) -> Response:
     """Every rejected message of the HL7 feed received since a day that no attempt settled."""
-    _check(session, csrf_token)
+    require_csrf(session, csrf_token)
     web = web_of(request)
     start = _day(since, ZoneInfo(web.settings.site.timezone))
     assert start is not None  # the form requires it

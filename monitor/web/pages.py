@@ -48,7 +48,14 @@ from monitor.web.context import Web, require, signed_in, web_of
 from monitor.web.core_lab import visible_submission
 from monitor.web.matrix import blank_reasons, matrix_rows
 from monitor.web.rescheduling import SubjectSchedule, subject_schedule
-from monitor.web.security import LOGIN_COOKIE, ObjectId, client_address, csrf_ok, set_session_cookie
+from monitor.web.security import (
+    LOGIN_COOKIE,
+    ObjectId,
+    client_address,
+    csrf_ok,
+    require_csrf,
+    set_session_cookie,
+)
 from monitor.web.sheets import render_exam_sheet, sheet_content
 from monitor.web.throttle import FAILED, THROTTLED, sign_in_throttle
 from monitor.web.wording import STATUS_TEXT
@@ -127,8 +134,7 @@ def logout(
     session: Annotated[Session, Depends(signed_in)],
     csrf_token: Annotated[str, Form(max_length=100)] = "",
 ) -> Response:
-    if not csrf_ok(session.csrf_token, csrf_token):
-        raise HTTPException(status_code=403, detail="missing or wrong CSRF token")
+    require_csrf(session, csrf_token)
     web = web_of(request)
     with web.engine.begin() as conn:
         end_session(conn, session.id)
@@ -383,8 +389,7 @@ def feeds(
 
 def _retry(request: Request, session: Session, csrf_token: str, **which: Any) -> Response:
     """Put failed deliveries back to pending (admins; CSRF-checked; one audit row per row)."""
-    if not csrf_ok(session.csrf_token, csrf_token):
-        raise HTTPException(status_code=403, detail="missing or wrong CSRF token")
+    require_csrf(session, csrf_token)
     web = web_of(request)
     now = web.clock()
     with web.engine.begin() as conn:

@@ -27,7 +27,7 @@ from monitor.store.registry.enrolments import check_entry, enrolment_ids_of_tria
 from monitor.store.registry.protocols import describe_changes, protocols_in_force, store_protocol
 from monitor.store.registry.records import load_enrolments, load_exams
 from monitor.web.context import Web, require, web_of
-from monitor.web.security import client_address, csrf_ok
+from monitor.web.security import client_address, require_csrf
 from rules import Enrolment, ProtocolError, Trial, evaluate, load_protocol
 from rules.model import Occurrence
 
@@ -73,8 +73,7 @@ async def check(
     file: Annotated[UploadFile, File()],
     csrf_token: Annotated[str, Form(max_length=100)] = "",
 ) -> Response:
-    if not csrf_ok(session.csrf_token, csrf_token):
-        raise HTTPException(status_code=403, detail="missing or wrong CSRF token")
+    require_csrf(session, csrf_token)
     web = web_of(request)
     text = await _text(file)
     name = (file.filename or "protocol.toml")[:200]
@@ -165,8 +164,7 @@ def load(
     name: Annotated[str, Form(max_length=200)] = "protocol.toml",
     csrf_token: Annotated[str, Form(max_length=100)] = "",
 ) -> Response:
-    if not csrf_ok(session.csrf_token, csrf_token):
-        raise HTTPException(status_code=403, detail="missing or wrong CSRF token")
+    require_csrf(session, csrf_token)
     web = web_of(request)
     try:
         trial = load_protocol(text, name)

@@ -36,7 +36,7 @@ from monitor.store.registry.importing import ImportRejected, import_enrolments, 
 from monitor.web.context import Web, require, web_of
 from monitor.web.formats import parse_day
 from monitor.web.rescheduling import SubjectSchedule, subject_schedule
-from monitor.web.security import client_address, csrf_ok
+from monitor.web.security import client_address, require_csrf
 from rules.model import EnrolmentStatus
 from rules.protocol import Trial
 
@@ -226,8 +226,7 @@ async def _checked_form(request: Request, session: Session) -> Any:
     """The posted form, once its CSRF token is the session's (else 403)."""
     form = await request.form()
     token = form.get("csrf_token", "")
-    if not csrf_ok(session.csrf_token, token if isinstance(token, str) else ""):
-        raise HTTPException(status_code=403, detail="missing or wrong CSRF token")
+    require_csrf(session, token if isinstance(token, str) else "")
     return form
 
 
@@ -264,8 +263,7 @@ async def import_csv(
 ) -> Response:
     """The subjects of a CSV file (``enroll import``'s columns), every row of this trial;
     all or nothing, each problem with its line."""
-    if not csrf_ok(session.csrf_token, csrf_token):
-        raise HTTPException(status_code=403, detail="missing or wrong CSRF token")
+    require_csrf(session, csrf_token)
     web = web_of(request)
     trial = _trial(web, session, trial_id)
     raw = await file.read(MAX_CSV_BYTES + 1)

@@ -27,7 +27,7 @@ from monitor.store.database import autocommit
 from monitor.store.worklist import STATUSES, FindingFilter, Status, counted, queue_rows
 from monitor.web.context import require, web_of
 from monitor.web.formats import csv_download, parse_day
-from monitor.web.security import ObjectId, client_address, csrf_ok
+from monitor.web.security import ObjectId, client_address, require_csrf
 
 router = APIRouter(include_in_schema=False)
 
@@ -173,8 +173,7 @@ def review_many(
     """Acknowledge or resolve the ticked findings with one comment (CSRF-checked; one audit
     row each, saying what the review was before). A finding outside the account's trials
     is refused whole: nothing is recorded."""
-    if not csrf_ok(session.csrf_token, csrf_token):
-        raise HTTPException(status_code=403, detail="missing or wrong CSRF token")
+    require_csrf(session, csrf_token)
     if action not in REVIEW_ACTIONS:
         raise HTTPException(status_code=422, detail="action must be acknowledge or resolve")
     chosen = sorted(set(finding))[:PAGE_SIZE]
@@ -216,8 +215,7 @@ def review(
     csrf_token: Annotated[str, Form(max_length=100)] = "",
 ) -> Response:
     """Acknowledge or resolve a finding with a comment (CSRF-checked, audited)."""
-    if not csrf_ok(session.csrf_token, csrf_token):
-        raise HTTPException(status_code=403, detail="missing or wrong CSRF token")
+    require_csrf(session, csrf_token)
     if action not in REVIEW_ACTIONS:
         raise HTTPException(status_code=422, detail="action must be acknowledge or resolve")
     web = web_of(request)

@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 from typing import Annotated, Any
 from urllib.parse import unquote_plus
 
-from fastapi import Path, Request
+from fastapi import HTTPException, Path, Request
 from sqlalchemy import Engine
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -207,3 +207,9 @@ def set_session_cookie(response: Response, session: Session, settings: WebSettin
 
 def csrf_ok(expected: str, given: Any) -> bool:
     return isinstance(given, str) and bool(expected) and secrets.compare_digest(expected, given)
+
+
+def require_csrf(session: Session, given: Any) -> None:
+    """Refuse (403) a form whose CSRF token is not the session's: every state-changing POST."""
+    if not csrf_ok(session.csrf_token, given):
+        raise HTTPException(status_code=403, detail="missing or wrong CSRF token")
