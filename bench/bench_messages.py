@@ -13,8 +13,10 @@ one exam (accession, appointment, MRN) per 10 messages with an event from each o
 Then times :func:`monitor.store.message_browser.search_messages` as the dashboard and the
 CLI call it, ``--rounds`` times per kind with random values: the newest page, 20 pages
 walked from a random point in history, and the first page of each filter. Issue 19's
-target: p95 <= 150 ms at 5,000,000 messages. (A feed is not indexed: the dashboard and the
-CLI take only the site's feeds, each with a large share of the messages.)
+target: p95 <= 150 ms at 5,000,000 messages. Last, the message counts of ``/metrics`` and
+the feed health page (:mod:`monitor.store.message_tally`), against the full count. (A feed
+is not indexed: the dashboard and the CLI take only the site's feeds, each with a large
+share of the messages.)
 """
 
 from __future__ import annotations
@@ -31,12 +33,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sqlalchemy import Engine, text  # after the path set-up, so the script runs from a checkout
+from sqlalchemy import Engine, func, select, text  # after the path set-up: runs from a checkout
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from monitor.store.database import make_engine, upgrade
 from monitor.store.message_browser import MessageFilter, PageMark, search_messages
+from monitor.store.message_tally import message_counts
+from monitor.store.messages import feed_health
+from monitor.store.schema import messages
 
 NAME = "hiro_bench_messages"
 START = datetime(2025, 1, 1, tzinfo=UTC)
@@ -186,12 +191,34 @@ def main() -> None:
         worst = max(worst, p95)
         print(f"  {name:<48} median {statistics.median(ranked):7.1f} ms   p95 {p95:7.1f} ms")
     print(f"worst p95 {worst:.1f} ms: {'within' if worst <= 150 else 'OVER'} the 150 ms target")
+    scrapes(engine, args.rounds, START + span)
     engine.dispose()
     if not args.keep:
         admin = make_engine(args.server, isolation_level="AUTOCOMMIT")
         with admin.connect() as conn:
             conn.execute(text(f"DROP DATABASE IF EXISTS {NAME}"))
         admin.dispose()
+
+
+def scrapes(engine: Engine, rounds: int, now: datetime) -> None:
+    """/metrics' message counts and the feed health page: the first call of a process counts
+    every message once, later ones only the rows since (:mod:`monitor.store.message_tally`);
+    beside them the full count that every scrape used to run."""
+    full = (
+        select(messages.c.feed, messages.c.message_type, messages.c.outcome, func.count())
+        .group_by(messages.c.feed, messages.c.message_type, messages.c.outcome)
+    )  # fmt: skip
+    with engine.connect() as conn:
+        whole = timed(lambda: conn.execute(full).all())
+        first = timed(lambda: message_counts(conn, now))
+        later = sorted(timed(lambda: message_counts(conn, now)) for _ in range(rounds))
+        health = sorted(timed(lambda: feed_health(conn, now)) for _ in range(rounds))
+    print(f"/metrics message counts: a full count {whole:7.0f} ms (every scrape before); the tally's first")
+    print(
+        f"  call {first:7.0f} ms, then median {statistics.median(later):6.1f} ms "
+        f"({whole / statistics.median(later):,.0f}x); "
+        f"feed health page median {statistics.median(health):6.1f} ms"
+    )
 
 
 def _older(engine: Engine, moment: datetime, outcome: str) -> None:

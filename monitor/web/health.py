@@ -58,7 +58,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from monitor.runtime import COMPONENTS, Runtime
 from monitor.store.database import ping
 from monitor.store.findings import open_finding_counts
-from monitor.store.messages import message_counts
+from monitor.store.message_tally import message_counts
 from monitor.store.operations import open_episodes
 from monitor.store.outbox import ChannelBacklog, OutboxStatus, outbox_backlog
 from notifiers import CHANNELS
@@ -95,7 +95,8 @@ class StoreCollector(Collector):
         up = GaugeMetricFamily("hiro_store_up", "1 when the store answered this scrape")
         try:
             with self.engine.connect() as conn:
-                families = [*self._feeds(conn), *self._outbox(conn, self.clock()), self._operations(conn)]
+                now = self.clock()
+                families = [*self._feeds(conn, now), *self._outbox(conn, now), self._operations(conn)]
         except SQLAlchemyError as exc:
             log.warning("metrics: the store did not answer (%s)", type(exc).__name__)
             up.add_metric([], 0.0)
@@ -106,7 +107,7 @@ class StoreCollector(Collector):
         yield from families
 
     @staticmethod
-    def _feeds(conn: Connection) -> list[Metric]:
+    def _feeds(conn: Connection, now: datetime) -> list[Metric]:
         received = GaugeMetricFamily(
             "hiro_messages_total", "Messages stored, by feed, message type and outcome",
             labels=["feed", "type", "outcome"],
@@ -121,7 +122,7 @@ class StoreCollector(Collector):
             "Messages that reused an earlier message's control id with another body, by feed",
             labels=["feed"],
         )
-        counts = message_counts(conn)
+        counts = message_counts(conn, now)
         totals: Counter[tuple[str, str, str]] = Counter()
         for feed, kind, outcome, count in counts.by_type:
             totals[(feed, metric_type(kind), outcome)] += count
