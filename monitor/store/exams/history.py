@@ -180,8 +180,13 @@ def _relink(conn: Connection, driver: Driver, mrn: str, procedure: str) -> None:
             conn.execute(_UPDATE_EXAM, {"b_exam_id": exam_id, "replaces_exam_id": after})
 
 
-def _maybe_relink(conn: Connection, driver: Driver, mrn: str | None, procedure: str | None) -> None:
-    if mrn and procedure and cancelled_in_group(conn, driver, mrn, procedure):
+def _maybe_relink(
+    conn: Connection, driver: Driver, mrn: str | None, procedure: str | None, cancelled: bool | None = None
+) -> None:
+    """Relink the group when it has a cancellation (``cancelled``: known already; None: ask)."""
+    if not (mrn and procedure):
+        return
+    if cancelled if cancelled is not None else cancelled_in_group(conn, driver, mrn, procedure):
         _relink(conn, driver, mrn, procedure)
 
 
@@ -189,8 +194,8 @@ def apply_event(conn: Connection, event: ScheduleEvent, message_id: int | None, 
     """Record ``event`` in its exam's history and bring the exam's state up to date (see the
     module docstring for the order); returns the exam id.
 
-    The usual case is two statements on the driver (:mod:`.hot`): the upsert that applies an
-    in-order event, and the history row. An older event costs a few more (the fold)."""
+    The usual case is two statements on the driver (:mod:`.hot`; one on PostgreSQL): the
+    upsert that applies an in-order event, and the history row. An older event costs a few more (the fold)."""
     driver = driver_for(conn)
     when = event.event_time or now
     fields = _fields(event)
@@ -215,9 +220,10 @@ def apply_event(conn: Connection, event: ScheduleEvent, message_id: int | None, 
     applied = upsert_exam(conn, driver, params)
     if applied is not None:
         params["exam_id"] = applied.exam_id
-        insert_event(conn, driver, params)
+        if not applied.event_stored:
+            insert_event(conn, driver, params)
         if applied.created or kind is EventKind.CANCELLED:
-            _maybe_relink(conn, driver, applied.mrn, applied.procedure_code)
+            _maybe_relink(conn, driver, applied.mrn, applied.procedure_code, applied.cancelled_in_group)
         return applied.exam_id
     # The exam has a newer event: keep this one in the history and fold it in.
     found = conn.execute(_FIND_EXAM, {"b_source": event.source, "b_external_id": params["external_id"]}).one()
