@@ -411,7 +411,8 @@ def test_a_store_that_hangs_fails_healthz_within_the_probe_time() -> None:
             with contextlib.suppress(TimeoutError):
                 held.append(silent.accept()[0])
 
-    threading.Thread(target=accept, daemon=True).start()
+    acceptor = threading.Thread(target=accept, daemon=True)
+    acceptor.start()
     url = f"postgresql+psycopg://postgres@127.0.0.1:{silent.getsockname()[1]}/stuck"
     engine = make_engine(url)
     try:
@@ -423,6 +424,7 @@ def test_a_store_that_hangs_fails_healthz_within_the_probe_time() -> None:
         }
     finally:
         stop.set()
+        acceptor.join(5)  # out of accept() before its socket closes (else EBADF in the thread)
         for connection in held:
             connection.close()
         silent.close()
