@@ -2,9 +2,9 @@
 and ``--clock-shift=DAYS``.
 
 ``--clock-shift=DAYS`` runs the session with the real clock moved by DAYS days (time-machine,
-ticking; ``time.monotonic`` is not moved): ``datetime.now()``, ``time.time()`` and the
-system clock in this process, and in every Python process a test starts (through
-``tests/clock_shift/sitecustomize.py`` on their ``PYTHONPATH``). The fixed clocks of the
+ticking; ``time.monotonic`` is not moved): the wall clock of the ``datetime`` and ``time``
+modules and the project's system clock, in this process and in every Python process a
+test starts (through ``tests/clock_shift/sitecustomize.py`` on their ``PYTHONPATH``). The fixed clocks of the
 tests are not moved, so a test that passes at +365 and -365 days does not depend on the
 day it runs. Chromium's clock cannot be moved: the browser tests skip under a shift.
 """

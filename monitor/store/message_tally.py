@@ -25,11 +25,11 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from sqlalchemy import Connection, Engine, func, select
 
-from monitor.store.schema import UTCDateTime, messages
+from monitor.store.driver import Driver
+from monitor.store.schema import messages
 
 __all__ = ["MessageCounts", "message_counts"]
 
@@ -74,9 +74,6 @@ class _Counts:
         )
 
 
-_AWARE = UTCDateTime()
-
-
 def _count(conn: Connection, after: int, up_to: int | None) -> _Counts:
     """The counts of the rows with ``after < id <= up_to`` (no upper bound: None)."""
     found = _Counts()
@@ -97,17 +94,10 @@ def _count(conn: Connection, after: int, up_to: int | None) -> _Counts:
         found.by_type[(feed, kind or "", outcome)] += int(count)
         if reuses:
             found.reused[feed] += int(reuses)
-        at = _read_time(conn, last)
+        at = Driver.read_time(last)
         if at is not None and (feed not in found.last or at > found.last[feed]):
             found.last[feed] = at
     return found
-
-
-def _read_time(conn: Connection, value: Any) -> datetime | None:
-    """An aggregate's time (SQLite gives ``max()`` as text) as an aware UTC datetime."""
-    if value is None:
-        return None
-    return _AWARE.process_result_value(value, conn.dialect)
 
 
 class MessageTally:

@@ -46,11 +46,16 @@ _UPSERT = (
     "WHERE exams.last_event_time IS NULL OR exams.last_event_time <= excluded.last_event_time "
     "RETURNING id, created_at, mrn, procedure_code"
 )  # fmt: skip
-_EVENT = (
+# The history row of an event: its exam, then these values (one list for both statements).
+_EVENT_INTO = (
     "INSERT INTO exam_events (exam_id, message_id, kind, trigger, status_code, start_at, location, "
-    "procedure_code, recorded_at, event_time, fields) VALUES (:exam_id, :message_id, :kind, "
-    ":trigger, :status_code, :start_at, :location, :procedure_code, :now, :event_time, {json:fields})"
+    "procedure_code, recorded_at, event_time, fields) "
 )
+_EVENT_VALUES = (
+    ":message_id, :kind, :trigger, :status_code, :start_at, :location, :procedure_code, :now, "
+    ":event_time, {json:fields}"
+)
+_EVENT = _EVENT_INTO + "VALUES (:exam_id, " + _EVENT_VALUES + ")"
 _CANCELLED = (
     "SELECT 1 FROM exams JOIN exam_events ON exam_events.exam_id = exams.id WHERE exams.mrn = :mrn "
     "AND exams.procedure_code = :procedure AND exam_events.kind = 'cancelled' LIMIT 1"
@@ -63,9 +68,7 @@ _CANCELLED = (
 # exams now in it, this exam's own earlier ones, and this event if it is one.
 _UPSERT_AND_EVENT = (
     "WITH up AS (" + _UPSERT + "), "  # noqa: S608
-    "ev AS (INSERT INTO exam_events (exam_id, message_id, kind, trigger, status_code, start_at, location, "
-    "procedure_code, recorded_at, event_time, fields) SELECT up.id, :message_id, :kind, :trigger, "
-    ":status_code, :start_at, :location, :procedure_code, :now, :event_time, {json:fields} FROM up) "
+    "ev AS (" + _EVENT_INTO + "SELECT up.id, " + _EVENT_VALUES + " FROM up) "
     "SELECT up.id, up.created_at, up.mrn, up.procedure_code, "
     "(:kind = 'cancelled' "
     "OR EXISTS (SELECT 1 FROM exam_events WHERE exam_events.exam_id = up.id "
